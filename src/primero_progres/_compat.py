@@ -1,0 +1,5 @@
+"""Small shared type aliases."""
+
+from typing import Literal
+
+Peer = Literal["primero", "dtp"]

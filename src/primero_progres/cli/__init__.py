@@ -1,0 +1,26 @@
+"""The ``primero-progres`` command.
+
+Each group of commands lives in its own module and registers itself here, so
+the parts of the product stay independent.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import mapping, service, simulate, store
+
+app = typer.Typer(
+    name="primero-progres",
+    help="Moves child-protection referrals and decisions between Primero v2 and proGres v4 (DTP).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for part in (mapping, simulate, store, service):
+    part.register(app)
+
+
+def main() -> None:
+    app()

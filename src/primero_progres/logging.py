@@ -1,0 +1,77 @@
+"""Structured logging that cannot leak personal data.
+
+Log events are key/value pairs. Only keys on the allow-list below (IDs,
+statuses, counts, codes) are written; any other key is replaced by
+``"[redacted]"`` so a careless ``log.info("x", case=case)`` shows up in review
+instead of in a log file. Values that are not scalars are redacted too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+_ALWAYS = frozenset(
+    {
+        "event", "level", "timestamp", "logger", "flow", "kind", "step", "status", "state",
+        "reason", "failure_class", "attempt", "attempts", "count", "total", "page", "per",
+        "duration_ms", "peer", "operation", "status_code", "method", "path", "port", "host",
+        "worker", "cursor", "watermark", "retry_in", "retry_after", "http_status", "profile",
+        "database", "key_id", "decision", "outcome", "request_type", "error",
+    }
+)
+_SAFE_SUFFIXES = ("_id", "_ids", "_number", "_count", "_key", "_status", "_at", "_url")
+REDACTED = "[redacted]"
+
+
+def is_safe_key(key: str) -> bool:
+    return key in _ALWAYS or key.endswith(_SAFE_SUFFIXES) or key == "progres_interventionnumber"
+
+
+def redact_event(_logger: Any, _name: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    """structlog processor: keep allow-listed scalar fields, redact everything else."""
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        if key == "exc_info":
+            out[key] = value
+        elif not is_safe_key(key):
+            out[key] = REDACTED
+        elif value is None or isinstance(value, bool | int | float | str):
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value):
+            out[key] = list(value)
+        else:
+            out[key] = REDACTED
+    return out
+
+
+def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
+    """Route structlog and stdlib logging through the redacting pipeline to stderr."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_event,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # Client libraries log full URLs and headers at INFO/DEBUG; keep them quiet.
+    for noisy in ("httpx", "httpx2", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None) -> Any:
+    return structlog.get_logger(name)

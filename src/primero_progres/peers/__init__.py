@@ -1,0 +1,1 @@
+"""HTTP clients for the two peers. They know HTTP, not mappings."""

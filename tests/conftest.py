@@ -1,0 +1,71 @@
+"""Fixtures shared by every part of the suite.
+
+``db_url`` runs a test once on SQLite and once on PostgreSQL. PostgreSQL is
+not optional: CI starts it, and a test that cannot reach it fails rather than
+being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REFERENCE_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "reference"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "PRIMERO_PROGRES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _samples_dir() -> Path:
+    override = os.environ.get("PRIMERO_PROGRES_SAMPLES")
+    if override:
+        return Path(override)
+    if REFERENCE_SAMPLES.is_dir():
+        return REFERENCE_SAMPLES
+    return Path(__file__).resolve().parent / "data" / "reference"
+
+
+@pytest.fixture(scope="session")
+def samples_dir() -> Path:
+    """The reference sample payloads (``../shared/samples/reference``)."""
+    path = _samples_dir()
+    assert path.is_dir(), f"reference samples not found at {path}"
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'bridge.db'}"
+
+
+def _plain_dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    name = f"pp_test_{uuid.uuid4().hex[:12]}"
+    admin = _plain_dsn(POSTGRES_ADMIN_URL)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The same test on both supported stores."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("postgres_url")
