@@ -1,0 +1,157 @@
+"""What both simulators share: fault injection per route, and running an app on a loopback port.
+
+Faults are configured at run time through ``/_sim/faults`` so a test can make a
+peer fail, stall or time out exactly where it wants, over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FaultRule(BaseModel):
+    """One fault: which requests it hits and what it does to them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str | None = Field(None, description="HTTP method to match; any when absent")
+    path: str = Field(..., description="path prefix to match, e.g. /api/v2/cases")
+    status: int = Field(503, description="status answered when the fault fires")
+    rate: float = Field(1.0, ge=0.0, le=1.0, description="probability that a matching request fails")
+    times: int | None = Field(None, ge=0, description="fire at most this many times; unlimited when absent")
+    latency: float = Field(0.0, ge=0.0, description="seconds to wait before answering (fault or not)")
+    hang: bool = Field(False, description="never answer: the client must time out")
+    retry_after: int | None = Field(None, description="value of a Retry-After header on the fault")
+    body: Any = Field(None, description="JSON body of the fault response")
+
+
+class FaultInjector:
+    """Holds the active fault rules; thread-safe because tests poke it from another thread."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rules: list[FaultRule] = []
+        self._fired: list[int] = []
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+
+    def set(self, rules: list[FaultRule]) -> None:
+        with self._lock:
+            self._rules = list(rules)
+            self._fired = [0] * len(rules)
+
+    def clear(self) -> None:
+        self.set([])
+
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return list(self._rules)
+
+    def pick(self, method: str, path: str) -> tuple[float, FaultRule | None]:
+        """Latency to add and the fault to answer with, if any, for one request."""
+        latency = 0.0
+        with self._lock:
+            for index, rule in enumerate(self._rules):
+                if rule.method and rule.method.upper() != method.upper():
+                    continue
+                if not path.startswith(rule.path):
+                    continue
+                latency = max(latency, rule.latency)
+                if rule.times is not None and self._fired[index] >= rule.times:
+                    continue
+                if self._random.random() < rule.rate:
+                    self._fired[index] += 1
+                    return latency, rule
+        return latency, None
+
+
+def install_faults(app: FastAPI, injector: FaultInjector) -> None:
+    """Add the fault middleware and the ``/_sim/faults`` routes to a simulator app."""
+
+    @app.middleware("http")
+    async def _inject(request: Request, call_next: Any) -> Response:
+        if request.url.path.startswith("/_sim/"):
+            return await call_next(request)
+        latency, rule = injector.pick(request.method, request.url.path)
+        if latency:
+            await asyncio.sleep(latency)
+        if rule is None:
+            return await call_next(request)
+        if rule.hang:
+            await asyncio.sleep(3600)
+        headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None
+        body = rule.body if rule.body is not None else {"error": "injected fault", "status": rule.status}
+        return JSONResponse(body, status_code=rule.status, headers=headers)
+
+    router = APIRouter(prefix="/_sim", tags=["simulator"])
+
+    @router.get("/faults")
+    async def list_faults() -> list[FaultRule]:
+        return injector.rules()
+
+    @router.put("/faults")
+    async def set_faults(rules: list[FaultRule]) -> list[FaultRule]:
+        injector.set(rules)
+        return injector.rules()
+
+    @router.delete("/faults")
+    async def clear_faults() -> dict[str, str]:
+        injector.clear()
+        return {"status": "cleared"}
+
+    app.include_router(router)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerThread:
+    """Runs an ASGI app under uvicorn in a daemon thread on a loopback port."""
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int | None = None, **uvicorn_options: Any) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
+        self.url = f"{scheme}://{host}:{self.port}"
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_level="warning", lifespan="on", **uvicorn_options
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name=f"server-{self.port}", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+
+
+@contextmanager
+def serve_in_thread(app: Any, **options: Any) -> Iterator[ServerThread]:
+    """``with serve_in_thread(app) as server: ... server.url ...``"""
+    server = ServerThread(app, **options).start()
+    try:
+        yield server
+    finally:
+        server.stop()
