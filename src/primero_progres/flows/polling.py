@@ -1,0 +1,48 @@
+"""Watermark polling shared by flows 2 and 3.
+
+The reference set its cursor to "now" after each run and so missed cases
+updated while it ran. Here the cursor is the largest ``last_updated_at``
+actually processed; each run re-reads an overlap window before it (Primero's
+``x..`` filter is inclusive at one-second granularity) and relies on job keys
+and the ledger to ignore what it has already seen.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+
+def parse_timestamp(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def read_from(cursor: str | None, overlap: timedelta) -> datetime | None:
+    """Where the next read starts: the watermark minus the overlap window."""
+    watermark = parse_timestamp(cursor)
+    return watermark - overlap if watermark else None
+
+
+class Watermark:
+    """Tracks the largest ``last_updated_at`` seen during one poll."""
+
+    def __init__(self, cursor: str | None) -> None:
+        self._value = parse_timestamp(cursor)
+
+    def see(self, last_updated_at: str | None) -> None:
+        seen = parse_timestamp(last_updated_at)
+        if seen and (self._value is None or seen > self._value):
+            self._value = seen
+
+    @property
+    def value(self) -> str | None:
+        return format_timestamp(self._value) if self._value else None

@@ -1,0 +1,106 @@
+"""Flow 4, ``progres-decision``: proGres accepts or rejects a referral that flow 3 sent.
+
+The ``progres_orgreferralid`` is ``<case_id>#<last 12 characters of the
+service unique_id>``, a truncated key. It is resolved through the ledger first
+(flow 3 recorded the full ids when it sent the referral), then through Primero
+(the case by ``case_id``, its referrals by ``service_record_id``; two
+candidates is an error, never a guess). After the PATCH the status Primero
+returns is checked, since an illegal transition answers 200 and changes
+nothing. An unknown case or referral becomes a dead letter with its reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidInputError, PermanentError
+from ..logging import get_logger
+from ..mapping import progres_decision as mapping
+from ..mapping.errors import MappingError
+from .runtime import Runtime
+
+FLOW = "progres-decision"
+RECEIVE, APPLY = f"{FLOW}.receive", f"{FLOW}.apply"
+
+log = get_logger(__name__)
+
+
+class UnresolvedDecision(PermanentError):
+    """The decision names a case or referral that cannot be found, or not unambiguously."""
+
+
+async def receive(rt: Runtime, ctx: Any) -> None:
+    message = await rt.store.load_message(ctx.job.message_id)
+    decisions = mapping.read_decisions(message)
+    if isinstance(decisions, MappingError):
+        raise InvalidInputError(f"message {ctx.job.message_id}: {decisions.kind}", reason=decisions.kind)
+    for index, decision in enumerate(decisions):
+        fingerprint = rt.store.fingerprint(decision if isinstance(decision, dict) else _raw(message, index))
+        ctx.enqueue(
+            APPLY,
+            {"decision": _raw(message, index), "fingerprint": fingerprint},
+            key=f"{APPLY}:{fingerprint}",
+            refs={
+                "org_referral_id": getattr(decision, "org_referral_id", None),
+                "message_id": ctx.job.message_id,
+                "index": index,
+            },
+        )
+    ctx.audit("message_fanned_out", flow=FLOW, message_id=ctx.job.message_id, count=len(decisions))
+
+
+def _raw(message: Any, index: int) -> Any:
+    body = message.get("data", message) if isinstance(message, dict) else {}
+    return body.get("interventions", [])[index]
+
+
+async def apply(rt: Runtime, ctx: Any) -> None:
+    parsed = mapping.read_decisions({"request_type": "PrimeroIncomingReferralDecision",
+                                     "interventions": [ctx.job.payload["decision"]]})
+    decision = parsed[0] if isinstance(parsed, list) else parsed
+    if isinstance(decision, MappingError):
+        raise InvalidInputError(f"{FLOW}: decision {decision.kind}", reason=decision.kind)
+
+    case_record_id, referral = await _resolve(rt, decision)
+    updated = await rt.primero.update_referral(
+        case_record_id,
+        referral["id"],
+        status=decision.status,
+        rejected_reason=decision.rejected_reason,
+    )
+    ctx.ledger_record(
+        FLOW,
+        decision.org_referral_id,
+        state=updated.get("status", decision.status),
+        event="referral_patched",
+        org_referral_id=decision.org_referral_id,
+        case_record_id=case_record_id,
+        case_id=decision.case_id,
+        referral_id=referral["id"],
+        service_unique_id=referral.get("service_record_id"),
+    )
+    ctx.audit("decision_applied", flow=FLOW, org_referral_id=decision.org_referral_id,
+              referral_id=referral["id"], status=decision.status)
+    log.info("decision_applied", flow=FLOW, org_referral_id=decision.org_referral_id, status=decision.status)
+
+
+async def _resolve(rt: Runtime, decision: Any) -> tuple[str, dict[str, Any]]:
+    """The Primero case record id and referral this decision is about."""
+    sent = await rt.store.ledger.find(flow="primero-referral", org_referral_id=decision.org_referral_id)
+    known = sent[0] if len(sent) == 1 else None
+    if known and known.case_record_id:
+        case_record_id = known.case_record_id
+    else:
+        cases = await rt.primero.find_cases("case_id", decision.case_id)
+        if not cases:
+            raise UnresolvedDecision(f"{FLOW} {decision.org_referral_id}: no such case", reason="unknown_case")
+        if len(cases) > 1:
+            raise UnresolvedDecision(f"{FLOW} {decision.org_referral_id}: several cases", reason="ambiguous_case")
+        case_record_id = cases[0]["id"]
+    referrals = await rt.primero.list_referrals(case_record_id)
+    selected = mapping.select_referral(
+        referrals, decision.service_key, known_service_unique_id=known.service_unique_id if known else None
+    )
+    if isinstance(selected, MappingError):
+        raise UnresolvedDecision(f"{FLOW} {decision.org_referral_id}: {selected.kind}", reason=selected.kind)
+    return case_record_id, selected

@@ -1,0 +1,75 @@
+"""What every flow step needs: settings, store, profile, peer clients and a clock.
+
+One ``Runtime`` per process. The peer clients hold connection pools, so the
+runtime is closed once, when the process stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from ..peers.dtp import DTPClient
+from ..peers.primero import PrimeroClient
+from ..profiles import Profile, load_profile
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Any
+    store: Any
+    profile: Profile
+    primero: PrimeroClient
+    dtp: DTPClient
+    clock: Callable[[], datetime] = _utcnow
+    #: how far back each poll re-reads before its watermark (clock skew, same-second writes)
+    overlap: timedelta = timedelta(seconds=60)
+    #: flow 2 reads every case updated since the cursor, not only those the ledger knows
+    full_scan: bool = False
+    owner: str = field(default="bridge")
+
+    def today(self) -> date:
+        return self.clock().date()
+
+    async def aclose(self) -> None:
+        await self.primero.aclose()
+        await self.dtp.aclose()
+
+    @classmethod
+    def from_settings(cls, settings: Any, store: Any) -> Runtime:
+        primero = PrimeroClient(
+            settings.primero_url,
+            username=settings.primero_username,
+            password=_secret(settings.primero_password),
+            auth=settings.primero_auth,
+        )
+        dtp = DTPClient(
+            settings.dtp_url,
+            subscription_key=_secret(settings.dtp_subscription_key),
+            client_cert=settings.dtp_client_cert,
+            client_key=settings.dtp_client_key,
+            ca=settings.dtp_ca,
+        )
+        return cls(
+            settings=settings,
+            store=store,
+            profile=load_profile(settings.profile),
+            primero=primero,
+            dtp=dtp,
+            overlap=timedelta(seconds=getattr(settings, "poll_overlap_seconds", 60)),
+            full_scan=getattr(settings, "primero_decision_full_scan", False),
+        )
+
+
+def _secret(value: Any) -> str:
+    """Unwrap a pydantic ``SecretStr`` (or pass a plain string through)."""
+    if value is None:
+        return ""
+    getter = getattr(value, "get_secret_value", None)
+    return getter() if getter else str(value)
