@@ -1,0 +1,204 @@
+"""Client of UNHCR's DTP gateway: two POST endpoints behind API Management, over mutual TLS.
+
+Every call carries ``Ocp-Apim-Subscription-Key`` and, when configured, a client
+certificate (PEM or PKCS#12, see ``peers/tls.py``). Failures are typed so the
+flows never read error texts:
+
+* transient (retry with backoff): connection errors, resets, timeouts, 408,
+  429 and 5xx, with ``Retry-After`` carried on the error;
+* permanent (dead letter): 400, 401, 403, 404, 409, 413, 422 and any other
+  unexpected status, and a server certificate we do not trust.
+
+A refused client certificate cannot be told apart from a network reset: with
+TLS 1.3 the gateway's refusal arrives after the handshake, and the client sees
+only a reset connection. It is therefore transient, like any reset; the
+certificate files themselves are checked at construction (ConfigurationError).
+
+Messages carry personal data, so neither log lines nor exception texts ever
+include a request or response body.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx2 as httpx
+
+from ..errors import InvalidInputError
+from ..logging import get_logger
+from .errors import PermanentPeerError, TransientPeerError
+from .tls import client_ssl_context
+
+log = get_logger(__name__)
+
+SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
+_REQUEST_ID_HEADERS = ("apim-request-id", "x-request-id", "x-ms-request-id", "request-id")
+_TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class DTPReceipt:
+    """What DTP answered to an accepted message."""
+
+    status_code: int
+    request_id: str | None
+
+
+class DTPClient:
+    """Async client of the two DTP endpoints; one instance per process, closed on shutdown."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        subscription_key: str,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+        pkcs12: Path | None = None,
+        pkcs12_password: str | None = None,
+        ca: Path | None = None,
+        timeout: float = 30.0,
+        referral_path: str = "ReceiveIncomingReferral",
+        decision_path: str = "ReceiveDecisionOutgoingReferral",
+    ) -> None:
+        ssl_context: ssl.SSLContext = client_ssl_context(
+            client_cert=client_cert,
+            client_key=client_key,
+            pkcs12_file=pkcs12,
+            pkcs12_password=pkcs12_password,
+            ca=ca,
+        )
+        self.base_url = base_url.rstrip("/")
+        self.referral_url = f"{self.base_url}/{referral_path.lstrip('/')}"
+        self.decision_url = f"{self.base_url}/{decision_path.lstrip('/')}"
+        self._client = httpx.AsyncClient(
+            verify=ssl_context,
+            timeout=httpx.Timeout(timeout),
+            headers={SUBSCRIPTION_HEADER: subscription_key, "Accept": "application/json"},
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def send_referral(self, message: dict[str, Any]) -> DTPReceipt:
+        """Flow 3: a Primero referral to UNHCR (``ReceiveIncomingReferral``)."""
+        return await self._post("send_referral", self.referral_url, message)
+
+    async def send_decision(self, message: dict[str, Any]) -> DTPReceipt:
+        """Flow 1 feedback and flow 2 decisions (``ReceiveDecisionOutgoingReferral``)."""
+        return await self._post("send_decision", self.decision_url, message)
+
+    async def _post(self, operation: str, url: str, message: dict[str, Any]) -> DTPReceipt:
+        try:
+            content = json.dumps(message, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"dtp {operation}: the message is not serialisable as JSON",
+                reason="unserialisable_message",
+            ) from exc
+        started = time.monotonic()
+        try:
+            response = await self._client.post(
+                url, content=content, headers={"Content-Type": "application/json"}
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientPeerError(
+                "dtp", operation, f"timed out ({type(exc).__name__})", reason="timeout"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise _transport_error(operation, exc) from exc
+        duration_ms = round((time.monotonic() - started) * 1000)
+        status = response.status_code
+        if 200 <= status < 300:
+            receipt = DTPReceipt(status_code=status, request_id=_request_id(response))
+            log.info(
+                "dtp_sent",
+                peer="dtp",
+                operation=operation,
+                status_code=status,
+                request_id=receipt.request_id,
+                duration_ms=duration_ms,
+            )
+            return receipt
+        log.warning(
+            "dtp_refused",
+            peer="dtp",
+            operation=operation,
+            status_code=status,
+            duration_ms=duration_ms,
+        )
+        if status in _TRANSIENT_STATUSES or status >= 500:
+            raise TransientPeerError(
+                "dtp",
+                operation,
+                f"HTTP {status}",
+                status_code=status,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
+        raise PermanentPeerError("dtp", operation, f"HTTP {status}", status_code=status)
+
+
+def _transport_error(operation: str, exc: httpx.HTTPError) -> Exception:
+    """Classify a failure below HTTP: an untrusted server certificate is permanent, the rest not."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return PermanentPeerError(
+                "dtp",
+                operation,
+                "the server certificate is not trusted (check the CA bundle)",
+                reason="tls_server_untrusted",
+            )
+        cause = cause.__cause__ or cause.__context__
+    return TransientPeerError(
+        "dtp", operation, f"transport failure ({type(exc).__name__})", reason="connection"
+    )
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    for header in _REQUEST_ID_HEADERS:
+        value = response.headers.get(header)
+        if value:
+            return value
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    value = body.get("request_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
