@@ -205,7 +205,11 @@ def create_app(
         faults=FaultInjector(fault_seed),
     )
     app = FastAPI(
-        title="DTP simulator", version="1", docs_url="/_sim/docs", openapi_url="/_sim/openapi.json"
+        title="DTP simulator",
+        version="1",
+        docs_url="/_sim/docs",
+        redoc_url=None,
+        openapi_url="/_sim/openapi.json",
     )
     app.state.dtp = state
     install_faults(app, state.faults)
