@@ -1,0 +1,67 @@
+"""Engine creation for the two supported databases.
+
+SQLite needs care (STACK.md's double-claim trap): pysqlite opens a transaction
+only at the first write, so a SELECT-then-UPDATE claim races. We take control
+of transactions (``isolation_level=None``) and start every one with
+``BEGIN IMMEDIATE``, in WAL mode with a busy timeout, so writers queue instead
+of failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ..errors import ConfigurationError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def async_url(url: str) -> str:
+    """Map the configured URL onto the async drivers (``sqlite://`` -> aiosqlite, psycopg)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigurationError(
+            "PRIMERO_PROGRES_DATABASE_URL is not a database URL", reason="invalid_database_url"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    else:
+        raise ConfigurationError(
+            f"PRIMERO_PROGRES_DATABASE_URL: unsupported database {backend!r} "
+            "(use sqlite or postgresql)",
+            reason="invalid_database_url",
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    full = async_url(url)
+    if full.startswith("sqlite"):
+        engine = create_async_engine(full, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _sqlite_hooks(engine)
+        return engine
+    return create_async_engine(full, pool_pre_ping=True)
+
+
+def _sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

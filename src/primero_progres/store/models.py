@@ -1,0 +1,110 @@
+"""Plain records the store hands out. They carry IDs and statuses, never payloads in clear,
+except ``Job.payload`` which the worker decrypts for the handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"
+
+
+UNFINISHED = (JobState.PENDING.value, JobState.RUNNING.value)
+
+
+@dataclass(frozen=True)
+class DeadReason:
+    """Why a job was dead-lettered: failure class, machine code, and a safe message."""
+
+    failure_class: str
+    reason: str
+    message: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"failure_class": self.failure_class, "reason": self.reason, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    key: str | None
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    dead_reason: DeadReason | None
+    message_id: str | None
+    refs: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    has_payload: bool
+    payload: dict[str, Any] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    id: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class Exchange:
+    id: str
+    flow: str
+    key: str
+    state: str
+    progres_interventionnumber: str | None
+    case_record_id: str | None
+    case_id: str | None
+    service_unique_id: str | None
+    referral_id: str | None
+    org_referral_id: str | None
+    content_fingerprint: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ExchangeEvent:
+    id: int
+    exchange_id: str
+    at: datetime
+    event: str
+    direction: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    id: str
+    request_type: str
+    flow: str
+    fingerprint: str
+    intervention_numbers: list[str]
+    org_referral_ids: list[str]
+    received_at: datetime
+    has_payload: bool
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    event: str
+    flow: str | None
+    ids: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    jobs: int
+    messages: int

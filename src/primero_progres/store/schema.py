@@ -1,0 +1,133 @@
+"""The tables of the durable state. Migrations in ``migrations/`` create the same schema.
+
+Rows hold system IDs, codes and statuses in clear; anything personal lives only in
+the ``payload`` columns, encrypted (see ``crypto.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both databases (SQLite stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+ID = sa.String(36)
+
+inbound_messages = sa.Table(
+    "inbound_messages",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("request_type", sa.String(64), nullable=False),
+    sa.Column("flow", sa.String(32), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("intervention_numbers", sa.JSON, nullable=False),
+    sa.Column("org_referral_ids", sa.JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("payload", sa.Text, nullable=True),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(255), nullable=True, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime, nullable=True),
+    sa.Column("dead_reason", sa.JSON, nullable=True),
+    sa.Column("payload", sa.Text, nullable=True),
+    sa.Column("message_id", ID, nullable=True, index=True),
+    sa.Column("refs", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_jobs_state_next_attempt_at", "state", "next_attempt_at"),
+    sa.Index("ix_jobs_kind_state", "kind", "state"),
+)
+
+_ID_COLUMNS = (
+    "progres_interventionnumber",
+    "case_record_id",
+    "case_id",
+    "service_unique_id",
+    "referral_id",
+    "org_referral_id",
+)
+
+exchanges = sa.Table(
+    "exchanges",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("flow", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    *(sa.Column(name, sa.String(128), nullable=True, index=True) for name in _ID_COLUMNS),
+    sa.Column("content_fingerprint", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("flow", "key", name="uq_exchanges_flow_key"),
+)
+
+exchange_events = sa.Table(
+    "exchange_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("exchange_id", ID, sa.ForeignKey("exchanges.id"), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("direction", sa.String(16), nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("flow", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("flow", sa.String(32), nullable=True),
+    sa.Column("ids", sa.JSON, nullable=False),
+)
+
+ID_COLUMNS = _ID_COLUMNS
