@@ -1,0 +1,59 @@
+"""Typed mapping errors.
+
+A mapping error says *which* fields are wrong, never *what* they hold: its
+``message`` and ``fields`` are built only from field names and fixed texts,
+because they reach logs, the audit trail, operator views and DTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MISSING_FIELDS = "missing_fields"
+INVALID_DATA = "invalid_data"
+SERVICE_TYPE = "service_type"
+UNKNOWN_CODE = "unknown_code"
+UNREADABLE = "unreadable"
+UNKNOWN_REFERRAL = "unknown_referral"
+AMBIGUOUS_REFERRAL = "ambiguous_referral"
+
+KINDS = frozenset(
+    {
+        MISSING_FIELDS,
+        INVALID_DATA,
+        SERVICE_TYPE,
+        UNKNOWN_CODE,
+        UNREADABLE,
+        UNKNOWN_REFERRAL,
+        AMBIGUOUS_REFERRAL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MappingError:
+    """Why a payload (or one item of it) cannot be mapped."""
+
+    kind: str
+    message: str
+    fields: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "fields": list(self.fields)}
+
+
+def missing(fields: list[str] | tuple[str, ...]) -> MappingError:
+    return MappingError(MISSING_FIELDS, "required fields are missing", tuple(fields))
+
+
+def invalid(fields: list[str] | tuple[str, ...], what: str = "invalid values") -> MappingError:
+    return MappingError(INVALID_DATA, what, tuple(fields))
+
+
+def unknown_code(fields: list[str] | tuple[str, ...]) -> MappingError:
+    return MappingError(UNKNOWN_CODE, "code not in the profile's table", tuple(fields))
+
+
+def unreadable(what: str) -> MappingError:
+    return MappingError(UNREADABLE, what, ())
