@@ -1,9 +1,115 @@
-"""Commands of the 'service' part (see cli/__init__.py)."""
+"""Commands of the 'service' part: ``serve`` (HTTP + worker + scheduler) and ``worker``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+from typing import Annotated
+
 import typer
+
+from ..logging import configure_logging, get_logger
+from ..settings import Settings
+from ..store import Store
+from .store import ConfigOption, load_settings
+
+log = get_logger(__name__)
+
+
+async def _purge_loop(store: Store, settings: Settings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await store.purge(retention_days=settings.dead_letter_retention_days)
+        except Exception as exc:
+            log.warning("purge.failed", error=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.purge_interval_seconds)
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run_service(settings: Settings, *, http: bool, scheduler: bool = True) -> None:
+    """Open the store, migrate, and run worker (+ scheduler, purge, HTTP) until a signal."""
+    import uvicorn
+
+    from .. import flows
+    from ..scheduler import Scheduler
+    from ..web import create_app
+    from ..worker import RetryPolicy, Worker
+
+    store = await Store.open(settings.database_url, encryption=settings.cipher())
+    await store.upgrade()
+    stop = asyncio.Event()
+    worker = Worker(
+        store,
+        flows.build_handlers(settings, store),
+        concurrency=settings.worker_concurrency,
+        retry=RetryPolicy.from_settings(settings),
+        lease_seconds=settings.lease_seconds,
+        poll_interval=settings.worker_poll_seconds,
+    )
+    tasks = [
+        asyncio.create_task(worker.run(stop)),
+        asyncio.create_task(_purge_loop(store, settings, stop)),
+    ]
+    if scheduler:
+        tasks.append(asyncio.create_task(Scheduler(store, flows.poll_triggers(settings)).run(stop)))
+    try:
+        if http:
+            config = uvicorn.Config(
+                create_app(settings, store),
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,
+            )
+            server = uvicorn.Server(config)
+            log.info("serve.started", host=settings.host, port=settings.port)
+            await server.serve()
+        else:
+            _stop_on_signals(stop)
+            await stop.wait()
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await store.close()
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the root app."""
+
+    @app.command()
+    def serve(
+        config: ConfigOption = None,
+        host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+        port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    ) -> None:
+        """HTTP API + worker + scheduler in one process (the embedded default)."""
+        settings = load_settings(config)
+        if host is not None or port is not None:
+            settings = settings.model_copy(
+                update={
+                    "host": host or settings.host,
+                    "port": settings.port if port is None else port,
+                }
+            )
+        configure_logging(level=settings.log_level)
+        asyncio.run(run_service(settings, http=True))
+
+    @app.command()
+    def worker(
+        config: ConfigOption = None,
+        no_scheduler: Annotated[
+            bool, typer.Option("--no-scheduler", help="Only process jobs, never trigger polls.")
+        ] = False,
+    ) -> None:
+        """A worker only (several may run against one PostgreSQL database)."""
+        settings = load_settings(config)
+        configure_logging(level=settings.log_level)
+        asyncio.run(run_service(settings, http=False, scheduler=not no_scheduler))

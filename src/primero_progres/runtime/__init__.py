@@ -1,0 +1,1 @@
+"""Process-level runtime pieces shared by the worker, the scheduler and the web app."""

@@ -1,0 +1,215 @@
+"""Configuration: ``PRIMERO_PROGRES_*`` variables, a TOML file, and secrets from files.
+
+Precedence, highest first: explicit arguments, environment variables,
+``PRIMERO_PROGRES_<NAME>_FILE`` files, a secrets directory
+(``PRIMERO_PROGRES_SECRETS_DIR``, one file per setting name), the TOML file
+(``--config`` or ``PRIMERO_PROGRES_CONFIG``), defaults. Every problem is
+reported as a ``ConfigurationError`` naming the variable, never its value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigurationError
+from .store.crypto import Cipher, generate_key
+
+PREFIX = "PRIMERO_PROGRES_"
+DEFAULT_DATABASE_URL = "sqlite:///./primero-progres.db"
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("primero_progres_config_file", default=None)
+
+SECRET_FIELDS = (
+    "encryption_key",
+    "inbox_tokens",
+    "primero_password",
+    "dtp_subscription_key",
+    "database_url",
+)
+
+
+def env_name(field: str) -> str:
+    return f"{PREFIX}{field.upper()}"
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """``PRIMERO_PROGRES_<NAME>_FILE=/run/secrets/x``: the setting is the file's content."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            path = os.environ.get(f"{env_name(name)}_FILE")
+            if not path:
+                continue
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"{env_name(name)}_FILE: cannot read the file ({type(exc).__name__})",
+                    reason="unreadable_secret_file",
+                ) from exc
+        return values
+
+
+class Settings(BaseSettings):
+    """Everything the bridge needs to run; see docs/pipeline.md for each setting."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, extra="forbid", case_sensitive=False, validate_default=True
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    encryption_key: SecretStr | None = None
+    inbox_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    inbox_max_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    primero_url: str | None = None
+    primero_username: str | None = None
+    primero_password: SecretStr | None = None
+    primero_auth: Literal["basic", "token"] = "basic"
+
+    dtp_url: str | None = None
+    dtp_subscription_key: SecretStr | None = None
+    dtp_client_cert: Path | None = None
+    dtp_client_key: Path | None = None
+    dtp_ca: Path | None = None
+
+    profile: str = "gambella"
+    poll_interval_seconds: float = Field(default=900.0, gt=0)
+
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_cap_seconds: float = Field(default=3600.0, gt=0)
+    retry_max_attempts: int = Field(default=8, ge=1)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    dead_letter_retention_days: float = Field(default=30.0, ge=0)
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("inbox_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("primero_url", "dtp_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _SecretFilesSource(settings_cls),
+            file_secret_settings,
+        ]
+        config_file = _CONFIG_FILE.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | Path | None = None,
+        *,
+        require_encryption_key: bool = True,
+        **overrides: Any,
+    ) -> Settings:
+        """Read the configuration; raise ``ConfigurationError`` naming what is wrong."""
+        path = config_file or os.environ.get(f"{PREFIX}CONFIG")
+        toml_path = Path(path) if path else None
+        if toml_path is not None:
+            _check_toml(toml_path)
+        secrets_dir = os.environ.get(f"{PREFIX}SECRETS_DIR")
+        token = _CONFIG_FILE.set(toml_path)
+        try:
+            settings = cls(_secrets_dir=secrets_dir, **overrides)
+        except ValidationError as exc:
+            raise _configuration_error(exc) from None
+        finally:
+            _CONFIG_FILE.reset(token)
+        if require_encryption_key:
+            settings.cipher()
+        return settings
+
+    @classmethod
+    def for_tests(cls, **overrides: Any) -> Settings:
+        """Settings with a throwaway encryption key (tests and the demo only)."""
+        overrides.setdefault("encryption_key", generate_key())
+        return cls.load(**overrides)
+
+    def cipher(self) -> Cipher:
+        """The key ring; the service refuses to start without one."""
+        if self.encryption_key is None or not self.encryption_key.get_secret_value().strip():
+            raise ConfigurationError(
+                f"{env_name('encryption_key')} is not set: generate one with "
+                "`primero-progres keygen`",
+                reason="missing_encryption_key",
+            )
+        return Cipher.from_config(self.encryption_key.get_secret_value())
+
+    def inbox_token_values(self) -> list[bytes]:
+        return [t.get_secret_value().encode() for t in self.inbox_tokens]
+
+
+def _check_toml(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{PREFIX}CONFIG: cannot read {path.name} ({type(exc).__name__})",
+            reason="unreadable_config_file",
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(
+            f"{PREFIX}CONFIG: {path.name} is not valid TOML ({exc})", reason="invalid_config_file"
+        ) from exc
+
+
+def _configuration_error(exc: ValidationError) -> ConfigurationError:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        name = env_name(field) if field in Settings.model_fields else f"{field!r} (unknown setting)"
+        problems.append(f"{name}: {error['msg']}")
+    return ConfigurationError("; ".join(problems), reason="invalid_settings")
