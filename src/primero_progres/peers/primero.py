@@ -1,0 +1,463 @@
+"""Async client for the Primero v2 API calls the bridge makes (PRIMERO-API.md).
+
+Basic auth by default, because it works on every v2.x and keeps no session;
+``auth="token"`` logs in with ``POST /api/v2/tokens`` (JWT era, v2.0-v2.10) and
+logs in again once when a request answers 401. The client does not retry
+anything else: durable retries belong to the outbox, which branches on the
+typed errors raised here.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx2 as httpx
+
+from ..logging import get_logger
+from .primero_errors import (
+    PEER,
+    AuthenticationError,
+    ConflictError,
+    FilterIgnoredError,
+    ForbiddenError,
+    InvalidRecordError,
+    NotFoundError,
+    PrimeroPermanentError,
+    PrimeroTransientError,
+    ReferralNotUpdatedError,
+    TokenNotIssuedError,
+    UnexpectedResponseError,
+    error_for_status,
+)
+
+__all__ = [
+    "MAX_PER",
+    "AuthenticationError",
+    "ConflictError",
+    "FilterIgnoredError",
+    "ForbiddenError",
+    "InvalidRecordError",
+    "NotFoundError",
+    "PrimeroClient",
+    "PrimeroPermanentError",
+    "PrimeroTransientError",
+    "ReferralNotUpdatedError",
+    "TokenNotIssuedError",
+    "UnexpectedResponseError",
+    "format_watermark",
+]
+
+#: Primero caps ``per`` at 1000 from v2.11
+MAX_PER = 1000
+#: how many primary keys go into one ``id=a,b,...`` query
+ID_BATCH = 100
+
+log = get_logger(__name__)
+
+
+def _utc(moment: datetime) -> datetime:
+    """A naive datetime is taken as UTC (SQLite hands back naive values)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def format_watermark(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ``: Primero compares at one-second granularity, so floor to it."""
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _second(stamp: Any) -> str | None:
+    """A record timestamp floored to the second, in the watermark format."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return format_watermark(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def _matches(value: Any, wanted: str | Sequence[str]) -> bool:
+    """Whether a returned field value satisfies an exact filter (lists match on overlap)."""
+    options = [wanted] if isinstance(wanted, str) else list(wanted)
+    values = value if isinstance(value, list) else [value]
+    for candidate in values:
+        if isinstance(candidate, bool):
+            text = "true" if candidate else "false"
+        elif candidate is None:
+            continue
+        else:
+            text = str(candidate)
+        if text in options:
+            return True
+    return False
+
+
+class PrimeroClient:
+    """One Primero instance, one API user."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str,
+        password: str,
+        auth: Literal["basic", "token"] = "basic",
+        timeout: float = 30.0,
+        page_size: int = MAX_PER,
+        verify: bool | str | ssl.SSLContext = True,
+    ) -> None:
+        if auth not in ("basic", "token"):
+            raise ValueError("auth must be 'basic' or 'token'")
+        if page_size < 1:
+            raise ValueError("page_size must be positive")
+        self._username = username
+        self._password = password
+        self._auth_mode = auth
+        self._token: str | None = None
+        self.page_size = min(page_size, MAX_PER)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/api/v2",
+            timeout=timeout,
+            verify=verify,
+            auth=httpx.BasicAuth(username, password) if auth == "basic" else None,
+            headers={"Accept": "application/json"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> PrimeroClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ transport
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        json: Any = None,
+        authorization: str | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": authorization} if authorization else None
+        started = time.monotonic()
+        try:
+            response = await self._http.request(
+                method, path, params=params, json=json, headers=headers
+            )
+        except httpx.TimeoutException as exc:
+            log.warning("primero_timeout", operation=operation, method=method)
+            raise PrimeroTransientError(PEER, operation, "timeout", reason="timeout") from exc
+        except httpx.HTTPError as exc:
+            log.warning("primero_unreachable", operation=operation, method=method)
+            raise PrimeroTransientError(
+                PEER, operation, f"connection failed ({type(exc).__name__})", reason="connection"
+            ) from exc
+        log.debug(
+            "primero_response",
+            operation=operation,
+            method=method,
+            status_code=response.status_code,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return response
+
+    async def _login(self) -> str:
+        """``POST /api/v2/tokens``; the JWT comes back in the body (v2.0-v2.10)."""
+        body = {"user": {"user_name": self._username, "password": self._password}}
+        response = await self._send("login", "POST", "/tokens", json=body)
+        payload = self._payload("login", response)
+        token = payload.get("token") if isinstance(payload, dict) else None
+        if not isinstance(token, str) or not token:
+            raise TokenNotIssuedError(
+                PEER, "login", "no token in the login answer", reason="token_not_issued"
+            )
+        log.info("primero_login", operation="login", status_code=response.status_code)
+        self._token = token
+        return token
+
+    async def _request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """One API call; the parsed JSON body, or None for 204."""
+        if self._auth_mode == "basic":
+            return self._payload(
+                operation, await self._send(operation, method, path, params=params, json=json)
+            )
+        fresh_login = self._token is None
+        token = self._token or await self._login()
+        response = await self._send(
+            operation, method, path, params=params, json=json, authorization=f"Bearer {token}"
+        )
+        if response.status_code == 401 and not fresh_login:
+            log.info("primero_token_rejected", operation=operation, status_code=401)
+            self._token = None
+            token = await self._login()
+            response = await self._send(
+                operation, method, path, params=params, json=json, authorization=f"Bearer {token}"
+            )
+        return self._payload(operation, response)
+
+    def _payload(self, operation: str, response: httpx.Response) -> Any:
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+            if response.is_success:
+                raise UnexpectedResponseError(
+                    PEER,
+                    operation,
+                    f"HTTP {response.status_code} with a non-JSON body",
+                    status_code=response.status_code,
+                    reason="bad_response",
+                ) from None
+        if response.is_success:
+            return body
+        error = error_for_status(
+            operation, response.status_code, body, response.headers.get("Retry-After")
+        )
+        log.warning(
+            "primero_error",
+            operation=operation,
+            status_code=response.status_code,
+            reason=error.reason,
+        )
+        raise error
+
+    def _data(self, operation: str, body: Any, kind: type) -> Any:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, kind):
+            raise UnexpectedResponseError(
+                PEER, operation, "answer without the expected data member", reason="bad_response"
+            )
+        return data
+
+    # ------------------------------------------------------------ cases
+
+    def iter_cases(
+        self,
+        *,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        updated_since: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every case matching ``filters``, oldest update first, one page in memory at a time.
+
+        Paging walks ``last_updated_at`` forward (``last_updated_at=<second>..``,
+        ``order_by=last_updated_at&order=asc``) instead of only counting pages, so a
+        case updated while we page (it moves to the end) cannot push an unread
+        case into a page already read. Cases repeated across the one-second
+        overlap are skipped by ``id``.
+        """
+        filters = dict(filters or {})
+        if "last_updated_at" in filters:
+            raise ValueError("use updated_since, not a last_updated_at filter")
+        if ids is not None:
+            return self._iter_id_batches(filters, updated_since, list(ids))
+        return self._iter_window(filters, updated_since, None)
+
+    async def _iter_id_batches(
+        self,
+        filters: dict[str, str | Sequence[str]],
+        updated_since: datetime | None,
+        ids: list[str],
+    ) -> AsyncIterator[dict[str, Any]]:
+        for start in range(0, len(ids), ID_BATCH):
+            batch = ids[start : start + ID_BATCH]
+            async for case in self._iter_window(filters, updated_since, batch):
+                yield case
+
+    async def _iter_window(
+        self,
+        filters: Mapping[str, str | Sequence[str]],
+        updated_since: datetime | None,
+        ids: list[str] | None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        base: list[tuple[str, str]] = []
+        for name, value in filters.items():
+            if isinstance(value, str):
+                base.append((name, value))
+            else:
+                base.extend((f"{name}[{index}]", item) for index, item in enumerate(value))
+        if ids is not None:
+            base.append(("id", ",".join(ids)))
+        wanted_ids = set(ids) if ids is not None else None
+        cursor = format_watermark(updated_since) if updated_since is not None else None
+        seen_at_cursor: set[str] = set()
+        page = 1
+        while True:
+            params = [
+                *base,
+                ("order_by", "last_updated_at"),
+                ("order", "asc"),
+                ("per", str(self.page_size)),
+                ("page", str(page)),
+            ]
+            if cursor is not None:
+                params.append(("last_updated_at", f"{cursor}.."))
+            body = await self._request("list_cases", "GET", "/cases", params=params)
+            cases = self._data("list_cases", body, list)
+            log.debug("primero_cases_page", operation="list_cases", page=page, count=len(cases))
+            moved = False
+            for case in cases:
+                self._check_case(case, filters, wanted_ids, cursor)
+                second = _second(case.get("last_updated_at"))
+                if second is not None and second == cursor and case["id"] in seen_at_cursor:
+                    continue
+                if second is not None and second != cursor:
+                    cursor, seen_at_cursor, moved = second, set(), True
+                seen_at_cursor.add(case["id"])
+                yield case
+            per = (
+                body.get("metadata", {}).get("per", self.page_size) if isinstance(body, dict) else 0
+            )
+            if not cases or len(cases) < min(self.page_size, per or self.page_size):
+                return
+            page = 1 if moved else page + 1
+
+    @staticmethod
+    def _check_case(
+        case: Any,
+        filters: Mapping[str, str | Sequence[str]],
+        wanted_ids: set[str] | None,
+        cursor: str | None,
+    ) -> None:
+        """Primero drops filters it will not apply; a record that does not match proves it."""
+        if not isinstance(case, dict) or not isinstance(case.get("id"), str):
+            raise UnexpectedResponseError(
+                PEER, "list_cases", "case without an id", reason="bad_response"
+            )
+        for name, wanted in filters.items():
+            if not _matches(case.get(name), wanted):
+                raise FilterIgnoredError(
+                    PEER,
+                    "list_cases",
+                    f"filter on {name} was not applied",
+                    reason="filter_ignored",
+                    details=(f"field={name}",),
+                )
+        if wanted_ids is not None and case["id"] not in wanted_ids:
+            raise FilterIgnoredError(
+                PEER,
+                "list_cases",
+                "filter on id was not applied",
+                reason="filter_ignored",
+                details=("field=id",),
+            )
+        second = _second(case.get("last_updated_at"))
+        if cursor is not None and (second is None or second < cursor):
+            raise FilterIgnoredError(
+                PEER,
+                "list_cases",
+                "filter on last_updated_at was not applied",
+                reason="filter_ignored",
+                details=("field=last_updated_at",),
+            )
+
+    async def find_cases(self, field: str, value: str) -> list[dict[str, Any]]:
+        """Cases whose id field (``unhcr_individual_no``, ``case_id``...) is exactly ``value``."""
+        return [case async for case in self.iter_cases(filters={field: value})]
+
+    async def get_case(self, record_id: str) -> dict[str, Any]:
+        """``GET /cases/:id``; ``record_id`` is the primary key ``id``, not ``case_id``."""
+        body = await self._request("get_case", "GET", f"/cases/{quote(record_id, safe='')}")
+        return self._data("get_case", body, dict)
+
+    async def create_case(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``POST /cases``; Primero's ``data`` (fetched again if it answers 204 to a client id)."""
+        body = await self._request("create_case", "POST", "/cases", json={"data": data})
+        if body is None and isinstance(data.get("id"), str):
+            return await self.get_case(data["id"])
+        case = self._data("create_case", body, dict)
+        log.info("primero_case_created", operation="create_case", record_id=case.get("id"))
+        return case
+
+    async def patch_case(self, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /cases/:id`` (merge); Primero answers the changed fields plus ``id``."""
+        path = f"/cases/{quote(record_id, safe='')}"
+        body = await self._request("patch_case", "PATCH", path, json={"data": data})
+        return self._data("patch_case", body, dict)
+
+    # ------------------------------------------------------------ referrals
+
+    async def list_referrals(self, record_id: str) -> list[dict[str, Any]]:
+        path = f"/cases/{quote(record_id, safe='')}/referrals"
+        body = await self._request("list_referrals", "GET", path)
+        return self._data("list_referrals", body, list)
+
+    async def update_referral(
+        self,
+        record_id: str,
+        referral_id: str,
+        *,
+        status: str,
+        rejected_reason: str | None = None,
+        rejection_note: str | None = None,
+    ) -> dict[str, Any]:
+        """Accept, reject or close a referral; Primero answers 200 even when it changed nothing."""
+        data: dict[str, Any] = {"status": status}
+        if rejected_reason is not None:
+            data["rejected_reason"] = rejected_reason
+        if rejection_note is not None:
+            data["rejection_note"] = rejection_note
+        path = f"/cases/{quote(record_id, safe='')}/referrals/{quote(referral_id, safe='')}"
+        body = await self._request("update_referral", "PATCH", path, json={"data": data})
+        referral = self._data("update_referral", body, dict)
+        if referral.get("status") != status:
+            current = referral.get("status")
+            current_text = current if isinstance(current, str) and current.isidentifier() else "?"
+            raise ReferralNotUpdatedError(
+                PEER,
+                "update_referral",
+                f"referral {referral_id} is {current_text}, not {status}",
+                status_code=200,
+                reason="referral_not_updated",
+                details=(f"status={current_text}",),
+            )
+        log.info(
+            "primero_referral_updated",
+            operation="update_referral",
+            referral_id=referral_id,
+            record_id=record_id,
+            status=status,
+        )
+        return referral
+
+    # ------------------------------------------------------------ users
+
+    async def get_user(self, user_name: str) -> dict[str, Any] | None:
+        """The user with exactly this ``user_name``, or None."""
+        body = await self._request(
+            "get_user", "GET", "/users", params=[("user_name", user_name), ("per", "2")]
+        )
+        users = self._data("get_user", body, list)
+        if any(not isinstance(u, dict) or u.get("user_name") != user_name for u in users):
+            raise FilterIgnoredError(
+                PEER,
+                "get_user",
+                "filter on user_name was not applied",
+                reason="filter_ignored",
+                details=("field=user_name",),
+            )
+        return users[0] if users else None
