@@ -1,0 +1,76 @@
+"""Polling triggers: one process at a time per flow, every interval, never overlapping."""
+
+from __future__ import annotations
+
+import pytest
+from toy_handlers import FakeClock
+
+from primero_progres.scheduler import Scheduler
+from primero_progres.store import Cipher, Store
+from primero_progres.worker import StepContext, Worker
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def timed_store(db_url: str, clock: FakeClock):  # type: ignore[no-untyped-def]
+    store = await Store.open(db_url, encryption=Cipher.throwaway(), clock=clock)
+    await store.upgrade()
+    yield store
+    await store.close()
+
+
+async def test_only_the_lease_holder_triggers_a_poll(timed_store: Store, clock: FakeClock) -> None:
+    triggers = {"primero-decision": 60.0, "primero-referral": 60.0}
+    one = Scheduler(timed_store, triggers, owner="machine-1", lease_seconds=30)
+    two = Scheduler(timed_store, triggers, owner="machine-2", lease_seconds=30)
+    assert await one.tick() == ["primero-decision", "primero-referral"]
+    assert await two.tick() == []
+    assert await timed_store.leases.holder("poll:primero-decision") == "machine-1"
+    counts = await timed_store.jobs.counts()
+    assert counts == {
+        ("primero-decision.poll", "pending"): 1,
+        ("primero-referral.poll", "pending"): 1,
+    }
+
+
+async def test_no_new_poll_while_one_is_unfinished_or_before_the_interval(
+    timed_store: Store, clock: FakeClock
+) -> None:
+    scheduler = Scheduler(timed_store, {"primero-decision": 60.0}, owner="m1", lease_seconds=30)
+    assert await scheduler.tick() == ["primero-decision"]
+    clock.advance(120)
+    assert await scheduler.tick() == [], "the first poll is still pending"
+
+    async def poll(ctx: StepContext) -> None:
+        ctx.set_cursor("primero-decision", "w1")
+
+    await Worker(timed_store, {"primero-decision.poll": poll}).run_until_idle()
+    assert await scheduler.tick() == ["primero-decision"]
+    await Worker(timed_store, {"primero-decision.poll": poll}).run_until_idle()
+    clock.advance(59)
+    assert await scheduler.tick() == [], "interval not elapsed since the last poll"
+    clock.advance(1)
+    assert await scheduler.tick() == ["primero-decision"]
+
+
+async def test_lease_passes_to_another_process_when_the_holder_stops(
+    timed_store: Store, clock: FakeClock
+) -> None:
+    one = Scheduler(timed_store, {"primero-referral": 10.0}, owner="m1", lease_seconds=30)
+    two = Scheduler(timed_store, {"primero-referral": 10.0}, owner="m2", lease_seconds=30)
+    assert await one.tick() == ["primero-referral"]
+    await Worker(timed_store, {"primero-referral.poll": _noop}).run_until_idle()
+    clock.advance(20)
+    assert await two.tick() == [], "m1 still holds the lease"
+    clock.advance(11)
+    assert await two.tick() == ["primero-referral"]
+    assert await timed_store.leases.holder("poll:primero-referral") == "m2"
+    assert await one.tick() == []
+
+
+async def _noop(ctx: StepContext) -> None:
+    return None
