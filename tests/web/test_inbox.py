@@ -1,0 +1,275 @@
+"""The DTP inbox: authentication, size and type limits, validation, duplicates, durability."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from primero_progres.errors import TransientError
+from primero_progres.settings import Settings
+from primero_progres.store import Store
+from primero_progres.web import create_app
+from primero_progres.worker import RetryPolicy, StepContext, Worker
+
+
+def _later() -> datetime:
+    """A minute on: the retry is due."""
+    return datetime.now(UTC) + timedelta(seconds=61)
+
+
+TOKENS = "current-token,previous-token"
+URL = "/api/v1/dtp/messages"
+BEARER = {"Authorization": "Bearer current-token"}
+
+
+def referral(number: str = "811-23-PRTITV-1000095", **extra: Any) -> dict[str, Any]:
+    return {
+        "request_type": "PrimeroOutgoingReferral",
+        "interventions": [
+            {
+                "progres_interventionnumber": number,
+                "individuals.progres_givenname": "Given E",
+                **extra,
+            }
+        ],
+    }
+
+
+@pytest.fixture
+async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings.for_tests(inbox_tokens=TOKENS, inbox_max_bytes=4096)
+    app = create_app(settings, store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+        yield http
+
+
+async def test_accepts_a_referral_and_queues_one_receive_job(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    response = await client.post(URL, json=referral(), headers=BEARER)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    message = await store.messages.get(body["message_id"])
+    assert message is not None
+    assert (message.flow, message.intervention_numbers) == (
+        "progres-referral",
+        ["811-23-PRTITV-1000095"],
+    )
+    jobs = await store.jobs.list(message_id=body["message_id"])
+    assert [(j.kind, j.state) for j in jobs] == [("progres-referral.receive", "pending")]
+    assert jobs[0].refs["intervention_numbers"] == ["811-23-PRTITV-1000095"]
+    assert await store.messages.payload(body["message_id"]) == referral()
+
+
+async def test_decisions_route_to_flow_4_and_the_data_wrapper_is_accepted(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    decision = {
+        "request_type": "PrimeroIncomingReferralDecision",
+        "interventions": [{"progres_orgreferralid": "case-1#abcdef123456"}],
+    }
+    response = await client.post(
+        URL, json={"data": decision, "__query_params": {}}, headers={"X-API-Key": "previous-token"}
+    )
+    assert response.status_code == 202
+    message = await store.messages.get(response.json()["message_id"])
+    assert message is not None
+    assert (message.flow, message.org_referral_ids) == ("progres-decision", ["case-1#abcdef123456"])
+    jobs = await store.jobs.list(message_id=message.id)
+    assert [j.kind for j in jobs] == ["progres-decision.receive"]
+
+
+async def test_the_reference_sample_is_accepted(
+    client: httpx.AsyncClient, samples_dir: Path
+) -> None:
+    body = (samples_dir / "flow1__PrimeroOutgoingReferral.json").read_bytes()
+    response = await client.post(
+        URL, content=body, headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 202
+
+
+async def test_same_message_again_is_a_duplicate_with_the_first_id(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    first = await client.post(URL, json=referral(), headers=BEARER)
+    again = await client.post(
+        URL, json={"data": referral(), "__query_params": {}}, headers={"X-API-Key": "current-token"}
+    )
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate", "message_id": first.json()["message_id"]}
+    assert len(await store.jobs.list()) == 1
+    changed = await client.post(URL, json=referral(extra="changed"), headers=BEARER)
+    assert changed.status_code == 202
+    assert changed.json()["message_id"] != first.json()["message_id"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic current-token"},
+        {"X-API-Key": "current-token-but-longer"},
+        {"Authorization": "Bearer "},
+    ],
+)
+async def test_missing_or_wrong_token_is_401(
+    client: httpx.AsyncClient, store: Store, headers: dict[str, str]
+) -> None:
+    response = await client.post(URL, json=referral(), headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert await store.jobs.list() == []
+
+
+async def test_no_configured_token_refuses_everything(store: Store) -> None:
+    app = create_app(Settings.for_tests(), store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bridge"
+    ) as http:
+        response = await http.post(URL, json=referral(), headers={"Authorization": "Bearer "})
+    assert response.status_code == 401
+
+
+async def test_over_the_size_limit_is_413_by_header_and_by_stream(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    big = json.dumps(referral(note="x" * 5000)).encode()
+    declared = await client.post(
+        URL, content=big, headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert declared.status_code == 413
+    assert declared.json()["error"]["code"] == "too_large"
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 1000):
+            yield big[start : start + 1000]
+
+    streamed = await client.post(
+        URL, content=chunks(), headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert await store.jobs.list() == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", None])
+async def test_non_json_content_type_is_415(
+    client: httpx.AsyncClient, content_type: str | None
+) -> None:
+    headers = dict(BEARER)
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = await client.post(URL, content=json.dumps(referral()).encode(), headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"request_type": "PrimeroOutgoingReferral", "interventions": [', "malformed_json"),
+        (b"\xff\xfe", "malformed_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'{"interventions": []}', "missing_request_type"),
+        (b'{"request_type": "decision", "interventions": []}', "unknown_request_type"),
+        (b'{"request_type": 5, "interventions": []}', "unknown_request_type"),
+        (b'{"request_type": "PrimeroOutgoingReferral"}', "missing_interventions"),
+        (
+            b'{"request_type": "PrimeroOutgoingReferral", "interventions": {}}',
+            "missing_interventions",
+        ),
+        (
+            b'{"request_type": "PrimeroOutgoingReferral", "interventions": ["x"]}',
+            "invalid_intervention",
+        ),
+    ],
+)
+async def test_bad_bodies_are_400_naming_the_problem(
+    client: httpx.AsyncClient, store: Store, body: bytes, code: str
+) -> None:
+    response = await client.post(
+        URL, content=body, headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert await store.jobs.list() == []
+
+
+async def test_error_bodies_never_echo_the_request(client: httpx.AsyncClient) -> None:
+    body = b'{"request_type": "Given MARKERNAME", "interventions": []}'
+    response = await client.post(
+        URL, content=body, headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "MARKERNAME" not in response.text
+
+
+async def test_a_failure_after_202_loses_nothing(
+    client: httpx.AsyncClient, store: Store, db_url: str
+) -> None:
+    response = await client.post(URL, json=referral(), headers=BEARER)
+    message_id = response.json()["message_id"]
+
+    async def peer_down(ctx: StepContext) -> None:
+        raise TransientError("primero create_case: connection", reason="connection")
+
+    retry = RetryPolicy(60, 60, 5, random=lambda: 1.0)
+    worker = Worker(store, {"progres-referral.receive": peer_down}, retry=retry)
+    await worker.run_until_idle()
+    job = (await store.jobs.list(message_id=message_id))[0]
+    assert (job.state, job.attempts) == ("pending", 1)
+    assert await store.messages.payload(message_id) == referral()
+
+    # the process restarts; the message is still there and its fan-out runs once
+    async def receive(ctx: StepContext) -> None:
+        assert ctx.job.message_id == message_id
+        message = await ctx.store.messages.payload(message_id)
+        assert message is not None
+        for item in message["interventions"]:
+            number = item["progres_interventionnumber"]
+            ctx.enqueue(
+                "progres-referral.deliver",
+                item,
+                key=number,
+                refs={"progres_interventionnumber": number},
+            )
+
+    reopened = await Store.open(db_url, encryption=store.cipher, clock=_later)
+    await Worker(reopened, {"progres-referral.receive": receive}).run_until_idle()
+    delivers = await reopened.jobs.list(kind="progres-referral.deliver")
+    assert [(d.key, d.message_id, d.has_payload) for d in delivers] == [
+        ("811-23-PRTITV-1000095", message_id, True)
+    ]
+    assert await reopened.messages.payload(message_id) is None, "purged once received"
+    await reopened.close()
+
+
+async def test_openapi_lists_every_status(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    inbox = spec["paths"][URL]["post"]["responses"]
+    assert set(inbox) == {"200", "202", "400", "401", "413", "415", "503"}
+    assert set(spec["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
+
+
+async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    await client.post(URL, json=referral("I-METRIC"), headers=BEARER)
+    metrics = (await client.get("/metrics")).text
+    assert (
+        'primero_progres_inbound_messages_total{flow="progres-referral",outcome="queued"}'
+        in metrics
+    )
+    assert (
+        'primero_progres_queue_jobs{kind="progres-referral.receive",state="pending"} 1.0' in metrics
+    )
+    assert "I-METRIC" not in metrics
