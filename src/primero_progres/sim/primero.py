@@ -8,21 +8,25 @@ transitions, PATCH merge rules), plus test-only endpoints under ``/_sim/``.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
+import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import ConfigurationError
 from .common import FaultInjector, install_faults
 from .primero_auth import WWW_AUTHENTICATE, Authenticator, AuthFailure, Throttled
 from .primero_records import parse_index_query
 from .primero_state import PrimeroState, SimError
 
-__all__ = ["PrimeroState", "create_app"]
+__all__ = ["PrimeroState", "create_app", "serve"]
 
 API = "/api/v2"
 
@@ -72,6 +76,13 @@ async def _data(request: Request) -> Any:
     return body["data"]
 
 
+def register_passwords(auth: Authenticator, payload: Mapping[str, Any]) -> None:
+    """Seeded users that carry a ``password`` can log in (it is never rendered back)."""
+    for user in payload.get("users", []):
+        if isinstance(user, dict) and user.get("password") and user.get("user_name"):
+            auth.add_user(str(user["user_name"]), str(user["password"]))
+
+
 def create_app(
     *,
     users: Mapping[str, str] | None = None,
@@ -106,6 +117,7 @@ def create_app(
 
     load_api_users()
     if seed:
+        register_passwords(auth, seed)
         state.seed(seed)
 
     install_faults(app, faults)
@@ -251,9 +263,7 @@ def create_app(
 
     @sim.post("/seed")
     async def seed_state(payload: dict[str, Any]) -> dict[str, int]:
-        for user in payload.get("users", []):
-            if isinstance(user, dict) and user.get("password") and user.get("user_name"):
-                auth.add_user(str(user["user_name"]), str(user["password"]))
+        register_passwords(auth, payload)
         return state.seed(payload)
 
     @sim.get("/journal")
@@ -306,3 +316,29 @@ def create_app(
 def basic_header(user_name: str, password: str) -> str:
     """``Authorization`` value for Basic auth (handy in tests and curl-less scripts)."""
     return "Basic " + base64.b64encode(f"{user_name}:{password}".encode()).decode()
+
+
+def load_seed(path: Path) -> dict[str, Any]:
+    """A seed file: ``{"cases": [...], "users": [...], "referrals": [...]}`` as JSON."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read seed file {path.name}", reason="bad_seed") from exc
+    if not isinstance(payload, dict):
+        raise ConfigurationError("seed file must hold a JSON object", reason="bad_seed")
+    return payload
+
+
+def serve(
+    *,
+    port: int,
+    users: Mapping[str, str],
+    host: str = "127.0.0.1",
+    seed_file: Path | None = None,
+    token_login: bool = True,
+    log_level: str = "info",
+) -> None:
+    """Run the simulator in the foreground (the ``simulate primero`` command)."""
+    seed = load_seed(seed_file) if seed_file is not None else None
+    app = create_app(users=users, token_login=token_login, seed=seed)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

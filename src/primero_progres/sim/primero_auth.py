@@ -111,8 +111,12 @@ class Authenticator:
         """A HS256 JWT valid for one hour (devise-jwt, v2.0 to v2.10)."""
         jti = secrets.token_hex(16)
         expiry = int(time.time()) + TOKEN_SECONDS
-        header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        payload = _b64(json.dumps({"sub": user_name, "jti": jti, "exp": expiry}).encode())
+        header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+        payload = _b64(
+            json.dumps(
+                {"sub": user_name, "jti": jti, "exp": expiry}, separators=(",", ":")
+            ).encode()
+        )
         signature = _b64(
             hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
         )

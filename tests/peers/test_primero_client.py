@@ -1,0 +1,460 @@
+"""PrimeroClient against the Primero simulator over loopback HTTP: all operations and errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+
+from primero_progres.errors import FailureClass
+from primero_progres.peers.errors import PermanentPeerError, TransientPeerError
+from primero_progres.peers.primero import (
+    AuthenticationError,
+    ConflictError,
+    FilterIgnoredError,
+    ForbiddenError,
+    InvalidRecordError,
+    NotFoundError,
+    PrimeroClient,
+    PrimeroPermanentError,
+    ReferralNotUpdatedError,
+    TokenNotIssuedError,
+    format_watermark,
+)
+from primero_progres.sim.common import FaultRule, free_port, serve_in_thread
+from primero_progres.sim.primero import create_app
+
+CP = "primeromodule-cp"
+ROW = "aaaaaaaa-0000-4000-8000-000000000001"
+
+
+@pytest.fixture
+async def client(primero_sim: Any) -> AsyncIterator[PrimeroClient]:
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, timeout=0.5
+    ) as primero:
+        yield primero
+
+
+def journal(sim: Any, path: str = "/api/v2/cases") -> list[dict[str, Any]]:
+    return [entry for entry in sim.state.journal if entry["path"] == path]
+
+
+def query_of(entry: dict[str, Any]) -> dict[str, str]:
+    return dict(parse_qsl(entry["query"]))
+
+
+def fault(sim: Any, **rule: Any) -> None:
+    sim.app.state.faults.set([FaultRule(**rule)])
+
+
+# ---------------------------------------------------------------- operations
+
+
+async def test_create_get_and_patch_a_case(client: PrimeroClient) -> None:
+    created = await client.create_case(
+        {
+            "module_id": CP,
+            "unhcr_individual_no": "ETH-1",
+            "services_section": [{"service_type": "x"}],
+        }
+    )
+    assert created["id"] != created["case_id"]
+    assert created["services_section"][0]["unique_id"]
+    fetched = await client.get_case(created["id"])
+    assert fetched["unhcr_individual_no"] == "ETH-1"
+    patched = await client.patch_case(created["id"], {"age": 12})
+    assert patched["age"] == 12 and patched["id"] == created["id"]
+    assert patched["last_updated_at"] > created["last_updated_at"]
+
+
+async def test_create_with_client_id_returns_the_stored_case(client: PrimeroClient) -> None:
+    record_id = "0b6f1a3c-1111-4222-8333-444455556666"
+    created = await client.create_case({"module_id": CP, "id": record_id, "sex": "female"})
+    assert created["id"] == record_id and created["sex"] == "female"
+
+
+async def test_find_cases_by_exact_id_field(client: PrimeroClient) -> None:
+    wanted = await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-1"})
+    await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-10"})
+    found = await client.find_cases("unhcr_individual_no", "ETH-1")
+    assert [case["id"] for case in found] == [wanted["id"]]
+    assert await client.find_cases("case_id", wanted["case_id"]) == found
+    assert await client.find_cases("unhcr_individual_no", "nobody") == []
+
+
+async def test_find_cases_detects_a_silently_dropped_filter(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-1"})
+    await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-2"})
+    primero_sim.state.readable_fields.discard("unhcr_individual_no")
+    with pytest.raises(FilterIgnoredError) as caught:
+        await client.find_cases("unhcr_individual_no", "ETH-1")
+    assert caught.value.failure_class is FailureClass.PERMANENT
+    assert caught.value.reason == "filter_ignored"
+    assert caught.value.details == ("field=unhcr_individual_no",)
+    assert "ETH-1" not in str(caught.value)
+
+
+async def test_iter_cases_pages_with_bounded_memory(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    stamps = [
+        f"2024-01-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}.000Z" for n in range(2500)
+    ]
+    primero_sim.state.seed({"cases": [{"last_updated_at": s} for s in reversed(stamps)]})
+    seen = [case["last_updated_at"] async for case in client.iter_cases()]
+    assert seen == stamps  # every case once, oldest update first
+    requests = journal(primero_sim)
+    assert len(requests) == 3
+    for entry in requests:
+        params = query_of(entry)
+        assert params["per"] == "1000"
+        assert params["order_by"] == "last_updated_at" and params["order"] == "asc"
+
+
+async def test_iter_cases_walks_many_cases_in_one_second(primero_sim: Any) -> None:
+    stamps = [f"2024-01-01T00:00:00.{n:03d}Z" for n in range(25)] + ["2024-01-01T00:00:01.000Z"]
+    primero_sim.state.seed({"cases": [{"last_updated_at": s} for s in stamps]})
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, page_size=10
+    ) as client:
+        seen = [case["id"] async for case in client.iter_cases()]
+    assert len(seen) == 26 and len(set(seen)) == 26
+    assert all(query_of(e)["per"] == "10" for e in journal(primero_sim))
+
+
+async def test_iter_cases_caps_page_size_at_1000(primero_sim: Any) -> None:
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, page_size=5000
+    ) as client:
+        assert [c async for c in client.iter_cases()] == []
+    assert query_of(journal(primero_sim)[0])["per"] == "1000"
+
+
+async def test_iter_cases_sends_watermark_and_indexed_user_names(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    primero_sim.state.seed(
+        {
+            "cases": [
+                {"owned_by": "unhcr_cw", "last_updated_at": "2024-01-01T00:00:00.000Z"},
+                {"owned_by": "unhcr_cw", "last_updated_at": "2024-06-01T00:00:00.400Z"},
+                {"owned_by": "other", "last_updated_at": "2024-06-02T00:00:00.000Z"},
+                {"owned_by": "unhcr_cw2", "last_updated_at": "2024-06-03T00:00:00.000Z"},
+            ]
+        }
+    )
+    since = datetime(2024, 6, 1, 0, 0, 0, 900000, tzinfo=UTC)
+    found = [
+        case["last_updated_at"]
+        async for case in client.iter_cases(
+            filters={"associated_user_names": ["unhcr_cw", "unhcr_cw2"]}, updated_since=since
+        )
+    ]
+    assert found == ["2024-06-01T00:00:00.400Z", "2024-06-03T00:00:00.000Z"]
+    first = query_of(journal(primero_sim)[0])
+    assert first["last_updated_at"] == "2024-06-01T00:00:00Z.."
+    assert first["associated_user_names[0]"] == "unhcr_cw"
+    assert first["associated_user_names[1]"] == "unhcr_cw2"
+
+
+async def test_iter_cases_by_ids_in_batches(primero_sim: Any, client: PrimeroClient) -> None:
+    primero_sim.state.seed({"cases": [{} for _ in range(150)]})
+    ids = [case["id"] for case in primero_sim.state.all_cases()]
+    got = {case["id"] async for case in client.iter_cases(ids=ids)}
+    assert got == set(ids)
+    batches = [query_of(e)["id"].split(",") for e in journal(primero_sim)]
+    assert [len(batch) for batch in batches] == [100, 50]
+
+
+async def test_iter_cases_detects_a_dropped_watermark(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    primero_sim.state.seed({"cases": [{"last_updated_at": "2020-01-01T00:00:00.000Z"}]})
+    primero_sim.state.readable_fields.discard("last_updated_at")
+    since = datetime(2024, 1, 1, tzinfo=UTC)
+    with pytest.raises(FilterIgnoredError) as caught:
+        [case async for case in client.iter_cases(updated_since=since)]
+    assert caught.value.details == ("field=last_updated_at",)
+
+
+def test_watermark_is_utc_floored_to_the_second() -> None:
+    assert format_watermark(datetime(2024, 6, 1, 12, 0, 5, 999000)) == "2024-06-01T12:00:05Z"
+    moment = datetime.fromisoformat("2024-06-01T14:00:05.5+02:00")
+    assert format_watermark(moment) == "2024-06-01T12:00:05Z"
+
+
+async def test_list_and_update_referrals(primero_sim: Any, client: PrimeroClient) -> None:
+    case = await client.create_case({"module_id": CP, "services_section": [{"unique_id": ROW}]})
+    action = primero_sim.state.refer_to_unhcr(case["id"], "unhcr_cw", {"service_type": "legal"})
+    referrals = await client.list_referrals(case["id"])
+    assert [r["id"] for r in referrals] == [action["referral_id"]]
+    accepted = await client.update_referral(case["id"], action["referral_id"], status="accepted")
+    assert accepted["status"] == "accepted"
+    done = await client.update_referral(
+        case["id"], action["referral_id"], status="done", rejection_note="closed"
+    )
+    assert done["rejection_note"] == "closed"
+
+
+async def test_update_referral_detects_an_illegal_transition(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    case = await client.create_case({"module_id": CP})
+    action = primero_sim.state.refer_to_unhcr(case["id"], "unhcr_cw", {})
+    with pytest.raises(ReferralNotUpdatedError) as caught:
+        await client.update_referral(case["id"], action["referral_id"], status="done")
+    assert caught.value.failure_class is FailureClass.PERMANENT
+    assert caught.value.details == ("status=in_progress",)
+
+
+async def test_rejecting_a_referral_sends_reason(primero_sim: Any, client: PrimeroClient) -> None:
+    case = await client.create_case({"module_id": CP})
+    action = primero_sim.state.refer_to_unhcr(case["id"], "unhcr_cw", {})
+    rejected = await client.update_referral(
+        case["id"], action["referral_id"], status="rejected", rejected_reason="not_eligible"
+    )
+    assert rejected["rejected_reason"] == "not_eligible"
+
+
+async def test_get_user_by_exact_user_name(primero_sim: Any, client: PrimeroClient) -> None:
+    primero_sim.state.seed(
+        {
+            "users": [
+                {"user_name": "unhcr_cw", "email": "cw@example.org"},
+                {"user_name": "unhcr_cw2"},
+            ]
+        }
+    )
+    user = await client.get_user("unhcr_cw")
+    assert user is not None and user["email"] == "cw@example.org"
+    assert await client.get_user("unhcr") is None
+
+
+# ---------------------------------------------------------------- permanent errors
+
+
+async def test_404_is_not_found_with_no_echoed_text(client: PrimeroClient) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        await client.get_case("00000000-0000-4000-8000-000000000000")
+    error = caught.value
+    assert error.status_code == 404 and error.peer == "primero" and error.reason == "http_404"
+    assert error.details == ("message=Not Found",)
+    assert "Couldn't find" not in str(error)
+
+
+async def test_409_is_conflict(client: PrimeroClient) -> None:
+    case_id = "f59e880e-d58f-4b68-ba6e-e0616a49aefd"
+    await client.create_case({"module_id": CP, "case_id": case_id})
+    with pytest.raises(ConflictError) as caught:
+        await client.create_case({"module_id": CP, "case_id": case_id})
+    assert caught.value.status_code == 409
+    assert isinstance(caught.value, PermanentPeerError)
+
+
+async def test_422_keeps_json_pointers(client: PrimeroClient) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        await client.create_case({"module_id": CP, "services_section": [{"unique_id": "BAD"}]})
+    assert caught.value.details == (
+        "message=Invalid Record JSON",
+        "detail=/services_section/0/unique_id",
+    )
+
+
+async def test_422_model_validation_keeps_codes_and_field(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    body = {
+        "errors": [
+            {
+                "status": 422,
+                "resource": "/api/v2/cases",
+                "detail": "transitioned_to",
+                "message": ["transition.errors.to_user_can_receive"],
+            }
+        ]
+    }
+    fault(primero_sim, path="/api/v2/cases", status=422, body=body)
+    with pytest.raises(InvalidRecordError) as caught:
+        await client.get_case("x")
+    assert caught.value.details == (
+        "message=transition.errors.to_user_can_receive",
+        "detail=transitioned_to",
+    )
+
+
+async def test_free_text_in_an_error_never_reaches_the_exception(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    body = {
+        "errors": [
+            {
+                "status": 400,
+                "resource": "/api/v2/cases",
+                "detail": "Aicha Diallo born 2008-01-01",
+                "message": "Aicha Diallo is not valid",
+            }
+        ]
+    }
+    fault(primero_sim, path="/api/v2/cases", status=400, body=body)
+    with pytest.raises(PrimeroPermanentError) as caught:
+        await client.create_case({"module_id": CP, "name": "Aicha Diallo"})
+    assert caught.value.status_code == 400 and caught.value.details == ()
+    assert "Aicha" not in str(caught.value) and "2008" not in str(caught.value)
+
+
+async def test_401_wrong_password_is_authentication_error(primero_sim: Any) -> None:
+    async with PrimeroClient(primero_sim.url, username=primero_sim.user, password="bad") as client:
+        with pytest.raises(AuthenticationError) as caught:
+            await client.get_user("x")
+    assert caught.value.status_code == 401
+    assert caught.value.details == ("error=Invalid User name or password.",)
+
+
+async def test_403_is_forbidden(primero_sim: Any, client: PrimeroClient) -> None:
+    body = {"errors": [{"status": 403, "resource": "/api/v2/cases", "message": "Forbidden"}]}
+    fault(primero_sim, path="/api/v2/cases", status=403, body=body)
+    with pytest.raises(ForbiddenError) as caught:
+        [case async for case in client.iter_cases()]
+    assert caught.value.details == ("message=Forbidden",)
+
+
+# ---------------------------------------------------------------- transient errors
+
+
+async def test_503_honours_retry_after(primero_sim: Any, client: PrimeroClient) -> None:
+    body = {
+        "errors": [
+            {
+                "status": 503,
+                "resource": "/api/v2/cases",
+                "detail": "Retry-After: 60",
+                "message": "Service Unavailable",
+            }
+        ]
+    }
+    fault(primero_sim, path="/api/v2/cases", status=503, retry_after=60, body=body)
+    with pytest.raises(TransientPeerError) as caught:
+        await client.get_case("x")
+    assert caught.value.retry_after == 60.0
+    assert caught.value.status_code == 503 and caught.value.reason == "http_503"
+    assert caught.value.failure_class is FailureClass.TRANSIENT
+
+
+async def test_503_retry_after_from_the_envelope_only(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    body = {
+        "errors": [{"status": 503, "resource": "/", "detail": "Retry-After: 7", "message": "x"}]
+    }
+    fault(primero_sim, path="/api/v2/cases", status=503, body=body)
+    with pytest.raises(TransientPeerError) as caught:
+        await client.get_case("x")
+    assert caught.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize("status", [429, 500, 502])
+async def test_429_and_5xx_are_transient(
+    primero_sim: Any, client: PrimeroClient, status: int
+) -> None:
+    fault(primero_sim, path="/api/v2/cases", status=status)
+    with pytest.raises(TransientPeerError) as caught:
+        await client.patch_case("x", {"age": 1})
+    assert caught.value.status_code == status and caught.value.retryable
+
+
+async def test_a_hanging_server_is_a_transient_timeout(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    fault(primero_sim, path="/api/v2/cases", hang=True, times=1)
+    with pytest.raises(TransientPeerError) as caught:
+        await client.list_referrals("x")
+    assert caught.value.reason == "timeout" and caught.value.status_code is None
+
+
+async def test_latency_beyond_the_timeout_is_transient(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    fault(primero_sim, path="/api/v2/users", latency=2.0, status=200, rate=0.0)
+    with pytest.raises(TransientPeerError) as caught:
+        await client.get_user("x")
+    assert caught.value.reason == "timeout"
+
+
+async def test_connection_refused_is_transient() -> None:
+    async with PrimeroClient(
+        f"http://127.0.0.1:{free_port()}", username="u", password="p", timeout=0.5
+    ) as client:
+        with pytest.raises(TransientPeerError) as caught:
+            await client.get_case("x")
+    assert caught.value.reason == "connection"
+
+
+# ---------------------------------------------------------------- token mode
+
+
+async def test_token_mode_logs_in_once_and_again_after_expiry(primero_sim: Any) -> None:
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, auth="token"
+    ) as client:
+        await client.create_case({"module_id": CP})
+        await client.get_user(primero_sim.user)
+        assert len(journal(primero_sim, "/api/v2/tokens")) == 1
+        primero_sim.app.state.auth.expire_tokens()
+        assert await client.get_user(primero_sim.user) is not None
+    logins = journal(primero_sim, "/api/v2/tokens")
+    assert [entry["method"] for entry in logins] == ["POST", "POST"]
+    assert [e["status"] for e in journal(primero_sim, "/api/v2/users")] == [200, 401, 200]
+
+
+async def test_token_mode_relogs_only_once(primero_sim: Any) -> None:
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, auth="token"
+    ) as client:
+        await client.get_user(primero_sim.user)
+        fault(
+            primero_sim, path="/api/v2/users", status=401, body={"error": "Your account is locked."}
+        )
+        with pytest.raises(AuthenticationError) as caught:
+            await client.get_user(primero_sim.user)
+    assert caught.value.details == ("error=Your account is locked.",)
+    assert len(journal(primero_sim, "/api/v2/tokens")) == 2
+
+
+async def test_token_mode_with_wrong_password(primero_sim: Any) -> None:
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password="bad", auth="token"
+    ) as client:
+        with pytest.raises(AuthenticationError):
+            await client.get_case("x")
+
+
+async def test_token_mode_against_a_sessions_era_primero() -> None:
+    app = create_app(users={"u": "p"}, token_login=False)
+    with serve_in_thread(app) as server:
+        async with PrimeroClient(server.url, username="u", password="p", auth="token") as client:
+            with pytest.raises(TokenNotIssuedError) as caught:
+                await client.get_case("x")
+    assert caught.value.reason == "token_not_issued"
+
+
+async def test_login_throttled_is_transient(primero_sim: Any) -> None:
+    fault(primero_sim, path="/api/v2/tokens", status=429)
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, auth="token"
+    ) as client:
+        with pytest.raises(TransientPeerError) as caught:
+            await client.get_case("x")
+    assert caught.value.status_code == 429 and caught.value.operation == "login"
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError):
+        PrimeroClient("http://x", username="u", password="p", auth="digest")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        PrimeroClient("http://x", username="u", password="p", page_size=0)
