@@ -1,0 +1,97 @@
+"""``primero-progres simulate primero`` runs the simulator standalone, seeded from a file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+from typer.testing import CliRunner
+
+from primero_progres.cli import app as cli_app
+from primero_progres.sim.common import free_port
+
+RECORD_ID = "406b539a-e662-425e-810b-47e4fa7da496"
+
+
+@contextmanager
+def primero_sim_process(*args: str) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "primero_progres.cli", "simulate", "primero"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                httpx.get(f"{url}/_sim/journal", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "simulator did not start"
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_standalone_simulator_serves_seeded_cases_to_its_user(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.json"
+    seed.write_text(
+        json.dumps(
+            {
+                "cases": [
+                    {
+                        "id": RECORD_ID,
+                        "module_id": "primeromodule-cp",
+                        "unhcr_individual_no": "ETH-1",
+                    }
+                ],
+                "users": [{"user_name": "unhcr_cw", "full_name": "CW"}],
+            }
+        )
+    )
+    with primero_sim_process("--user", "bridge", "--password", "pw", "--seed", str(seed)) as url:
+        assert httpx.get(f"{url}/api/v2/cases").status_code == 401
+        answer = httpx.get(
+            f"{url}/api/v2/cases", params={"unhcr_individual_no": "ETH-1"}, auth=("bridge", "pw")
+        ).json()
+        assert [case["id"] for case in answer["data"]] == [RECORD_ID]
+        users = httpx.get(f"{url}/api/v2/users?user_name=unhcr_cw", auth=("bridge", "pw")).json()
+        assert users["data"][0]["user_name"] == "unhcr_cw"
+
+
+def test_password_is_required() -> None:
+    result = CliRunner().invoke(cli_app, ["simulate", "primero", "--port", "1"], env={})
+    assert result.exit_code != 0
+
+
+def test_unreadable_seed_file_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.json"
+    result = CliRunner().invoke(
+        cli_app, ["simulate", "primero", "--password", "pw", "--seed", str(missing)]
+    )
+    assert result.exit_code != 0
+
+
+def test_seed_file_that_is_not_a_json_object_is_a_configuration_error(tmp_path: Path) -> None:
+    from primero_progres.errors import ConfigurationError
+    from primero_progres.sim.primero import load_seed
+
+    bad = tmp_path / "seed.json"
+    for content in ("{not json", "[1, 2]"):
+        bad.write_text(content)
+        try:
+            load_seed(bad)
+        except ConfigurationError as error:
+            assert error.reason == "bad_seed"
+        else:
+            raise AssertionError("load_seed accepted a bad seed file")
