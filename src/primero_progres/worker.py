@@ -29,7 +29,7 @@ from .store import jobs as job_table
 from .store.audit import audit_in
 from .store.crypto import PayloadUnreadable
 from .store.cursors import set_cursor_in
-from .store.ledger import check_ids, record_in
+from .store.ledger import record_in, split_ids
 from .store.models import DeadReason, Job
 from .store.safe import safe_ids
 
@@ -68,10 +68,17 @@ class RetryPolicy:
 class StepContext:
     """What a handler sees: the job (payload decrypted) and buffered writes."""
 
-    def __init__(self, store: Store, job: Job) -> None:
+    def __init__(self, store: Store, job: Job, *, worker_id: str = "") -> None:
         self.store = store
         self.job = job
+        #: the lease owner of this attempt (``<worker id>/<slot>``), e.g. for store leases
+        self.worker_id = worker_id
         self._ops: list[Op] = []
+        self._after_commit: list[Callable[[], Awaitable[Any]]] = []
+
+    def after_commit(self, callback: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``callback()`` once this step's outcome is committed (not if it fails)."""
+        self._after_commit.append(callback)
 
     def enqueue(
         self,
@@ -121,9 +128,10 @@ class StepContext:
         detail: Mapping[str, Any] | None = None,
         **ids: Any,
     ) -> None:
-        """Upsert exchange ``(flow, key)`` and append an event, if the step succeeds."""
-        id_values = check_ids(ids)
-        safe_detail = safe_ids(detail or {}, what="ledger event detail")
+        """Upsert exchange ``(flow, key)`` and append an event, if the step succeeds.
+        Keyword IDs that are not ledger columns are kept in the event detail."""
+        id_values, extra = split_ids(ids)
+        safe_detail = safe_ids({**extra, **(detail or {})}, what="ledger event detail")
 
         async def op(conn: AsyncConnection, now: datetime) -> None:
             await record_in(
@@ -244,7 +252,7 @@ class Worker:
             await self._dead(job, owner, _reason(exc, exc.failure_class))
             return
         job = job_table.row_to_job(row, payload)
-        ctx = StepContext(self.store, job)
+        ctx = StepContext(self.store, job, worker_id=owner)
         handler = self.handlers[job.kind]
         heartbeat = asyncio.create_task(self._heartbeat(job, owner))
         failure: BaseException | None = None
@@ -301,6 +309,11 @@ class Worker:
             return
         JOBS.labels(job.kind, "done").inc()
         log.info("job.done", job_id=job.id, kind=job.kind, attempts=job.attempts)
+        for callback in ctx._after_commit:
+            try:
+                await callback()
+            except Exception as exc:
+                log.warning("job.after_commit_failed", job_id=job.id, error=type(exc).__name__)
 
     async def _fail(self, job: Job, owner: str, exc: BaseException) -> None:
         if isinstance(exc, BridgeError):

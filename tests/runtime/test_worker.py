@@ -238,17 +238,57 @@ async def test_success_commits_children_ledger_audit_and_cursor_together(store: 
     assert (await store.audit.list(event="poll.done"))[0].ids == {"count": 1}
 
 
-async def test_context_refuses_personal_fields(store: Store) -> None:
+async def test_personal_fields_are_redacted_from_refs_audit_and_ledger(store: Store) -> None:
+    released: list[str] = []
+
+    async def careless(ctx: StepContext) -> None:
+        assert ctx.worker_id == "w/0"
+        ctx.audit("x", given_name="Anna", case_id="c-1")
+        ctx.enqueue("toy.child", {}, refs={"family_name": "E", "index": 2})
+        ctx.ledger_record(
+            "progres-referral",
+            "k",
+            state="delivered",
+            date_of_birth="2020-01-01",
+            case_id="c-1",
+            dtp_request_id="r-9",
+        )
+
+        async def release() -> None:
+            released.append(ctx.job.id)
+
+        ctx.after_commit(release)
+
     job_id = (await store.jobs.enqueue("toy.step", {})).id
-    job = await store.jobs.get(job_id)
-    assert job is not None
-    ctx = StepContext(store, job)
-    with pytest.raises(ValueError, match="given_name"):
-        ctx.audit("x", given_name="Anna")
-    with pytest.raises(ValueError, match="family_name"):
-        ctx.enqueue("toy.child", {}, refs={"family_name": "E"})
-    with pytest.raises(ValueError, match="date_of_birth"):
-        ctx.ledger_record("progres-referral", "k", date_of_birth="2020-01-01")
+    await Worker(store, {"toy.step": careless}, worker_id="w").run_until_idle()
+    assert released == [job_id]
+    assert (await store.audit.list(event="x"))[0].ids == {
+        "given_name": "[redacted]",
+        "case_id": "c-1",
+    }
+    assert (await store.jobs.list(kind="toy.child"))[0].refs == {
+        "family_name": "[redacted]",
+        "index": 2,
+    }
+    exchange = await store.ledger.get("progres-referral", "k")
+    assert exchange is not None and exchange.case_id == "c-1"
+    events = await store.ledger.events(exchange.id)
+    assert events[0].detail == {"date_of_birth": "[redacted]", "dtp_request_id": "r-9"}
+
+
+async def test_after_commit_callbacks_do_not_run_when_the_step_fails(store: Store) -> None:
+    called: list[int] = []
+
+    async def fails(ctx: StepContext) -> None:
+        async def callback() -> None:
+            called.append(1)
+
+        ctx.after_commit(callback)
+        raise PermanentError("nope")
+
+    await store.jobs.enqueue("toy.step", {})
+    await Worker(store, {"toy.step": fails}).run_until_idle()
+    assert called == []
 
 
 async def test_a_worker_that_lost_its_lease_cannot_commit(

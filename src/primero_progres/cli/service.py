@@ -46,9 +46,10 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     store = await Store.open(settings.database_url, encryption=settings.cipher())
     await store.upgrade()
     stop = asyncio.Event()
+    handlers = flows.build_handlers(settings, store)
     worker = Worker(
         store,
-        flows.build_handlers(settings, store),
+        handlers,
         concurrency=settings.worker_concurrency,
         retry=RetryPolicy.from_settings(settings),
         lease_seconds=settings.lease_seconds,
@@ -78,6 +79,9 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        closer = getattr(handlers, "aclose", None)
+        if closer is not None:
+            await closer()
         await store.close()
 
 

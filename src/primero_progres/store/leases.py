@@ -44,9 +44,10 @@ class Leases:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def acquire(self, name: str, owner: str, seconds: float) -> bool:
+    async def acquire(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or renew ``name`` for ``ttl`` seconds; False if someone else holds it."""
         async with self._store.engine.begin() as conn:
-            return await acquire_in(conn, self._store, name, owner, seconds)
+            return await acquire_in(conn, self._store, name, owner, ttl)
 
     async def release(self, name: str, owner: str) -> None:
         async with self._store.engine.begin() as conn:

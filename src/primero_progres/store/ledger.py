@@ -21,10 +21,18 @@ if TYPE_CHECKING:
 
 
 def check_ids(ids: Mapping[str, Any]) -> dict[str, str]:
+    """The ID columns among ``ids`` (reads: anything else is a programming error)."""
     unknown = set(ids) - set(ID_COLUMNS)
     if unknown:
         raise ValueError(f"ledger: unknown ID column(s) {sorted(unknown)}")
     return {name: str(value) for name, value in ids.items() if value is not None}
+
+
+def split_ids(ids: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Writes: ID columns go to the exchange row, other keys to the event detail."""
+    columns = {k: v for k, v in ids.items() if k in ID_COLUMNS}
+    extra = {k: v for k, v in ids.items() if k not in ID_COLUMNS}
+    return check_ids(columns), extra
 
 
 async def record_in(

@@ -1,30 +1,35 @@
-"""Guards that keep personal data out of the clear-text columns (refs, audit, ledger detail)."""
+"""Guards that keep personal data out of the clear-text columns (refs, audit, ledger detail).
+
+Like the log redactor, a key that is not on the ID/status allow-list keeps its
+place but its value becomes ``"[redacted]"``: the record stays useful, nothing
+personal is stored, and the redaction shows up in review.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from ..logging import is_safe_key
+from ..logging import REDACTED, is_safe_key
 
+_EXTRA_SAFE = frozenset({"index", "fields", "direction", "dead_reason"})
 _MAX_VALUE = 200
 
 
+def is_safe_id_key(key: str) -> bool:
+    return is_safe_key(key) or key in _EXTRA_SAFE or key.endswith("_numbers")
+
+
 def safe_ids(values: Mapping[str, Any], *, what: str) -> dict[str, Any]:
-    """Return ``values`` if every key is an allow-listed ID/status key and every value a
-    short scalar (or list of them); raise ``ValueError`` otherwise (a programming error)."""
+    """Keep allow-listed keys with short scalar (or list of scalar) values; redact the rest."""
     out: dict[str, Any] = {}
     for key, value in values.items():
-        if not (is_safe_key(key) or key.endswith("_numbers")):
-            raise ValueError(f"{what}: key {key!r} is not on the ID allow-list")
-        if isinstance(value, list | tuple):
-            if not all(_scalar(v) for v in value):
-                raise ValueError(f"{what}: {key!r} must be a list of scalars")
-            out[key] = list(value)
-        elif _scalar(value):
-            out[key] = value
+        if not is_safe_id_key(key):
+            out[key] = REDACTED
+        elif isinstance(value, list | tuple):
+            out[key] = [v if _scalar(v) else REDACTED for v in value]
         else:
-            raise ValueError(f"{what}: {key!r} must be a scalar")
+            out[key] = value if _scalar(value) else REDACTED
     return out
 
 

@@ -63,6 +63,12 @@ class Store:
         """Keyed content hash (HMAC-SHA256 of canonical JSON): not guessable from the data."""
         return self.cipher.fingerprint(obj)
 
+    async def load_message(self, message_id: str | None) -> dict[str, Any] | None:
+        """The decrypted inbound message of a receive job (None once purged)."""
+        if message_id is None:
+            return None
+        return await self.messages.payload(message_id)
+
     async def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations shipped inside the package."""
         config = Config()
