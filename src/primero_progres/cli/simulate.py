@@ -53,6 +53,56 @@ def simulate_primero(
     serve(port=port, users={user: password}, host=host, seed_file=seed, token_login=token_login)
 
 
+@simulate_app.command("dtp")
+def simulate_dtp(
+    subscription_key: Annotated[
+        str,
+        typer.Option(
+            "--subscription-key",
+            help="The Ocp-Apim-Subscription-Key the gateway accepts.",
+            envvar="DTP_SIM_SUBSCRIPTION_KEY",
+        ),
+    ],
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8902,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Server certificate (PEM; may hold the key).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Server key (PEM).")] = None,
+    client_ca: Annotated[
+        Path | None,
+        typer.Option("--client-ca", help="Require client certificates signed by this CA (mTLS)."),
+    ] = None,
+    bridge_inbox_url: Annotated[
+        str | None, typer.Option("--bridge-inbox-url", help="Where proGres sends messages.")
+    ] = None,
+    bridge_token: Annotated[
+        str | None,
+        typer.Option(
+            "--bridge-token", help="Bearer token for the inbox.", envvar="DTP_SIM_BRIDGE_TOKEN"
+        ),
+    ] = None,
+) -> None:
+    """DTP gateway simulator: both endpoints, subscription key, optional mTLS, /_sim/ controls."""
+    from ..errors import ConfigurationError
+    from ..sim.dtp import serve
+
+    try:
+        serve(
+            port=port,
+            subscription_key=subscription_key,
+            host=host,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            client_ca=client_ca,
+            bridge_inbox_url=bridge_inbox_url,
+            bridge_token=bridge_token,
+        )
+    except ConfigurationError as exc:
+        typer.echo(f"simulate dtp: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the root app."""
     app.add_typer(simulate_app, name="simulate")
