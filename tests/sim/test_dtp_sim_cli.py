@@ -1,0 +1,95 @@
+"""``primero-progres simulate dtp`` runs the simulator standalone, plain or with mutual TLS."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from typer.testing import CliRunner
+
+from primero_progres.cli import app as cli_app
+from primero_progres.sim.common import free_port
+from tls_helpers import make_tls_files
+
+KEY = "cli-key"
+
+
+@contextmanager
+def simulator(*args: str, verify: ssl.SSLContext | bool = True) -> Iterator[str]:
+    """Start the command in a child process, wait until it answers, stop it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "primero_progres.cli", "simulate", "dtp"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--subscription-key", KEY, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    scheme = "https" if "--tls-cert" in args else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            try:
+                httpx.get(f"{url}/_sim/bridge", verify=verify, timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_plain_simulator_checks_the_key_and_records() -> None:
+    with simulator() as url:
+        refused = httpx.post(f"{url}/ReceiveIncomingReferral", json={"id": "a#b"})
+        assert refused.status_code == 401
+        accepted = httpx.post(
+            f"{url}/ReceiveIncomingReferral",
+            json={"id": "a#b"},
+            headers={"Ocp-Apim-Subscription-Key": KEY},
+        )
+        assert accepted.status_code == 200
+        assert [m["body"] for m in httpx.get(f"{url}/_sim/messages").json()] == [{"id": "a#b"}]
+
+
+def test_mtls_simulator_requires_a_client_certificate(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path)
+    identified = ssl.create_default_context(cafile=str(files.ca))
+    identified.load_cert_chain(str(files.client_cert), str(files.client_key))
+    args = ("--tls-cert", str(files.server), "--client-ca", str(files.ca))
+    with simulator(*args, verify=identified) as url:
+        anonymous = ssl.create_default_context(cafile=str(files.ca))
+        with pytest.raises(httpx.TransportError):
+            httpx.post(f"{url}/ReceiveDecisionOutgoingReferral", json={}, verify=anonymous)
+        response = httpx.post(
+            f"{url}/ReceiveDecisionOutgoingReferral",
+            json={"status": "Pending Acknowledgement"},
+            headers={"Ocp-Apim-Subscription-Key": KEY},
+            verify=identified,
+        )
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--tls-cert", "/nonexistent/server.pem"],
+        ["--client-ca", "/nonexistent/ca.pem"],
+    ],
+)
+def test_bad_tls_settings_exit_with_code_2(args: list[str]) -> None:
+    result = CliRunner().invoke(
+        cli_app, ["simulate", "dtp", "--port", "1", "--subscription-key", KEY, *args]
+    )
+    assert result.exit_code == 2
