@@ -757,3 +757,15 @@ def test_action_refer_to_unhcr_adds_row_and_referral(api: httpx.Client, sim: htt
     assert [(r["id"], r["status"], r["service_record_id"]) for r in referrals] == [
         (answer["referral_id"], "in_progress", row["unique_id"])
     ]
+
+
+def test_reset_forgets_seeded_logins_and_lockouts(
+    primero_sim: PrimeroSim, sim: httpx.Client
+) -> None:
+    sim.post("/seed", json={"users": [{"user_name": "fp", "password": "fp-pass"}]})
+    for _ in range(6):
+        httpx.get(primero_sim.url + "/api/v2/cases", auth=(PRIMERO_SIM_USER, "wrong"))
+    sim.post("/reset")
+    assert httpx.get(primero_sim.url + "/api/v2/cases", auth=("fp", "fp-pass")).status_code == 401
+    api_user = (PRIMERO_SIM_USER, PRIMERO_SIM_PASSWORD)
+    assert httpx.get(primero_sim.url + "/api/v2/cases", auth=api_user).status_code == 200

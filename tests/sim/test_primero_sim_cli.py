@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 from typer.testing import CliRunner
 
 from primero_progres.cli import app as cli_app
@@ -89,9 +90,6 @@ def test_seed_file_that_is_not_a_json_object_is_a_configuration_error(tmp_path: 
     bad = tmp_path / "seed.json"
     for content in ("{not json", "[1, 2]"):
         bad.write_text(content)
-        try:
+        with pytest.raises(ConfigurationError) as caught:
             load_seed(bad)
-        except ConfigurationError as error:
-            assert error.reason == "bad_seed"
-        else:
-            raise AssertionError("load_seed accepted a bad seed file")
+        assert caught.value.reason == "bad_seed"

@@ -57,6 +57,7 @@ class Authenticator:
 
     def __init__(self, users: dict[str, str], *, token_login: bool = True) -> None:
         self.token_login = token_login
+        self._initial = dict(users)
         self._accounts = {name: _Account(password) for name, password in users.items()}
         self._tokens: dict[str, float] = {}  # jti -> expiry (monotonic)
         self._secret = secrets.token_bytes(32)
@@ -67,11 +68,9 @@ class Authenticator:
             self._accounts[user_name] = _Account(password)
 
     def reset(self) -> None:
+        """Back to the API users given at start: no lockouts, tokens or seeded logins."""
         with self._lock:
-            for account in self._accounts.values():
-                account.failed_attempts = 0
-                account.locked_until = 0.0
-                account.logins.clear()
+            self._accounts = {name: _Account(password) for name, password in self._initial.items()}
             self._tokens.clear()
 
     def expire_tokens(self) -> None:
