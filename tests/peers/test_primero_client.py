@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +26,7 @@ from primero_progres.peers.primero import (
     TokenNotIssuedError,
     format_watermark,
 )
+from primero_progres.peers.primero_errors import retry_after_seconds
 from primero_progres.sim.common import FaultRule, free_port, serve_in_thread
 from primero_progres.sim.primero import create_app
 
@@ -458,3 +461,20 @@ def test_bad_arguments_are_refused() -> None:
         PrimeroClient("http://x", username="u", password="p", auth="digest")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         PrimeroClient("http://x", username="u", password="p", page_size=0)
+
+
+async def test_concurrent_calls_share_one_login(primero_sim: Any) -> None:
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, auth="token"
+    ) as client:
+        await asyncio.gather(*(client.get_user(primero_sim.user) for _ in range(10)))
+        primero_sim.app.state.auth.expire_tokens()
+        await asyncio.gather(*(client.get_user(primero_sim.user) for _ in range(10)))
+    assert len(journal(primero_sim, "/api/v2/tokens")) == 2
+
+
+def test_retry_after_as_an_http_date() -> None:
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    seconds = retry_after_seconds(format_datetime(later, usegmt=True), None)
+    assert seconds is not None and 100 < seconds <= 120
+    assert retry_after_seconds("soon", None) is None

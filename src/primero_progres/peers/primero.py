@@ -9,6 +9,7 @@ typed errors raised here.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -119,6 +120,7 @@ class PrimeroClient:
         self._password = password
         self._auth_mode = auth
         self._token: str | None = None
+        self._login_lock = asyncio.Lock()
         self.page_size = min(page_size, MAX_PER)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/api/v2",
@@ -191,6 +193,18 @@ class PrimeroClient:
         self._token = token
         return token
 
+    async def _current_token(self, *, stale: str | None) -> tuple[str, bool]:
+        """The token to use and whether it was just issued; one login at a time.
+
+        Concurrent calls share one login: Primero throttles logins (6 a minute per user)
+        and, from v2.12, a login ends the user's other sessions.
+        """
+        async with self._login_lock:
+            if self._token is not None and self._token != stale:
+                return self._token, False
+            self._token = None
+            return await self._login(), True
+
     async def _request(
         self,
         operation: str,
@@ -205,15 +219,13 @@ class PrimeroClient:
             return self._payload(
                 operation, await self._send(operation, method, path, params=params, json=json)
             )
-        fresh_login = self._token is None
-        token = self._token or await self._login()
+        token, fresh_login = await self._current_token(stale=None)
         response = await self._send(
             operation, method, path, params=params, json=json, authorization=f"Bearer {token}"
         )
         if response.status_code == 401 and not fresh_login:
             log.info("primero_token_rejected", operation=operation, status_code=401)
-            self._token = None
-            token = await self._login()
+            token, _ = await self._current_token(stale=token)
             response = await self._send(
                 operation, method, path, params=params, json=json, authorization=f"Bearer {token}"
             )

@@ -10,6 +10,8 @@ Primero's fixed messages.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from .errors import PermanentPeerError, TransientPeerError
@@ -113,7 +115,7 @@ def safe_details(body: Any) -> tuple[str, ...]:
 
 
 def retry_after_seconds(header: str | None, body: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header, or from the 503 envelope's ``"Retry-After: N"``."""
+    """Seconds from ``Retry-After`` (delay or HTTP date) or the 503 envelope's detail."""
     candidates = [header]
     errors = body.get("errors") if isinstance(body, dict) else None
     for item in errors if isinstance(errors, list) else []:
@@ -121,8 +123,17 @@ def retry_after_seconds(header: str | None, body: Any) -> float | None:
         if isinstance(detail, str) and detail.startswith("Retry-After:"):
             candidates.append(detail.partition(":")[2])
     for candidate in candidates:
-        if candidate is not None and candidate.strip().isdigit():
-            return float(candidate.strip())
+        if candidate is None:
+            continue
+        text = candidate.strip()
+        if text.isdigit():
+            return float(text)
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            continue
+        if moment.tzinfo is not None:
+            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
     return None
 
 
