@@ -23,6 +23,7 @@ def interventions(count: int, rng: random.Random) -> list[dict]:
     languages = ["Nuer", "Anyuak", "Dinka, South Central", "Somali", "English"]
     batch = []
     for n in range(count):
+        born = f"{rng.randint(2005, 2022)}-0{rng.randint(1, 9)}-15T00:00:00Z"
         batch.append({
             "interventiontype.progres_description": rng.choice(types),
             "individuals.progres_id": f"803-{n:09d}",
@@ -31,7 +32,7 @@ def interventions(count: int, rng: random.Random) -> list[dict]:
             "individuals.progres_middlename": "Middle",
             "individuals.progres_familyname": f"Family {n}",
             "individuals.progres_commonyusedname": "Nick",
-            "individuals.progres_dateofbirth": f"{rng.randint(2005, 2022)}-0{rng.randint(1, 9)}-15",
+            "individuals.progres_dateofbirth": born,
             "individuals.progres_sex": rng.choice(["125080000", "125080001", "125080003"]),
             "individuals.progres_primaryphonenumber": "+251900000000",
             "individuals.progres_coalocationlevel1": {"Name": "Gambela"},
