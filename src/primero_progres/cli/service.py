@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
 import typer
 
+from ..errors import ConfigurationError
 from ..logging import configure_logging, get_logger
 from ..settings import Settings
 from ..store import Store
@@ -85,6 +87,15 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         await store.close()
 
 
+def _run(service: Coroutine[Any, Any, None]) -> None:
+    """Run the service; a configuration problem found while starting exits with code 2."""
+    try:
+        asyncio.run(service)
+    except ConfigurationError as exc:
+        typer.echo(f"configuration error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the root app."""
 
@@ -104,7 +115,7 @@ def register(app: typer.Typer) -> None:
                 }
             )
         configure_logging(level=settings.log_level)
-        asyncio.run(run_service(settings, http=True))
+        _run(run_service(settings, http=True))
 
     @app.command()
     def worker(
@@ -116,4 +127,4 @@ def register(app: typer.Typer) -> None:
         """A worker only (several may run against one PostgreSQL database)."""
         settings = load_settings(config)
         configure_logging(level=settings.log_level)
-        asyncio.run(run_service(settings, http=False, scheduler=not no_scheduler))
+        _run(run_service(settings, http=False, scheduler=not no_scheduler))

@@ -1,0 +1,103 @@
+"""``primero-progres serve`` starts on the embedded default and its inbox answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+
+from primero_progres.store import generate_key
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "primero_progres.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIMERO_PROGRES_")}
+    env.update(values)
+    return env
+
+
+def test_serve_on_the_default_sqlite_file(tmp_path: Path) -> None:
+    port = _free_port()
+    env = _env(
+        PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(),
+        PRIMERO_PROGRES_INBOX_TOKENS="t1",
+        PRIMERO_PROGRES_PORT=str(port),
+        # peers that are not there: the flows' jobs just wait and retry
+        PRIMERO_PROGRES_PRIMERO_URL="http://127.0.0.1:9",
+        PRIMERO_PROGRES_PRIMERO_USERNAME="bridge",
+        PRIMERO_PROGRES_PRIMERO_PASSWORD="unused",
+        PRIMERO_PROGRES_DTP_URL="http://127.0.0.1:9",
+        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY="unused",
+        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
+    )
+    server = _cli("serve", cwd=tmp_path, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, server.communicate()[1].decode()
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.1)
+        message = {
+            "request_type": "PrimeroOutgoingReferral",
+            "interventions": [{"progres_interventionnumber": "811-23-PRTITV-1000095"}],
+        }
+        accepted = httpx.post(
+            f"{base}/api/v1/dtp/messages", json=message, headers={"Authorization": "Bearer t1"}
+        )
+        assert accepted.status_code == 202
+        again = httpx.post(f"{base}/api/v1/dtp/messages", json=message, headers={"X-API-Key": "t1"})
+        assert again.json() == {"status": "duplicate", "message_id": accepted.json()["message_id"]}
+        assert httpx.post(f"{base}/api/v1/dtp/messages", json=message).status_code == 401
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert (tmp_path / "primero-progres.db").exists()
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "primero_progres.cli", "messages"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    assert b"811-23-PRTITV-1000095" in listing.stdout
+
+
+def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "primero_progres.cli", "serve"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"PRIMERO_PROGRES_ENCRYPTION_KEY" in result.stderr
+    assert not (tmp_path / "primero-progres.db").exists()
