@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from primero_progres.cli import app
+from primero_progres.cli.mapping import Kind, run_map
 from primero_progres.profiles.loader import built_in_path
 
 runner = CliRunner()
 INTAKE = "progresv4_primero_intake@cpims-gambella.primero.org"
+TODAY = date(2026, 11, 29)
 
 
 def run(*args: str) -> tuple[int, dict | str, str]:
@@ -198,3 +204,33 @@ def test_console_script_prints_the_shape(samples_dir: Path) -> None:
     assert completed.stderr == ""
     document = json.loads(completed.stdout)
     assert [r["ok"] for r in document["results"]] == [False, False]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["data", "interventions", "request_type", "services_section", "_json",
+                         "case_id", "owned_by", "progres_orgreferralid", "x"]),
+        inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@example(Kind.progres_decision, {"data": [], "interventions": [{}]})
+@given(st.sampled_from(list(Kind)), json_values | st.binary(max_size=20))
+def test_any_file_gives_a_json_document_and_exit_0_or_2(kind, content) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "input.json"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(json.dumps(content), encoding="utf-8")
+        document, code = run_map(kind, path, profile="gambella", today=TODAY, users=None)
+    json.dumps(document)
+    assert code in (0, 2)
+    if "error" in document:
+        assert code == 2 and document["error"]["kind"]
+    else:
+        assert document["flow"] == kind.value
+        assert code == (0 if all(r["ok"] for r in document["results"]) else 2)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pydantic
 import pytest
+from ruamel.yaml import YAML
 
 from primero_progres.errors import ConfigurationError
 from primero_progres.profiles import (
@@ -222,3 +225,15 @@ def test_profile_is_frozen_and_has_a_schema() -> None:
     assert schema["additionalProperties"] is False
     assert "progres_referral" in schema["required"]
     assert Profile.model_validate(profile.model_dump()) == profile
+
+
+def test_committed_json_schema_is_current_and_accepts_gambella() -> None:
+    """profile.schema.json is regenerated with `primero-progres profile schema`."""
+    committed_path = built_in_path("gambella").with_name("profile.schema.json")
+    committed = json.loads(committed_path.read_text(encoding="utf-8"))
+    assert committed == profile_json_schema()
+    document = YAML(typ="safe").load(GAMBELLA_TEXT)
+    jsonschema.validate(document, committed)
+    document["primero"]["modul_id"] = "x"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, committed)

@@ -19,6 +19,7 @@ import typer
 
 from ..mapping import primero_decision, primero_referral, progres_decision, progres_referral
 from ..mapping.errors import MappingError, unreadable
+from ..mapping.values import unwrap
 from ..profiles import Profile, ProfileError, check_profile, load_profile, profile_json_schema
 from ..profiles.loader import BUILT_IN
 
@@ -172,8 +173,7 @@ def map_progres_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]
     decisions = progres_decision.read_decisions(payload, profile)
     if isinstance(decisions, MappingError):
         raise _MessageError(decisions)
-    body = payload.get("data", payload) if isinstance(payload, Mapping) else {}
-    items = body.get("interventions", []) if isinstance(body, Mapping) else []
+    items = unwrap(payload)["interventions"]
     results = []
     for item, decision in zip(items, decisions, strict=True):
         if isinstance(decision, progres_decision.ProgresDecision):
