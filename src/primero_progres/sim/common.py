@@ -127,6 +127,8 @@ class ServerThread:
         self.port = port or free_port(host)
         scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
         self.url = f"{scheme}://{host}:{self.port}"
+        # a hung request (the ``hang`` fault) must not hold the shutdown for long
+        uvicorn_options.setdefault("timeout_graceful_shutdown", 1)
         config = uvicorn.Config(
             app, host=host, port=self.port, log_level="warning", lifespan="on", **uvicorn_options
         )
