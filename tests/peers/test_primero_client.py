@@ -478,3 +478,19 @@ def test_retry_after_as_an_http_date() -> None:
     seconds = retry_after_seconds(format_datetime(later, usegmt=True), None)
     assert seconds is not None and 100 < seconds <= 120
     assert retry_after_seconds("soon", None) is None
+
+
+async def test_a_case_updated_while_paging_does_not_hide_another(primero_sim: Any) -> None:
+    stamps = [f"2024-01-01T00:00:{n:02d}.000Z" for n in range(30)]
+    primero_sim.state.seed({"cases": [{"last_updated_at": s} for s in stamps]})
+    seen: list[str] = []
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, page_size=10
+    ) as client:
+        async for case in client.iter_cases():
+            seen.append(case["id"])
+            if len(seen) == 10:  # first page read: the oldest case changes and moves to the end
+                await client.patch_case(seen[0], {"age": 5})
+    all_ids = {case["id"] for case in primero_sim.state.all_cases()}
+    assert set(seen) == all_ids
+    assert seen.count(seen[0]) == 2 and len(seen) == 31
