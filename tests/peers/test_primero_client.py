@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+import trustme
 
 from primero_progres.errors import FailureClass
 from primero_progres.peers.errors import PermanentPeerError, TransientPeerError
@@ -494,3 +495,25 @@ async def test_a_case_updated_while_paging_does_not_hide_another(primero_sim: An
     all_ids = {case["id"] for case in primero_sim.state.all_cases()}
     assert set(seen) == all_ids
     assert seen.count(seen[0]) == 2 and len(seen) == 31
+
+
+async def test_https_primero_verified_with_a_ca_bundle_path(tmp_path: Any) -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = (
+        tmp_path / "server.pem",
+        tmp_path / "server.key",
+        tmp_path / "ca.pem",
+    )
+    server_cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    server_cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    app = create_app(users={"u": "p"})
+    with serve_in_thread(app, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)) as server:
+        assert server.url.startswith("https://")
+        async with PrimeroClient(server.url, username="u", password="p", verify=str(ca_file)) as ok:
+            assert (await ok.get_user("u") or {}).get("user_name") == "u"
+        async with PrimeroClient(server.url, username="u", password="p", timeout=2) as untrusted:
+            with pytest.raises(TransientPeerError) as caught:
+                await untrusted.get_user("u")
+    assert caught.value.reason == "connection"

@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
@@ -98,6 +99,15 @@ def _matches(value: Any, wanted: str | Sequence[str]) -> bool:
     return False
 
 
+def _ssl_context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
+    """A CA bundle path (file or directory) becomes a context: httpx2 deprecates a str."""
+    if not isinstance(verify, str):
+        return verify
+    if Path(verify).is_dir():
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
 class PrimeroClient:
     """One Primero instance, one API user."""
 
@@ -125,7 +135,7 @@ class PrimeroClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/api/v2",
             timeout=timeout,
-            verify=verify,
+            verify=_ssl_context(verify),
             auth=httpx.BasicAuth(username, password) if auth == "basic" else None,
             headers={"Accept": "application/json"},
         )
