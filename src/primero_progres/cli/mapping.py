@@ -99,7 +99,9 @@ def map_progres_referral(payload: Any, profile: Profile, today: date) -> list[di
         if isinstance(mapped, progres_referral.MappedIntervention):
             results.append({"progres_interventionnumber": number, "ok": True, "case": mapped.case})
             continue
-        primero_id = intervention.get("progres_primeroid") if isinstance(intervention, dict) else 0
+        primero_id = (
+            intervention.get("progres_primeroid") if isinstance(intervention, Mapping) else None
+        )
         feedback = progres_referral.failure_feedback(
             mapped,
             reason_kind=progres_referral.failure_reason_kind(mapped),
