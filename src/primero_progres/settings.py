@@ -82,15 +82,25 @@ class Settings(BaseSettings):
     primero_username: str | None = None
     primero_password: SecretStr | None = None
     primero_auth: Literal["basic", "token"] = "basic"
+    primero_timeout_seconds: float = Field(default=30.0, gt=0)
 
     dtp_url: str | None = None
     dtp_subscription_key: SecretStr | None = None
     dtp_client_cert: Path | None = None
     dtp_client_key: Path | None = None
     dtp_ca: Path | None = None
+    dtp_client_pkcs12: Path | None = None
+    dtp_client_pkcs12_password: SecretStr | None = None
+    dtp_referral_path: str = "ReceiveIncomingReferral"
+    dtp_decision_path: str = "ReceiveDecisionOutgoingReferral"
+    dtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
     profile: str = "gambella"
     poll_interval_seconds: float = Field(default=900.0, gt=0)
+    #: each poll re-reads this far before its watermark (same-second writes, clock skew)
+    poll_overlap_seconds: float = Field(default=60.0, ge=0)
+    #: flow 2 reads every case updated since its cursor, not only those the ledger knows
+    primero_decision_full_scan: bool = False
 
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_cap_seconds: float = Field(default=3600.0, gt=0)
@@ -186,6 +196,14 @@ class Settings(BaseSettings):
                 reason="missing_encryption_key",
             )
         return Cipher.from_config(self.encryption_key.get_secret_value())
+
+    def require(self, *fields: str) -> None:
+        """Raise ``ConfigurationError`` naming every listed setting that is not set."""
+        missing = [env_name(f) for f in fields if getattr(self, f) in (None, "")]
+        if missing:
+            raise ConfigurationError(
+                f"not set: {', '.join(missing)}", reason="missing_settings"
+            )
 
     def inbox_token_values(self) -> list[bytes]:
         return [t.get_secret_value().encode() for t in self.inbox_tokens]

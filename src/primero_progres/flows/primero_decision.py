@@ -55,7 +55,8 @@ async def _cases_waiting_for_decision(rt: Runtime) -> list[str]:
     ids = {
         e.case_record_id
         for e in delivered
-        if e.case_record_id and e.state not in ("refused", "refused_reported")
+        if e.case_record_id
+        and e.state not in ("refused", "refused_reported")
         and e.service_unique_id not in decided
     }
     return sorted(ids)
@@ -111,5 +112,10 @@ async def send(rt: Runtime, ctx: Any) -> None:
         case_id=refs.get("case_id"),
         service_unique_id=refs["service_unique_id"],
     )
-    ctx.audit("decision_sent", flow=FLOW, case_id=refs.get("case_id"),
-              service_unique_id=refs["service_unique_id"], status=refs["status"])
+    ctx.audit(
+        "decision_sent",
+        flow=FLOW,
+        case_id=refs.get("case_id"),
+        service_unique_id=refs["service_unique_id"],
+        status=refs["status"],
+    )

@@ -29,7 +29,9 @@ async def poll(rt: Runtime, ctx: Any) -> None:
     missing_users: set[str] = set()
     queued = seen = 0
     filters = {"associated_user_names": list(rt.profile.unhcr_caseworkers)}
-    async for case in rt.primero.iter_cases(filters=filters, updated_since=read_from(cursor, rt.overlap)):
+    async for case in rt.primero.iter_cases(
+        filters=filters, updated_since=read_from(cursor, rt.overlap)
+    ):
         seen += 1
         if mapping.unhcr_services(case, rt.profile):
             referrals = await rt.primero.list_referrals(case["id"])
@@ -63,8 +65,13 @@ async def _queue(rt: Runtime, ctx: Any, result: Any) -> int:
     if not result.ok:
         if not existing:
             ctx.ledger_record(FLOW, key, state="unmappable", event=result.error.kind, **ids)
-            ctx.audit("referral_not_mappable", flow=FLOW, reason=result.error.kind,
-                      fields=list(result.error.fields), **ids)
+            ctx.audit(
+                "referral_not_mappable",
+                flow=FLOW,
+                reason=result.error.kind,
+                fields=list(result.error.fields),
+                **ids,
+            )
         return 0
     ctx.enqueue(SEND, {"message": result.message}, key=f"{SEND}:{key}", refs=ids)
     ctx.ledger_record(FLOW, key, state="queued", event="referral_queued", **ids)
@@ -75,6 +82,10 @@ async def send(rt: Runtime, ctx: Any) -> None:
     refs = ctx.job.refs
     await rt.dtp.send_referral(ctx.job.payload["message"])
     ctx.ledger_record(
-        FLOW, f"{refs['case_id']}:{refs['service_unique_id']}", state="sent", event="referral_sent", **refs
+        FLOW,
+        f"{refs['case_id']}:{refs['service_unique_id']}",
+        state="sent",
+        event="referral_sent",
+        **refs,
     )
     ctx.audit("referral_sent", flow=FLOW, **refs)

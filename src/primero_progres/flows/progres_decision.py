@@ -31,14 +31,17 @@ class UnresolvedDecision(PermanentError):
 
 async def receive(rt: Runtime, ctx: Any) -> None:
     message = await rt.store.load_message(ctx.job.message_id)
-    decisions = mapping.read_decisions(message)
+    decisions = mapping.read_decisions(message, rt.profile)
     if isinstance(decisions, MappingError):
-        raise InvalidInputError(f"message {ctx.job.message_id}: {decisions.kind}", reason=decisions.kind)
-    for index, decision in enumerate(decisions):
-        fingerprint = rt.store.fingerprint(decision if isinstance(decision, dict) else _raw(message, index))
+        raise InvalidInputError(
+            f"message {ctx.job.message_id}: {decisions.kind}", reason=decisions.kind
+        )
+    for index, item in enumerate(_items(message)):
+        fingerprint = rt.store.fingerprint(item)
+        decision = decisions[index]
         ctx.enqueue(
             APPLY,
-            {"decision": _raw(message, index), "fingerprint": fingerprint},
+            {"decision": item},
             key=f"{APPLY}:{fingerprint}",
             refs={
                 "org_referral_id": getattr(decision, "org_referral_id", None),
@@ -49,24 +52,23 @@ async def receive(rt: Runtime, ctx: Any) -> None:
     ctx.audit("message_fanned_out", flow=FLOW, message_id=ctx.job.message_id, count=len(decisions))
 
 
-def _raw(message: Any, index: int) -> Any:
+def _items(message: Any) -> list[Any]:
     body = message.get("data", message) if isinstance(message, dict) else {}
-    return body.get("interventions", [])[index]
+    return list(body.get("interventions") or [])
 
 
 async def apply(rt: Runtime, ctx: Any) -> None:
-    parsed = mapping.read_decisions({"request_type": "PrimeroIncomingReferralDecision",
-                                     "interventions": [ctx.job.payload["decision"]]})
-    decision = parsed[0] if isinstance(parsed, list) else parsed
+    decision = mapping.read_decision(ctx.job.payload["decision"], rt.profile)
     if isinstance(decision, MappingError):
         raise InvalidInputError(f"{FLOW}: decision {decision.kind}", reason=decision.kind)
 
     case_record_id, referral = await _resolve(rt, decision)
+    patch = mapping.referral_patch(decision, referral, case_record_id)
     updated = await rt.primero.update_referral(
         case_record_id,
         referral["id"],
-        status=decision.status,
-        rejected_reason=decision.rejected_reason,
+        status=patch["status"],
+        rejected_reason=patch.get("rejected_reason"),
     )
     ctx.ledger_record(
         FLOW,
@@ -79,28 +81,48 @@ async def apply(rt: Runtime, ctx: Any) -> None:
         referral_id=referral["id"],
         service_unique_id=referral.get("service_record_id"),
     )
-    ctx.audit("decision_applied", flow=FLOW, org_referral_id=decision.org_referral_id,
-              referral_id=referral["id"], status=decision.status)
-    log.info("decision_applied", flow=FLOW, org_referral_id=decision.org_referral_id, status=decision.status)
+    ctx.audit(
+        "decision_applied",
+        flow=FLOW,
+        org_referral_id=decision.org_referral_id,
+        referral_id=referral["id"],
+        status=decision.status,
+    )
+    log.info(
+        "decision_applied",
+        flow=FLOW,
+        org_referral_id=decision.org_referral_id,
+        status=decision.status,
+    )
 
 
 async def _resolve(rt: Runtime, decision: Any) -> tuple[str, dict[str, Any]]:
     """The Primero case record id and referral this decision is about."""
-    sent = await rt.store.ledger.find(flow="primero-referral", org_referral_id=decision.org_referral_id)
+    sent = await rt.store.ledger.find(
+        flow="primero-referral", org_referral_id=decision.org_referral_id
+    )
     known = sent[0] if len(sent) == 1 else None
     if known and known.case_record_id:
         case_record_id = known.case_record_id
     else:
         cases = await rt.primero.find_cases("case_id", decision.case_id)
         if not cases:
-            raise UnresolvedDecision(f"{FLOW} {decision.org_referral_id}: no such case", reason="unknown_case")
+            raise UnresolvedDecision(
+                f"{FLOW} {decision.org_referral_id}: no such case", reason="unknown_case"
+            )
         if len(cases) > 1:
-            raise UnresolvedDecision(f"{FLOW} {decision.org_referral_id}: several cases", reason="ambiguous_case")
+            raise UnresolvedDecision(
+                f"{FLOW} {decision.org_referral_id}: several cases", reason="ambiguous_case"
+            )
         case_record_id = cases[0]["id"]
     referrals = await rt.primero.list_referrals(case_record_id)
     selected = mapping.select_referral(
-        referrals, decision.service_key, known_service_unique_id=known.service_unique_id if known else None
+        referrals,
+        decision.service_key,
+        known_service_unique_id=known.service_unique_id if known else None,
     )
     if isinstance(selected, MappingError):
-        raise UnresolvedDecision(f"{FLOW} {decision.org_referral_id}: {selected.kind}", reason=selected.kind)
+        raise UnresolvedDecision(
+            f"{FLOW} {decision.org_referral_id}: {selected.kind}", reason=selected.kind
+        )
     return case_record_id, selected

@@ -46,14 +46,27 @@ async def receive(rt: Runtime, ctx: Any) -> None:
     for index, intervention in enumerate(read.interventions):
         number = mapping.intervention_number(intervention)
         fingerprint = rt.store.fingerprint(intervention)
-        key = f"{DELIVER}:{number}:{fingerprint}" if number else f"{DELIVER}:{ctx.job.message_id}:{index}"
+        key = (
+            f"{DELIVER}:{number}:{fingerprint}"
+            if number
+            else f"{DELIVER}:{ctx.job.message_id}:{index}"
+        )
         ctx.enqueue(
             DELIVER,
             {"intervention": intervention, "fingerprint": fingerprint},
             key=key,
-            refs={"progres_interventionnumber": number, "message_id": ctx.job.message_id, "index": index},
+            refs={
+                "progres_interventionnumber": number,
+                "message_id": ctx.job.message_id,
+                "index": index,
+            },
         )
-    ctx.audit("message_fanned_out", flow=FLOW, message_id=ctx.job.message_id, count=len(read.interventions))
+    ctx.audit(
+        "message_fanned_out",
+        flow=FLOW,
+        message_id=ctx.job.message_id,
+        count=len(read.interventions),
+    )
 
 
 async def deliver(rt: Runtime, ctx: Any) -> None:
@@ -68,17 +81,29 @@ async def deliver(rt: Runtime, ctx: Any) -> None:
 
     lease = f"individual:{mapped.unhcr_individual_no}"
     if not await rt.store.leases.acquire(lease, ctx.worker_id, ttl=rt.settings.lease_seconds):
-        raise IndividualBusy(f"{FLOW} {number}: case of this individual is being updated", reason="busy")
+        raise IndividualBusy(
+            f"{FLOW} {number}: case of this individual is being updated", reason="busy"
+        )
     try:
         try:
-            existing = await rt.primero.find_cases("unhcr_individual_no", mapped.unhcr_individual_no)
+            existing = await rt.primero.find_cases(
+                "unhcr_individual_no", mapped.unhcr_individual_no
+            )
             plan = mapping.plan_upsert(existing, mapped)
             if plan.action == "create":
                 written = await rt.primero.create_case(plan.body)
             else:
                 written = await rt.primero.patch_case(plan.case_record_id, plan.body)
         except PermanentPeerError as exc:
-            _fail(ctx, rt, number, fingerprint, error=None, reason_kind="primero_refused", peer_reason=exc.reason)
+            _fail(
+                ctx,
+                rt,
+                number,
+                fingerprint,
+                error=None,
+                reason_kind="primero_refused",
+                peer_reason=exc.reason,
+            )
             return
         # Leases are released after the step commits; a crash simply lets the lease expire.
         ctx.after_commit(lambda: rt.store.leases.release(lease, ctx.worker_id))
@@ -109,15 +134,26 @@ async def deliver(rt: Runtime, ctx: Any) -> None:
         case_id=case_id,
         service_unique_id=service_unique_id,
     )
-    feedback = mapping.success_feedback(case_id=case_id, primero_user=owned_by, intervention_number=number)
+    feedback = mapping.success_feedback(
+        case_id=case_id, primero_user=owned_by, intervention_number=number
+    )
     ctx.enqueue(
         FEEDBACK,
         {"message": feedback},
         key=f"{FEEDBACK}:{number}:{fingerprint}",
-        refs={"progres_interventionnumber": number, "case_id": case_id, "status": feedback["status"]},
+        refs={
+            "progres_interventionnumber": number,
+            "case_id": case_id,
+            "status": feedback["status"],
+        },
     )
-    log.info("intervention_delivered", flow=FLOW, progres_interventionnumber=number,
-             case_id=case_id, outcome=plan.action)
+    log.info(
+        "intervention_delivered",
+        flow=FLOW,
+        progres_interventionnumber=number,
+        case_id=case_id,
+        outcome=plan.action,
+    )
 
 
 def _fail(
@@ -131,13 +167,16 @@ def _fail(
     peer_reason: str | None = None,
 ) -> None:
     """Record a refused intervention and queue its ``Delivery Fail`` feedback."""
-    focal_point_user = rt.profile.focal_point_user
+    intervention = ctx.job.payload["intervention"]
+    known_case_id = (
+        intervention.get("progres_primeroid") if isinstance(intervention, dict) else None
+    )
     feedback = mapping.failure_feedback(
         error,
         reason_kind=reason_kind,
         intervention_number=number,
-        case_id=None,
-        primero_user=focal_point_user,
+        case_id=known_case_id if isinstance(known_case_id, str) else None,
+        primero_user=rt.profile.focal_point_user_for(intervention),
         profile=rt.profile,
     )
     key_number = number or f"{ctx.job.message_id}:{ctx.job.refs.get('index')}"
@@ -156,7 +195,7 @@ def _fail(
         reason=reason_kind,
         failure_class=(FailureClass.MAPPING if error else FailureClass.PERMANENT).value,
         fields=list(error.fields) if error else [],
-        peer_reason=peer_reason,
+        peer_status=peer_reason,
     )
     ctx.enqueue(
         FEEDBACK,
@@ -164,7 +203,9 @@ def _fail(
         key=f"{FEEDBACK}:{key_number}:{fingerprint}",
         refs={"progres_interventionnumber": number, "status": feedback["status"]},
     )
-    log.info("intervention_refused", flow=FLOW, progres_interventionnumber=number, reason=reason_kind)
+    log.info(
+        "intervention_refused", flow=FLOW, progres_interventionnumber=number, reason=reason_kind
+    )
 
 
 async def feedback(rt: Runtime, ctx: Any) -> None:
@@ -175,12 +216,16 @@ async def feedback(rt: Runtime, ctx: Any) -> None:
         ctx.ledger_record(
             FLOW,
             number,
-            state="feedback_sent" if message.get("status") != "Delivery Fail" else "refused_reported",
+            state="feedback_sent"
+            if message.get("status") != "Delivery Fail"
+            else "refused_reported",
             event="feedback_sent",
             progres_interventionnumber=number,
             dtp_request_id=receipt.request_id,
         )
-    ctx.audit("feedback_sent", flow=FLOW, progres_interventionnumber=number, status=message.get("status"))
+    ctx.audit(
+        "feedback_sent", flow=FLOW, progres_interventionnumber=number, status=message.get("status")
+    )
 
 
 def _service_unique_id(case: dict[str, Any], number: str | None) -> str | None:

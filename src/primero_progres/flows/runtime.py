@@ -14,6 +14,7 @@ from typing import Any
 from ..peers.dtp import DTPClient
 from ..peers.primero import PrimeroClient
 from ..profiles import Profile, load_profile
+from ..settings import Settings
 
 
 def _utcnow() -> datetime:
@@ -22,7 +23,7 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Runtime:
-    settings: Any
+    settings: Settings
     store: Any
     profile: Profile
     primero: PrimeroClient
@@ -42,19 +43,28 @@ class Runtime:
         await self.dtp.aclose()
 
     @classmethod
-    def from_settings(cls, settings: Any, store: Any) -> Runtime:
+    def from_settings(cls, settings: Settings, store: Any) -> Runtime:
+        settings.require(
+            "primero_url", "primero_username", "primero_password", "dtp_url", "dtp_subscription_key"
+        )
         primero = PrimeroClient(
-            settings.primero_url,
-            username=settings.primero_username,
+            str(settings.primero_url),
+            username=str(settings.primero_username),
             password=_secret(settings.primero_password),
             auth=settings.primero_auth,
+            timeout=settings.primero_timeout_seconds,
         )
         dtp = DTPClient(
-            settings.dtp_url,
+            str(settings.dtp_url),
             subscription_key=_secret(settings.dtp_subscription_key),
             client_cert=settings.dtp_client_cert,
             client_key=settings.dtp_client_key,
+            pkcs12=settings.dtp_client_pkcs12,
+            pkcs12_password=_secret(settings.dtp_client_pkcs12_password) or None,
             ca=settings.dtp_ca,
+            timeout=settings.dtp_timeout_seconds,
+            referral_path=settings.dtp_referral_path,
+            decision_path=settings.dtp_decision_path,
         )
         return cls(
             settings=settings,
@@ -62,8 +72,8 @@ class Runtime:
             profile=load_profile(settings.profile),
             primero=primero,
             dtp=dtp,
-            overlap=timedelta(seconds=getattr(settings, "poll_overlap_seconds", 60)),
-            full_scan=getattr(settings, "primero_decision_full_scan", False),
+            overlap=timedelta(seconds=settings.poll_overlap_seconds),
+            full_scan=settings.primero_decision_full_scan,
         )
 
 

@@ -1,1 +1,4 @@
-"""Simulators of the two peers (Primero v2 and UNHCR's DTP), served over real HTTP for tests and the demo."""
+"""Simulators of the two peers (Primero v2 and UNHCR's DTP), served over real HTTP.
+
+They back the tests and the demo: the bridge is always exercised over the network.
+"""

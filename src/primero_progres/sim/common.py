@@ -29,9 +29,15 @@ class FaultRule(BaseModel):
     method: str | None = Field(None, description="HTTP method to match; any when absent")
     path: str = Field(..., description="path prefix to match, e.g. /api/v2/cases")
     status: int = Field(503, description="status answered when the fault fires")
-    rate: float = Field(1.0, ge=0.0, le=1.0, description="probability that a matching request fails")
-    times: int | None = Field(None, ge=0, description="fire at most this many times; unlimited when absent")
-    latency: float = Field(0.0, ge=0.0, description="seconds to wait before answering (fault or not)")
+    rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="probability that a matching request fails"
+    )
+    times: int | None = Field(
+        None, ge=0, description="fire at most this many times; unlimited when absent"
+    )
+    latency: float = Field(
+        0.0, ge=0.0, description="seconds to wait before answering (fault or not)"
+    )
     hang: bool = Field(False, description="never answer: the client must time out")
     retry_after: int | None = Field(None, description="value of a Retry-After header on the fault")
     body: Any = Field(None, description="JSON body of the fault response")
@@ -91,7 +97,11 @@ def install_faults(app: FastAPI, injector: FaultInjector) -> None:
         if rule.hang:
             await asyncio.sleep(3600)
         headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None
-        body = rule.body if rule.body is not None else {"error": "injected fault", "status": rule.status}
+        body = (
+            rule.body
+            if rule.body is not None
+            else {"error": "injected fault", "status": rule.status}
+        )
         return JSONResponse(body, status_code=rule.status, headers=headers)
 
     router = APIRouter(prefix="/_sim", tags=["simulator"])
@@ -122,7 +132,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerThread:
     """Runs an ASGI app under uvicorn in a daemon thread on a loopback port."""
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int | None = None, **uvicorn_options: Any) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int | None = None, **uvicorn_options: Any
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
@@ -133,7 +145,9 @@ class ServerThread:
             app, host=host, port=self.port, log_level="warning", lifespan="on", **uvicorn_options
         )
         self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, name=f"server-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.run, name=f"server-{self.port}", daemon=True
+        )
 
     def start(self, timeout: float = 10.0) -> ServerThread:
         self._thread.start()
