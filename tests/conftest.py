@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,21 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Any]:
+    """The bridge and both simulated peers over real loopback HTTP, on SQLite."""
+    from primero_progres.stack import Stack
+
+    async with Stack(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def pg_stack(tmp_path: Path, postgres_url: str) -> AsyncIterator[Any]:
+    """The same stack with the ledger on PostgreSQL."""
+    from primero_progres.stack import Stack
+
+    async with Stack(tmp_path, database_url=postgres_url) as running:
+        yield running

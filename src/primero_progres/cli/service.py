@@ -128,3 +128,60 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(config)
         configure_logging(level=settings.log_level)
         _run(run_service(settings, http=False, scheduler=not no_scheduler))
+
+    @app.command()
+    def poll(
+        flow: Annotated[str, typer.Argument(help="primero-decision or primero-referral")],
+        config: ConfigOption = None,
+        full_scan: Annotated[
+            bool,
+            typer.Option(
+                "--full-scan",
+                help="primero-decision: read every case updated since the cursor, not only "
+                "those the ledger knows (for referrals made before the bridge ran).",
+            ),
+        ] = False,
+    ) -> None:
+        """Run one polling cycle of FLOW now, and send what it finds."""
+        from .. import flows
+
+        if flow not in flows.POLLING_FLOWS:
+            typer.echo(f"unknown polling flow {flow!r}: one of {', '.join(flows.POLLING_FLOWS)}")
+            raise typer.Exit(2)
+        settings = load_settings(config)
+        configure_logging(level=settings.log_level)
+        _run(run_poll(settings, flow, full_scan=full_scan))
+
+    @app.command()
+    def demo() -> None:
+        """Play all four flows against the simulators, on loopback, with a throwaway database."""
+        from ..demo import run_demo
+
+        configure_logging(level="WARNING", json=False)
+        if not asyncio.run(run_demo(typer.echo)):
+            raise typer.Exit(1)
+
+
+async def run_poll(settings: Settings, flow: str, *, full_scan: bool) -> None:
+    """Queue one poll of ``flow`` and process it and the jobs it queues, nothing else."""
+    from .. import flows
+    from ..scheduler import poll_kind
+    from ..worker import RetryPolicy, Worker
+
+    store = await Store.open(settings.database_url, encryption=settings.cipher())
+    handlers = flows.build_handlers(settings, store)
+    try:
+        await store.upgrade()
+        mine = {kind: h for kind, h in handlers.items() if kind.startswith(f"{flow}.")}
+        await store.jobs.enqueue(poll_kind(flow), {"full_scan": True} if full_scan else None)
+        worker = Worker(
+            store,
+            mine,
+            retry=RetryPolicy.from_settings(settings),
+            lease_seconds=settings.lease_seconds,
+        )
+        processed = await worker.run_until_idle()
+        typer.echo(f"{flow}: {processed} job(s) processed")
+    finally:
+        await handlers.aclose()
+        await store.close()
