@@ -1,0 +1,355 @@
+"""The four flows with the peers failing, over real HTTP (issue 5, item 7).
+
+Faults are injected in the simulators (``/_sim/faults``): transient failures
+must be retried and end in exactly one delivery, permanent ones must not be
+retried and end in a ``Delivery Fail`` feedback or a dead letter (SPEC, "What
+the reference gets wrong" 5 and 6). The stack's retry policy is fast (base
+0.05 s, cap 0.4 s, 5 attempts), so a Retry-After of 1 s dominates its delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from primero_progres import demo_data
+from primero_progres.stack import Stack
+from primero_progres.store import jobs as job_table
+from primero_progres.store.models import Job
+from primero_progres.worker import StepContext
+
+NUMBER = "DEMO-26-PRTITV-0000001"
+FOCAL_POINT = "progresv4_primero_intake@cpims-gambella.primero.org"
+CASES = "/api/v2/cases"
+FEEDBACK = "/ReceiveDecisionOutgoingReferral"
+REFERRAL = "/ReceiveIncomingReferral"
+#: the Gambella profile's closure reason for a permanent refusal by Primero
+PRIMERO_REFUSED = (
+    "Primero refused the intervention referral. Please contact the UNICEF CPIMS+ administrator."
+)
+#: a 422 as Primero renders it (PRIMERO-API.md §2.5)
+INVALID_RECORD = {
+    "errors": [
+        {
+            "status": 422,
+            "resource": "/api/v2/cases",
+            "detail": "/services_section/0/unique_id",
+            "message": "Invalid Record JSON",
+        }
+    ]
+}
+CASE_ID = "11111111-2222-4333-8444-555555555555"
+RECORD_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+async def journal(stack: Stack, method: str, path_prefix: str) -> list[int | None]:
+    """Statuses of the Primero API requests with this method and path prefix, in order."""
+    entries = await stack.sim_call("GET", f"{stack.primero.url}/_sim/journal")
+    return [
+        e["status"] for e in entries if e["method"] == method and e["path"].startswith(path_prefix)
+    ]
+
+
+async def case_creations(stack: Stack) -> list[int | None]:
+    """Statuses of ``POST /api/v2/cases`` (creation, not referrals under a case)."""
+    entries = await stack.sim_call("GET", f"{stack.primero.url}/_sim/journal")
+    return [e["status"] for e in entries if e["method"] == "POST" and e["path"] == CASES]
+
+
+async def jobs_of(stack: Stack, kind: str) -> list[Job]:
+    return await stack.store.jobs.list(kind=kind)
+
+
+async def the_job(stack: Stack, kind: str) -> Job:
+    [job] = await jobs_of(stack, kind)
+    return job
+
+
+def success_feedback(case_id: str) -> dict[str, Any]:
+    """MAPPING.md, flow 1 feedback on success."""
+    return {
+        "status": "Pending Acknowledgement",
+        "primero_user": FOCAL_POINT,
+        "case_id": case_id,
+        "progres_interventionnumber": NUMBER,
+    }
+
+
+async def deliver_referral(stack: Stack) -> None:
+    answer = await stack.progres_sends_referral(demo_data.referral_message())
+    assert answer["status"] == "queued"
+    await stack.settle()
+
+
+async def assert_one_case_one_row(stack: Stack) -> dict[str, Any]:
+    [case] = await stack.primero_cases()
+    [row] = case["services_section"]
+    assert row["progres_interventionnumber"] == NUMBER
+    assert case["unhcr_individual_no"] == "DEMO-00000001"
+    return case
+
+
+async def decided_case(stack: Stack) -> dict[str, Any]:
+    """Flow 1 delivered, its feedback sent, and the focal point accepted the service."""
+    await deliver_referral(stack)
+    case = await assert_one_case_one_row(stack)
+    await stack.focal_point_decides(
+        case["id"], case["services_section"][0]["unique_id"], "accepted"
+    )
+    return case
+
+
+async def referred_case(stack: Stack) -> dict[str, Any]:
+    """A Primero case referred to the UNHCR caseworker (the start of flow 3)."""
+    await stack.seed_primero(cases=[demo_data.primero_case(CASE_ID, RECORD_ID)])
+    return await stack.caseworker_refers_to_unhcr(RECORD_ID)
+
+
+# ----------------------------------------------------------------------------- flow 1, Primero
+
+
+async def test_primero_unavailable_then_error_is_retried_and_the_case_created_once(
+    stack: Stack,
+) -> None:
+    await stack.set_faults(
+        "primero",
+        [
+            {"method": "POST", "path": CASES, "status": 503, "retry_after": 1, "times": 1},
+            {"method": "POST", "path": CASES, "status": 500, "times": 1},
+        ],
+    )
+    await deliver_referral(stack)
+
+    assert await case_creations(stack) == [503, 500, 200]
+    case = await assert_one_case_one_row(stack)
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
+    deliver = await the_job(stack, "progres-referral.deliver")
+    assert (deliver.state, deliver.attempts) == ("done", 3)
+    assert await stack.store.jobs.list(state="dead") == []
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert exchange.state == "feedback_sent"
+    assert exchange.case_id == case["case_id"]
+
+
+async def test_primero_hanging_times_out_and_is_retried(stack: Stack) -> None:
+    """The stack's Primero timeout is 2 s: one hung creation, then a normal one."""
+    await stack.set_faults("primero", [{"method": "POST", "path": CASES, "hang": True, "times": 1}])
+    await deliver_referral(stack)
+
+    creations = await case_creations(stack)
+    assert creations[-1] == 200 and len(creations) == 2
+    case = await assert_one_case_one_row(stack)
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
+    assert (await the_job(stack, "progres-referral.deliver")).attempts == 2
+
+
+async def test_primero_refusing_the_case_gives_a_delivery_fail_without_retry(
+    stack: Stack,
+) -> None:
+    await stack.set_faults(
+        "primero", [{"method": "POST", "path": CASES, "status": 422, "body": INVALID_RECORD}]
+    )
+    await deliver_referral(stack)
+
+    assert await case_creations(stack) == [422]
+    assert await stack.primero_cases() == []
+    [feedback] = await stack.dtp_messages(FEEDBACK.lstrip("/"))
+    assert feedback["body"] == {
+        "status": "Delivery Fail",
+        "request_type": "Feedback",
+        "case_id": None,
+        "primero_user": FOCAL_POINT,
+        "progres_interventionnumber": NUMBER,
+        "closure_reason": PRIMERO_REFUSED,
+    }
+    assert (await the_job(stack, "progres-referral.deliver")).attempts == 1
+    assert await stack.store.jobs.list(state="dead") == []
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert exchange.state == "refused_reported"
+    [refused] = await stack.store.audit.list(event="intervention_refused")
+    assert refused.ids["reason"] == "primero_refused"
+    assert refused.ids["peer_status"] == "http_422"
+
+
+async def test_primero_rejecting_the_credentials_is_permanent_and_never_a_retry_loop(
+    tmp_path: Path,
+) -> None:
+    """A wrong password answers 401; retrying would only lock the API account (6 failures)."""
+    async with Stack(tmp_path, primero_password="not-the-password") as stack:
+        await deliver_referral(stack)
+        assert await journal(stack, "GET", CASES) == [401]
+        assert await case_creations(stack) == []
+        deliver = await the_job(stack, "progres-referral.deliver")
+        assert deliver.attempts == 1
+        [feedback] = await stack.dtp_messages()
+        assert feedback["body"]["status"] == "Delivery Fail"
+        assert feedback["body"]["closure_reason"] == PRIMERO_REFUSED
+        [refused] = await stack.store.audit.list(event="intervention_refused")
+        assert refused.ids["peer_status"] == "http_401"
+
+        await stack.poll("primero-referral")
+        assert await journal(stack, "GET", CASES) == [401, 401]
+        poll = await the_job(stack, "primero-referral.poll")
+        assert (poll.state, poll.attempts) == ("dead", 1)
+        assert poll.dead_reason is not None
+        assert (poll.dead_reason.failure_class, poll.dead_reason.reason) == (
+            "permanent",
+            "http_401",
+        )
+
+
+# ----------------------------------------------------------------------------- flow 1, DTP
+
+
+async def test_dtp_failing_the_feedback_is_retried_without_redoing_the_primero_step(
+    stack: Stack,
+) -> None:
+    await stack.set_faults("dtp", [{"path": FEEDBACK, "status": 500, "times": 2}])
+    await deliver_referral(stack)
+
+    case = await assert_one_case_one_row(stack)
+    assert await case_creations(stack) == [200]
+    assert await journal(stack, "PATCH", CASES) == []
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
+    assert (await the_job(stack, "progres-referral.deliver")).attempts == 1
+    feedback = await the_job(stack, "progres-referral.feedback")
+    assert (feedback.state, feedback.attempts) == ("done", 3)
+
+
+async def test_dtp_down_dead_letters_the_feedback_and_replay_delivers_it_once(
+    stack: Stack,
+) -> None:
+    await stack.set_faults("dtp", [{"path": FEEDBACK, "status": 500}])
+    await deliver_referral(stack)
+
+    case = await assert_one_case_one_row(stack)
+    assert await stack.dtp_messages() == []
+    [dead] = await stack.store.jobs.list(state="dead")
+    assert dead.kind == "progres-referral.feedback"
+    assert dead.attempts == 5  # the stack's retry_max_attempts
+    assert dead.dead_reason is not None
+    assert dead.dead_reason.failure_class == "transient"
+    assert dead.dead_reason.reason == "http_500"
+    assert dead.dead_reason.message.startswith("retries exhausted after 5 attempts")
+    [audit] = await stack.store.audit.list(event="job.dead")
+    assert audit.ids["job_id"] == dead.id
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert exchange.state == "delivered"
+
+    await stack.set_faults("dtp", [])
+    assert await stack.store.jobs.replay(dead.id) is True
+    await stack.settle()
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
+    assert (await stack.store.jobs.get(dead.id)).state == "done"  # type: ignore[union-attr]
+    assert await stack.store.jobs.replay(dead.id) is False
+    await stack.settle()
+    assert len(await stack.dtp_messages()) == 1
+    assert await case_creations(stack) == [200]
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert exchange.state == "feedback_sent"
+
+
+async def test_a_worker_dying_after_the_primero_write_leaves_one_case_and_one_row(
+    tmp_path: Path,
+) -> None:
+    """A worker creates the case, then dies before committing: the job's lease expires, another
+    worker runs the step again, finds the case by ``unhcr_individual_no`` and patches its row."""
+    async with Stack(tmp_path, lease_seconds=0.5) as stack:
+        await stack.progres_sends_referral(demo_data.referral_message())
+        receive = stack.worker
+        # fan the message out into its deliver job, and nothing more
+        assert await receive.run_once() is True
+        async with stack.store.engine.begin() as conn:
+            row = await job_table.claim_in(
+                conn,
+                owner="doomed/0",
+                now=stack.store.now(),
+                lease_seconds=0.5,
+                kinds=["progres-referral.deliver"],
+            )
+        assert row is not None
+        job = job_table.row_to_job(row, stack.store.jobs.decrypt(row))
+        await stack.handlers[job.kind](StepContext(stack.store, job, worker_id="doomed/0"))
+        # the doomed worker's outcome is never committed: no feedback job, no ledger row
+        assert await case_creations(stack) == [200]
+        assert await jobs_of(stack, "progres-referral.feedback") == []
+
+        await asyncio.sleep(0.6)  # the job lease and the individual's lease both expire
+        await stack.settle()
+
+        case = await assert_one_case_one_row(stack)
+        assert await case_creations(stack) == [200]
+        assert await journal(stack, "PATCH", CASES) == [200]
+        assert [m["body"] for m in await stack.dtp_messages()] == [
+            success_feedback(case["case_id"])
+        ]
+        deliver = await the_job(stack, "progres-referral.deliver")
+        assert (deliver.state, deliver.attempts) == ("done", 2)
+        [exchange] = await stack.store.ledger.find(flow="progres-referral")
+        assert exchange.state == "feedback_sent"
+
+
+# ----------------------------------------------------------------------------- flows 2, 3, 4
+
+
+async def test_flow2_decision_reaches_dtp_once_through_transient_failures(stack: Stack) -> None:
+    case = await decided_case(stack)
+    await stack.set_faults("dtp", [{"path": FEEDBACK, "status": 503, "retry_after": 0, "times": 2}])
+    await stack.poll("primero-decision")
+    await stack.poll("primero-decision")
+
+    decisions = [
+        m["body"] for m in await stack.dtp_messages() if m["body"]["status"] == "acknowledged"
+    ]
+    assert decisions == [
+        {
+            "case_id": case["case_id"],
+            "primero_user": FOCAL_POINT,
+            "progres_interventionnumber": NUMBER,
+            "status": "acknowledged",
+            "closure_reason": "No reason specified.",
+            "request_type": "ReceiveDecisionOutgoingReferral",
+        }
+    ]
+    send = await the_job(stack, "primero-decision.send")
+    assert (send.state, send.attempts) == ("done", 3)
+
+
+async def test_flow3_referral_reaches_dtp_once_through_transient_failures(stack: Stack) -> None:
+    referred = await referred_case(stack)
+    await stack.set_faults("dtp", [{"path": REFERRAL, "status": 502, "times": 2}])
+    await stack.poll("primero-referral")
+    await stack.poll("primero-referral")
+
+    [referral] = await stack.dtp_messages(REFERRAL.lstrip("/"))
+    assert referral["body"]["id"] == f"{CASE_ID}#{referred['service_unique_id'][-12:]}"
+    send = await the_job(stack, "primero-referral.send")
+    assert (send.state, send.attempts) == ("done", 3)
+    [exchange] = await stack.store.ledger.find(flow="primero-referral")
+    assert exchange.state == "sent"
+
+
+async def test_flow4_decision_applied_once_through_transient_primero_failures(
+    stack: Stack,
+) -> None:
+    referred = await referred_case(stack)
+    await stack.poll("primero-referral")
+    org_referral_id = f"{CASE_ID}#{referred['service_unique_id'][-12:]}"
+    await stack.set_faults(
+        "primero", [{"method": "PATCH", "path": CASES, "status": 503, "times": 2}]
+    )
+    await stack.progres_sends_decision(demo_data.decision_message(org_referral_id))
+    await stack.settle()
+
+    assert await journal(stack, "PATCH", CASES) == [503, 503, 200]
+    statuses = {r["id"]: r["status"] for r in await stack.primero_referrals()}
+    assert statuses[referred["referral_id"]] == "accepted"
+    apply = await the_job(stack, "progres-decision.apply")
+    assert (apply.state, apply.attempts) == ("done", 3)
+    [exchange] = await stack.store.ledger.find(flow="progres-decision")
+    assert (exchange.state, exchange.referral_id) == ("accepted", referred["referral_id"])
+    assert await stack.store.jobs.list(state="dead") == []
