@@ -49,15 +49,23 @@ async def poll(rt: Runtime, ctx: Any) -> None:
 
 
 async def _cases_waiting_for_decision(rt: Runtime) -> list[str]:
-    """Primero record ids of cases with a delivered proGres referral and no decision sent yet."""
+    """Primero record ids of cases with a delivered proGres referral that can still send a decision.
+
+    One decision goes out per (service, status), so a service stays watched until a decision
+    for every status of the profile has been queued: an accepted referral later rejected
+    must still send its rejection.
+    """
     delivered = await rt.store.ledger.find(flow="progres-referral")
-    decided = {e.service_unique_id for e in await rt.store.ledger.find(flow=FLOW)}
+    sent: dict[str | None, set[str]] = {}
+    for exchange in await rt.store.ledger.find(flow=FLOW):
+        sent.setdefault(exchange.service_unique_id, set()).add(exchange.key.rpartition(":")[2])
+    every_status = set(rt.profile.primero_decision.statuses)
     ids = {
         e.case_record_id
         for e in delivered
         if e.case_record_id
         and e.state not in ("refused", "refused_reported")
-        and e.service_unique_id not in decided
+        and not every_status <= sent.get(e.service_unique_id, set())
     }
     return sorted(ids)
 
