@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from primero_progres.sim.common import serve_in_thread
+from primero_progres.sim.primero import create_app as create_primero_app
+from primero_progres.store import Cipher, Store
 
 REFERENCE_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "reference"
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -88,3 +93,52 @@ async def pg_stack(tmp_path: Path, postgres_url: str) -> AsyncIterator[Any]:
 
     async with Stack(tmp_path, database_url=postgres_url) as running:
         yield running
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    """A migrated store on the database under test, with a throwaway key."""
+    opened = await Store.open(db_url, encryption=Cipher.throwaway())
+    await opened.upgrade()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+PRIMERO_SIM_USER = "primero"
+PRIMERO_SIM_PASSWORD = "primero-secret"
+
+
+@dataclass
+class PrimeroSim:
+    """A running Primero simulator: its URL and, for assertions, its in-process state."""
+
+    url: str
+    app: Any
+    user: str = PRIMERO_SIM_USER
+    password: str = PRIMERO_SIM_PASSWORD
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.primero
+
+    def reset(self) -> None:
+        self.app.state.primero.reset()
+        self.app.state.auth.reset()
+        self.app.state.faults.clear()
+        self.app.state.primero.add_user({"user_name": PRIMERO_SIM_USER, "full_name": "API user"})
+
+
+@pytest.fixture(scope="session")
+def primero_sim_server() -> Iterator[PrimeroSim]:
+    app = create_primero_app(users={PRIMERO_SIM_USER: PRIMERO_SIM_PASSWORD})
+    with serve_in_thread(app) as server:
+        yield PrimeroSim(url=server.url, app=app)
+
+
+@pytest.fixture
+def primero_sim(primero_sim_server: PrimeroSim) -> PrimeroSim:
+    """The shared Primero simulator, emptied for this test."""
+    primero_sim_server.reset()
+    return primero_sim_server
