@@ -102,7 +102,7 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     # Client libraries log full URLs and headers at INFO/DEBUG; keep them quiet.
-    for noisy in ("httpx", "httpx2", "httpcore", "hpack"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -315,3 +315,21 @@ async def test_no_personal_data_in_logs_database_audit_or_metrics(
     assert "intervention_delivered" in logged and "job.dead" in logged
     assert leaks(logged) == []
     assert leaks(repr([(r.msg, r.args, r.exc_text) for r in caplog.records])) == []
+
+
+async def test_primero_session_token_never_logged_even_at_debug(
+    tmp_path: Path, structured_logging: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With token login Primero answers the JWT in an ``Authorization`` response header; the
+    HTTP transport (``httpcore2``) traces response headers at DEBUG and must stay quiet."""
+    configure_logging(level="DEBUG", json=True)
+    caplog.set_level(logging.DEBUG)
+    async with Stack(tmp_path, primero_auth="token") as stack:
+        await stack.progres_sends_referral(demo_data.referral_message())
+        await stack.settle()
+        assert len(await stack.primero_cases()) == 1
+        journal = await stack.sim_call("GET", f"{stack.primero.url}/_sim/journal")
+        assert [e["status"] for e in journal if e["path"] == "/api/v2/tokens"] == [200]
+    assert "DEBUG" in caplog.text  # the capture works at this level
+    assert "eyJ" not in caplog.text  # every JWT starts with base64 '{"'
+    assert demo_data.API_PASSWORD not in caplog.text
