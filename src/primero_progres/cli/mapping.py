@@ -141,33 +141,33 @@ def map_primero_case(
         for result in primero_referral.referral_messages(
             case, _referrals_of(case, profile), known, profile
         ):
-            out: dict[str, Any] = {
-                "case_id": result.case_id,
-                "service_unique_id": result.service_unique_id,
-                "ok": result.ok,
-            }
-            if result.ok:
-                out["message"] = result.message
-            else:
-                out["error"] = _error(result.error) if result.error else None
-            results.append(out)
+            results.append(
+                _outcome(result, case_id=result.case_id, service_unique_id=result.service_unique_id)
+            )
     return results
+
+
+def _outcome(result: Any, **ids: Any) -> dict[str, Any]:
+    """One result line of ``map``: its IDs, ``ok``, then the message or the error."""
+    out: dict[str, Any] = {**ids, "ok": result.ok}
+    if result.ok:
+        out["message"] = result.message
+    else:
+        out["error"] = _error(result.error) if result.error else None
+    return out
 
 
 def map_primero_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]:
     results = []
     for case in _cases(payload):
         for result in primero_decision.qualifying_decisions(case, profile):
-            out: dict[str, Any] = {
-                "case_id": result.case_id,
-                "progres_interventionnumber": result.progres_interventionnumber,
-                "ok": result.ok,
-            }
-            if result.ok:
-                out["message"] = result.message
-            else:
-                out["error"] = _error(result.error) if result.error else None
-            results.append(out)
+            results.append(
+                _outcome(
+                    result,
+                    case_id=result.case_id,
+                    progres_interventionnumber=result.progres_interventionnumber,
+                )
+            )
     return results
 
 
