@@ -253,32 +253,36 @@ async def test_dtp_down_dead_letters_the_feedback_and_replay_delivers_it_once(
     assert exchange.state == "feedback_sent"
 
 
+async def die_after_the_step(stack: Stack, kind: str) -> None:
+    """A worker claims a ``kind`` job and runs its step, then dies before committing: its
+    outcome (jobs, ledger, audit, lease release) is lost, the job stays claimed until its
+    lease expires. Only the peers saw the step's calls."""
+    async with stack.store.engine.begin() as conn:
+        row = await job_table.claim_in(
+            conn,
+            owner="doomed/0",
+            now=stack.store.now(),
+            lease_seconds=stack.settings.lease_seconds,
+            kinds=[kind],
+        )
+    assert row is not None
+    job = job_table.row_to_job(row, stack.store.jobs.decrypt(row))
+    await stack.handlers[kind](StepContext(stack.store, job, worker_id="doomed/0"))
+    await asyncio.sleep(stack.settings.lease_seconds + 0.1)
+
+
 async def test_a_worker_dying_after_the_primero_write_leaves_one_case_and_one_row(
     tmp_path: Path,
 ) -> None:
-    """A worker creates the case, then dies before committing: the job's lease expires, another
-    worker runs the step again, finds the case by ``unhcr_individual_no`` and patches its row."""
+    """The case is created, the worker dies before committing: another worker runs the step
+    again, finds the case by ``unhcr_individual_no`` and patches its row instead."""
     async with Stack(tmp_path, lease_seconds=0.5) as stack:
         await stack.progres_sends_referral(demo_data.referral_message())
-        receive = stack.worker
-        # fan the message out into its deliver job, and nothing more
-        assert await receive.run_once() is True
-        async with stack.store.engine.begin() as conn:
-            row = await job_table.claim_in(
-                conn,
-                owner="doomed/0",
-                now=stack.store.now(),
-                lease_seconds=0.5,
-                kinds=["progres-referral.deliver"],
-            )
-        assert row is not None
-        job = job_table.row_to_job(row, stack.store.jobs.decrypt(row))
-        await stack.handlers[job.kind](StepContext(stack.store, job, worker_id="doomed/0"))
-        # the doomed worker's outcome is never committed: no feedback job, no ledger row
+        assert await stack.worker.run_once() is True  # the fan-out into one deliver job
+        await die_after_the_step(stack, "progres-referral.deliver")
         assert await case_creations(stack) == [200]
         assert await jobs_of(stack, "progres-referral.feedback") == []
 
-        await asyncio.sleep(0.6)  # the job lease and the individual's lease both expire
         await stack.settle()
 
         case = await assert_one_case_one_row(stack)
@@ -291,6 +295,33 @@ async def test_a_worker_dying_after_the_primero_write_leaves_one_case_and_one_ro
         assert (deliver.state, deliver.attempts) == ("done", 2)
         [exchange] = await stack.store.ledger.find(flow="progres-referral")
         assert exchange.state == "feedback_sent"
+
+
+async def test_a_worker_dying_after_the_referral_patch_applies_the_decision_once(
+    tmp_path: Path,
+) -> None:
+    """Flow 4 run again after the PATCH went through: Primero answers the repeated
+    ``accepted`` unchanged (PRIMERO-API.md §3.5), which is the status asked for."""
+    async with Stack(tmp_path, lease_seconds=0.5) as stack:
+        referred = await referred_case(stack)
+        await stack.poll("primero-referral")
+        org_referral_id = f"{CASE_ID}#{referred['service_unique_id'][-12:]}"
+        await stack.progres_sends_decision(demo_data.decision_message(org_referral_id))
+        assert await stack.worker.run_once() is True  # the fan-out into one apply job
+        await die_after_the_step(stack, "progres-decision.apply")
+
+        await stack.settle()
+
+        assert await journal(stack, "PATCH", CASES) == [200, 200]
+        [referral] = [
+            r for r in await stack.primero_referrals() if r["id"] == referred["referral_id"]
+        ]
+        assert referral["status"] == "accepted"
+        apply = await the_job(stack, "progres-decision.apply")
+        assert (apply.state, apply.attempts) == ("done", 2)
+        [exchange] = await stack.store.ledger.find(flow="progres-decision")
+        assert exchange.state == "accepted"
+        assert await stack.store.jobs.list(state="dead") == []
 
 
 # ----------------------------------------------------------------------------- flows 2, 3, 4
@@ -353,3 +384,45 @@ async def test_flow4_decision_applied_once_through_transient_primero_failures(
     [exchange] = await stack.store.ledger.find(flow="progres-decision")
     assert (exchange.state, exchange.referral_id) == ("accepted", referred["referral_id"])
     assert await stack.store.jobs.list(state="dead") == []
+
+
+async def test_primero_failing_during_a_poll_is_retried_and_the_decision_sent_once(
+    stack: Stack,
+) -> None:
+    case = await decided_case(stack)
+    await stack.set_faults("primero", [{"method": "GET", "path": CASES, "status": 503, "times": 2}])
+    await stack.poll("primero-decision")
+
+    poll = await the_job(stack, "primero-decision.poll")
+    assert (poll.state, poll.attempts) == ("done", 3)
+    decisions = [
+        m["body"] for m in await stack.dtp_messages() if m["body"]["status"] == "acknowledged"
+    ]
+    assert [d["case_id"] for d in decisions] == [case["case_id"]]
+    assert await stack.store.cursors.get("primero-decision") is not None
+
+
+async def test_dtp_refusing_a_referral_dead_letters_it_at_once_and_a_new_poll_does_not_resend(
+    stack: Stack,
+) -> None:
+    """A 400 is permanent: no retry. The (case, service) stays known, so the next poll does
+    not queue it again; the operator's replay, once DTP accepts it, sends it once."""
+    referred = await referred_case(stack)
+    await stack.set_faults("dtp", [{"path": REFERRAL, "status": 400}])
+    await stack.poll("primero-referral")
+
+    [dead] = await stack.store.jobs.list(state="dead")
+    assert (dead.kind, dead.attempts) == ("primero-referral.send", 1)
+    assert dead.dead_reason is not None
+    assert (dead.dead_reason.failure_class, dead.dead_reason.reason) == ("permanent", "http_400")
+    assert await stack.dtp_messages(REFERRAL.lstrip("/")) == []
+
+    await stack.set_faults("dtp", [])
+    await stack.poll("primero-referral")
+    assert len(await jobs_of(stack, "primero-referral.send")) == 1
+    assert await stack.dtp_messages(REFERRAL.lstrip("/")) == []
+
+    assert await stack.store.jobs.replay(dead.id)
+    await stack.settle()
+    [referral] = await stack.dtp_messages(REFERRAL.lstrip("/"))
+    assert referral["body"]["id"] == f"{CASE_ID}#{referred['service_unique_id'][-12:]}"
