@@ -426,3 +426,28 @@ async def test_dtp_refusing_a_referral_dead_letters_it_at_once_and_a_new_poll_do
     await stack.settle()
     [referral] = await stack.dtp_messages(REFERRAL.lstrip("/"))
     assert referral["body"]["id"] == f"{CASE_ID}#{referred['service_unique_id'][-12:]}"
+
+
+async def test_primero_down_for_good_dead_letters_the_delivery_and_replay_creates_once(
+    stack: Stack,
+) -> None:
+    """Exhausted retries are not a refusal: no ``Delivery Fail`` goes to proGres, the
+    intervention waits in the dead-letter list until the operator replays it."""
+    await stack.set_faults("primero", [{"method": "POST", "path": CASES, "status": 503}])
+    await deliver_referral(stack)
+
+    [dead] = await stack.store.jobs.list(state="dead")
+    assert (dead.kind, dead.attempts) == ("progres-referral.deliver", 5)
+    assert dead.dead_reason is not None
+    assert (dead.dead_reason.failure_class, dead.dead_reason.reason) == ("transient", "http_503")
+    assert await case_creations(stack) == [503] * 5
+    assert await stack.primero_cases() == []
+    assert await stack.dtp_messages() == []
+    assert await stack.store.ledger.find(flow="progres-referral") == []
+
+    await stack.set_faults("primero", [])
+    assert await stack.store.jobs.replay(dead.id)
+    await stack.settle()
+    case = await assert_one_case_one_row(stack)
+    assert await case_creations(stack) == [503] * 5 + [200]
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
