@@ -157,6 +157,22 @@ async def test_a_unhcr_service_without_a_referral_is_not_sent(stack: Stack) -> N
     assert await referrals_sent(stack) == []
 
 
+async def test_an_unknown_language_code_is_reported_not_sent(stack: Stack) -> None:
+    case = demo_data.primero_case(CASE_ID, RECORD_ID, language=["language_unheard_of"])
+    await stack.seed_primero(cases=[case])
+    referred = await stack.caseworker_refers_to_unhcr(RECORD_ID)
+    await stack.poll(FLOW)
+    await stack.poll(FLOW)
+
+    assert await referrals_sent(stack) == []
+    [exchange] = await stack.store.ledger.find(flow=FLOW)
+    assert exchange.state == "unmappable"
+    assert exchange.service_unique_id == referred["service_unique_id"]
+    [reported] = await stack.store.audit.list(event="referral_not_mappable")
+    assert reported.ids["service_unique_id"] == referred["service_unique_id"]
+    assert reported.ids["fields"] == ["language"]
+
+
 async def test_users_are_fetched_once_per_run_by_user_name(stack: Stack) -> None:
     await stack.seed_primero(
         cases=[

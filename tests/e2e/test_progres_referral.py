@@ -196,8 +196,6 @@ async def test_an_existing_case_of_the_child_is_patched_not_duplicated(stack: St
         "0c000000-0000-4000-8000-000000000001",
         "0d000000-0000-4000-8000-000000000001",
         unhcr_individual_no=CHILD,
-        owned_by=FOCAL_POINT,
-        associated_user_names=[FOCAL_POINT],
         services_section=[
             {"unique_id": "0e000000-0000-4000-8000-000000000001", "service_type": "food"}
         ],
@@ -209,6 +207,8 @@ async def test_an_existing_case_of_the_child_is_patched_not_duplicated(stack: St
     [case] = await stack.primero_cases()
     assert case["id"] == existing["id"]
     assert case["case_id"] == existing["case_id"]
+    # the proGres referral goes to the focal point, who then owns the case (MAPPING: owned_by)
+    assert case["owned_by"] == FOCAL_POINT
     numbers = [r.get("progres_interventionnumber") for r in case["services_section"]]
     assert numbers == [None, NUMBER]
     assert [e["method"] for e in await case_writes(stack)] == ["PATCH"]
