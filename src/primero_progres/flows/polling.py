@@ -11,15 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-
-def parse_timestamp(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+from ..mapping.values import timestamp
 
 
 def format_timestamp(value: datetime) -> str:
@@ -28,7 +20,7 @@ def format_timestamp(value: datetime) -> str:
 
 def read_from(cursor: str | None, overlap: timedelta) -> datetime | None:
     """Where the next read starts: the watermark minus the overlap window."""
-    watermark = parse_timestamp(cursor)
+    watermark = timestamp(cursor)
     return watermark - overlap if watermark else None
 
 
@@ -36,10 +28,10 @@ class Watermark:
     """Tracks the largest ``last_updated_at`` seen during one poll."""
 
     def __init__(self, cursor: str | None) -> None:
-        self._value = parse_timestamp(cursor)
+        self._value = timestamp(cursor)
 
     def see(self, last_updated_at: str | None) -> None:
-        seen = parse_timestamp(last_updated_at)
+        seen = timestamp(last_updated_at)
         if seen and (self._value is None or seen > self._value):
             self._value = seen
 

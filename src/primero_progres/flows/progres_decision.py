@@ -17,6 +17,7 @@ from ..errors import InvalidInputError, PermanentError
 from ..logging import get_logger
 from ..mapping import progres_decision as mapping
 from ..mapping.errors import MappingError
+from ..mapping.values import unwrap
 from .runtime import Runtime
 
 FLOW = "progres-decision"
@@ -53,8 +54,8 @@ async def receive(rt: Runtime, ctx: Any) -> None:
 
 
 def _items(message: Any) -> list[Any]:
-    body = message.get("data", message) if isinstance(message, dict) else {}
-    return list(body.get("interventions") or [])
+    body = unwrap(message)
+    return list(body.get("interventions") or []) if isinstance(body, dict) else []
 
 
 async def apply(rt: Runtime, ctx: Any) -> None:
