@@ -175,21 +175,27 @@ async def test_primero_refusing_the_case_gives_a_delivery_fail_without_retry(
     assert refused.ids["peer_status"] == "http_422"
 
 
-async def test_primero_rejecting_the_credentials_is_permanent_and_never_a_retry_loop(
+async def test_primero_rejecting_the_credentials_is_a_dead_letter_never_a_retry_loop(
     tmp_path: Path,
 ) -> None:
-    """A wrong password answers 401; retrying would only lock the API account (6 failures)."""
+    """A wrong password answers 401; retrying would only lock the API account (6 failures).
+
+    It is the bridge's own configuration problem, not the referral's: proGres gets no
+    ``Delivery Fail`` it could do nothing about; the operator replays the dead letter once
+    the password is fixed.
+    """
     async with Stack(tmp_path, primero_password="not-the-password") as stack:
         await deliver_referral(stack)
         assert await journal(stack, "GET", CASES) == [401]
         assert await case_creations(stack) == []
         deliver = await the_job(stack, "progres-referral.deliver")
-        assert deliver.attempts == 1
-        [feedback] = await stack.dtp_messages()
-        assert feedback["body"]["status"] == "Delivery Fail"
-        assert feedback["body"]["closure_reason"] == PRIMERO_REFUSED
-        [refused] = await stack.store.audit.list(event="intervention_refused")
-        assert refused.ids["peer_status"] == "http_401"
+        assert (deliver.state, deliver.attempts) == ("dead", 1)
+        assert deliver.dead_reason is not None
+        assert (deliver.dead_reason.failure_class, deliver.dead_reason.reason) == (
+            "permanent",
+            "http_401",
+        )
+        assert await stack.dtp_messages() == []
 
         await stack.poll("primero-referral")
         assert await journal(stack, "GET", CASES) == [401, 401]
@@ -200,6 +206,26 @@ async def test_primero_rejecting_the_credentials_is_permanent_and_never_a_retry_
             "permanent",
             "http_401",
         )
+
+
+async def test_a_refused_intervention_frees_its_child_for_the_next_one(stack: Stack) -> None:
+    """After a ``Delivery Fail`` the per-child lease is released at once, so another
+    intervention for the same child is delivered without waiting for the lease to expire."""
+    await stack.set_faults(
+        "primero",
+        [{"method": "POST", "path": CASES, "status": 422, "body": INVALID_RECORD, "times": 1}],
+    )
+    await deliver_referral(stack)
+    await stack.progres_sends_referral(
+        demo_data.referral_message(demo_data.intervention("DEMO-26-PRTITV-0000002"))
+    )
+    await stack.settle(timeout=5.0)
+
+    assert await case_creations(stack) == [422, 200]
+    deliveries = await stack.store.jobs.list(kind="progres-referral.deliver")
+    assert sorted(job.attempts for job in deliveries) == [1, 1]
+    statuses = [m["body"]["status"] for m in await stack.dtp_messages()]
+    assert statuses == ["Delivery Fail", "Pending Acknowledgement"]
 
 
 # ----------------------------------------------------------------------------- flow 1, DTP

@@ -326,11 +326,25 @@ async def test_an_ignored_individual_filter_never_touches_another_child(stack: S
     assert case["id"] == other["id"]
     assert case["services_section"] == []
     assert await case_writes(stack) == []
-    [refused] = await stack.store.audit.list(event="intervention_refused")
-    assert refused.ids["progres_interventionnumber"] == NUMBER
-    assert refused.ids["peer_status"] == "filter_ignored"
+    # the API user's role is the bridge's problem, not proGres's: a dead letter, no feedback
+    [dead] = await stack.store.jobs.list(state="dead")
+    assert dead.kind == "progres-referral.deliver"
+    assert dead.dead_reason is not None
+    assert dead.dead_reason.reason == "filter_ignored"
+    assert await feedbacks(stack) == []
+
+    # once the role is fixed, the operator's replay delivers it to the right child, once
+    await stack.sim_call(
+        "PUT",
+        f"{stack.primero.url}/_sim/readable-fields",
+        json={"fields": [*readable, "unhcr_individual_no"]},
+    )
+    assert await stack.store.jobs.replay(dead.id)
+    await stack.settle()
+    mine = [c for c in await stack.primero_cases() if c.get("unhcr_individual_no") != OTHER_CHILD]
+    assert len(mine) == 1
     [sent] = await feedbacks(stack)
-    assert sent["status"] == "Delivery Fail"
+    assert sent["status"] == "Pending Acknowledgement"
     assert sent["progres_interventionnumber"] == NUMBER
 
 

@@ -26,12 +26,24 @@ from ..logging import get_logger
 from ..mapping import progres_referral as mapping
 from ..mapping.errors import MappingError
 from ..peers.errors import PermanentPeerError
+from ..peers.primero import (
+    AuthenticationError,
+    FilterIgnoredError,
+    ForbiddenError,
+    TokenNotIssuedError,
+)
 from .runtime import Runtime
 
 FLOW = "progres-referral"
 RECEIVE, DELIVER, FEEDBACK = f"{FLOW}.receive", f"{FLOW}.deliver", f"{FLOW}.feedback"
 
 log = get_logger(__name__)
+
+
+#: Refusals that are the bridge's own configuration problem (credentials, the API user's role):
+#: proGres can do nothing about them, so they become dead letters an operator replays once
+#: Primero is fixed, instead of a ``Delivery Fail``.
+OPERATOR_FIXABLE = (AuthenticationError, ForbiddenError, FilterIgnoredError, TokenNotIssuedError)
 
 
 class IndividualBusy(TransientError):
@@ -84,32 +96,37 @@ async def deliver(rt: Runtime, ctx: Any) -> None:
         raise IndividualBusy(
             f"{FLOW} {number}: case of this individual is being updated", reason="busy"
         )
+
+    def release() -> Any:
+        return rt.store.leases.release(lease, ctx.worker_id)
+
     try:
-        try:
-            existing = await rt.primero.find_cases(
-                "unhcr_individual_no", mapped.unhcr_individual_no
-            )
-            plan = mapping.plan_upsert(existing, mapped)
-            if plan.action == "create":
-                written = await rt.primero.create_case(plan.body)
-            else:
-                written = await rt.primero.patch_case(plan.case_record_id, plan.body)
-        except PermanentPeerError as exc:
-            _fail(
-                ctx,
-                rt,
-                number,
-                fingerprint,
-                error=None,
-                reason_kind="primero_refused",
-                peer_reason=exc.reason,
-            )
-            return
-        # Leases are released after the step commits; a crash simply lets the lease expire.
-        ctx.after_commit(lambda: rt.store.leases.release(lease, ctx.worker_id))
+        existing = await rt.primero.find_cases("unhcr_individual_no", mapped.unhcr_individual_no)
+        plan = mapping.plan_upsert(existing, mapped)
+        if plan.action == "create":
+            written = await rt.primero.create_case(plan.body)
+        else:
+            written = await rt.primero.patch_case(plan.case_record_id, plan.body)
+    except PermanentPeerError as exc:
+        if isinstance(exc, OPERATOR_FIXABLE):
+            await release()
+            raise
+        ctx.after_commit(release)
+        _fail(
+            ctx,
+            rt,
+            number,
+            fingerprint,
+            error=None,
+            reason_kind="primero_refused",
+            peer_reason=exc.reason,
+        )
+        return
     except BaseException:
-        await rt.store.leases.release(lease, ctx.worker_id)
+        await release()
         raise
+    # The lease is released once the step has committed; a crash simply lets it expire.
+    ctx.after_commit(release)
 
     case_record_id = plan.case_record_id or written.get("id")
     case_id = written.get("case_id") or _existing_case_id(existing, case_record_id)
