@@ -70,7 +70,8 @@ def redact_event(_logger: Any, _name: str, event: Mapping[str, Any]) -> dict[str
     out: dict[str, Any] = {}
     for key, value in event.items():
         if key == "exc_info":
-            out[key] = value
+            # A traceback's texts may quote data (a library's error about a value): keep the type.
+            out["error"] = _exception_type(value)
         elif not is_safe_key(key):
             out[key] = REDACTED
         elif value is None or isinstance(value, bool | int | float | str):
@@ -82,8 +83,30 @@ def redact_event(_logger: Any, _name: str, event: Mapping[str, Any]) -> dict[str
     return out
 
 
+def _exception_type(exc_info: Any) -> str | None:
+    if isinstance(exc_info, BaseException):
+        return type(exc_info).__name__
+    if isinstance(exc_info, tuple) and exc_info and exc_info[0] is not None:
+        return str(exc_info[0].__name__)
+    current = sys.exc_info()[0]
+    return current.__name__ if exc_info and current is not None else None
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """A logger writing to the ``sys.stderr`` of the moment (test runners swap it)."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     """Route structlog and stdlib logging through the redacting pipeline to stderr."""
+    _configure_structlog(level=level, json=json)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # Client libraries log full URLs and headers at INFO/DEBUG; keep them quiet.
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _configure_structlog(*, level: str, json: bool) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -93,18 +116,17 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_event,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-    # Client libraries log full URLs and headers at INFO/DEBUG; keep them quiet.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "hpack"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)
+
+
+# Redaction holds from the first import, before (or without) an explicit configuration.
+_configure_structlog(level="INFO", json=False)
