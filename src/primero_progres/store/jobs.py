@@ -129,20 +129,24 @@ def _held(job_id: str, owner: str, attempts: int) -> Any:
     )
 
 
+async def _update_held(conn: AsyncConnection, job: Job, owner: str, **values: Any) -> bool:
+    """Write ``values`` only while ``owner`` still holds this attempt (the fencing token)."""
+    result = await conn.execute(
+        sa.update(jobs).where(_held(job.id, owner, job.attempts)).values(**values)
+    )
+    return result.rowcount == 1
+
+
+def _unleased(now: datetime) -> dict[str, Any]:
+    """The columns every way out of RUNNING clears."""
+    return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+
+
 async def finish_in(conn: AsyncConnection, job: Job, *, owner: str, now: datetime) -> bool:
     """Mark a held job done and drop its payload (and its inbound message's payload)."""
-    result = await conn.execute(
-        sa.update(jobs)
-        .where(_held(job.id, owner, job.attempts))
-        .values(
-            state=JobState.DONE.value,
-            payload=None,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
-    )
-    if result.rowcount != 1:
+    if not await _update_held(
+        conn, job, owner, state=JobState.DONE.value, payload=None, **_unleased(now)
+    ):
         return False
     if job.message_id is not None:
         await conn.execute(
@@ -156,62 +160,47 @@ async def finish_in(conn: AsyncConnection, job: Job, *, owner: str, now: datetim
 async def retry_in(
     conn: AsyncConnection, job: Job, *, owner: str, now: datetime, delay: float
 ) -> bool:
-    result = await conn.execute(
-        sa.update(jobs)
-        .where(_held(job.id, owner, job.attempts))
-        .values(
-            state=JobState.PENDING.value,
-            next_attempt_at=now + timedelta(seconds=delay),
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
+    return await _update_held(
+        conn,
+        job,
+        owner,
+        state=JobState.PENDING.value,
+        next_attempt_at=now + timedelta(seconds=delay),
+        **_unleased(now),
     )
-    return result.rowcount == 1
 
 
 async def release_in(conn: AsyncConnection, job: Job, *, owner: str, now: datetime) -> bool:
     """Give a job back untouched (graceful shutdown): the attempt does not count."""
-    result = await conn.execute(
-        sa.update(jobs)
-        .where(_held(job.id, owner, job.attempts))
-        .values(
-            state=JobState.PENDING.value,
-            attempts=jobs.c.attempts - 1,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
+    return await _update_held(
+        conn,
+        job,
+        owner,
+        state=JobState.PENDING.value,
+        attempts=jobs.c.attempts - 1,
+        **_unleased(now),
     )
-    return result.rowcount == 1
 
 
 async def kill_in(
     conn: AsyncConnection, job: Job, *, owner: str, now: datetime, reason: DeadReason
 ) -> bool:
-    result = await conn.execute(
-        sa.update(jobs)
-        .where(_held(job.id, owner, job.attempts))
-        .values(
-            state=JobState.DEAD.value,
-            dead_reason=reason.as_json(),
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-        )
+    return await _update_held(
+        conn,
+        job,
+        owner,
+        state=JobState.DEAD.value,
+        dead_reason=reason.as_json(),
+        **_unleased(now),
     )
-    return result.rowcount == 1
 
 
 async def renew_in(
     conn: AsyncConnection, job: Job, *, owner: str, now: datetime, lease_seconds: float
 ) -> bool:
-    result = await conn.execute(
-        sa.update(jobs)
-        .where(_held(job.id, owner, job.attempts))
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+    return await _update_held(
+        conn, job, owner, lease_expires_at=now + timedelta(seconds=lease_seconds)
     )
-    return result.rowcount == 1
 
 
 def row_to_job(row: Any, payload: dict[str, Any] | None = None) -> Job:
