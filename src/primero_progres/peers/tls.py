@@ -58,13 +58,7 @@ def client_ssl_context(
 
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if ca is not None:
-        _require_file(ca, "CA bundle")
-        try:
-            context.load_verify_locations(cafile=str(ca))
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigurationError(
-                f"tls: cannot load the CA bundle {ca}", reason="tls_bad_ca"
-            ) from exc
+        _load_ca(context, ca, "CA bundle")
 
     if client_cert is not None:
         _require_file(client_cert, "client certificate")
@@ -86,13 +80,7 @@ def server_ssl_context(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     _load_chain(context, cert, key, password=None)
     if client_ca is not None:
-        _require_file(client_ca, "client CA")
-        try:
-            context.load_verify_locations(cafile=str(client_ca))
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigurationError(
-                f"tls: cannot load the client CA {client_ca}", reason="tls_bad_ca"
-            ) from exc
+        _load_ca(context, client_ca, "client CA")
         context.verify_mode = ssl.CERT_REQUIRED
     return context
 
@@ -118,6 +106,15 @@ def uvicorn_tls_options(
 def _require_file(path: Path, what: str) -> None:
     if not Path(path).is_file():
         raise ConfigurationError(f"tls: {what} not found at {path}", reason="tls_file_missing")
+
+
+def _load_ca(context: ssl.SSLContext, ca: Path, what: str) -> None:
+    """Trust the certificates in ``ca``; a missing or bad file is a ConfigurationError."""
+    _require_file(ca, what)
+    try:
+        context.load_verify_locations(cafile=str(ca))
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigurationError(f"tls: cannot load the {what} {ca}", reason="tls_bad_ca") from exc
 
 
 def _load_chain(
