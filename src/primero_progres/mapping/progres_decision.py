@@ -20,9 +20,8 @@ from .errors import (
     MappingError,
     invalid,
     missing,
-    unreadable,
 )
-from .values import ABSENT, code, text, unwrap
+from .values import ABSENT, code, read_interventions, text
 
 F_ORG_REFERRAL_ID = "progres_orgreferralid"
 F_DECISION = "progres_reviewdecision"
@@ -94,17 +93,10 @@ def read_decisions(
 ) -> list[ProgresDecision | MappingError] | MappingError:
     """Every decision of a ``PrimeroIncomingReferralDecision`` message, bare or wrapped."""
     profile = profile if profile is not None else load_profile()
-    body = unwrap(payload)
-    if not isinstance(body, Mapping):
-        return unreadable("the message is not a JSON object")
-    request_type = body.get("request_type")
-    if request_type is not None and request_type != dtp.PROGRES_DECISION_REQUEST:
-        return invalid(["request_type"], "not a proGres decision message")
-    items = body.get("interventions")
-    if items is None:
-        return missing(["interventions"])
-    if not isinstance(items, list):
-        return invalid(["interventions"], "interventions is not a list")
+    message = read_interventions(payload, dtp.PROGRES_DECISION_REQUEST, "decision")
+    if isinstance(message, MappingError):
+        return message
+    _, items = message
     return [read_decision(item, profile) for item in items]
 
 

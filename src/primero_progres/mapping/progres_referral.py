@@ -16,16 +16,16 @@ from typing import Any, Literal
 
 from ..profiles import Profile
 from . import dtp
-from .errors import INVALID_DATA, MISSING_FIELDS, MappingError, invalid, missing, unreadable
+from .errors import INVALID_DATA, MISSING_FIELDS, MappingError, invalid, missing
 from .values import (
     ABSENT,
     code,
     date_part,
     lookup_name,
+    read_interventions,
     strip_paragraphs,
     text,
     timestamp,
-    unwrap,
     whole_years,
 )
 
@@ -92,17 +92,10 @@ class UpsertPlan:
 
 def read_message(payload: Any) -> ProgresReferralMessage | MappingError:
     """The interventions of a DTP referral message, bare or wrapped in ``{"data": ...}``."""
-    body = unwrap(payload)
-    if not isinstance(body, Mapping):
-        return unreadable("the message is not a JSON object")
-    request_type = body.get("request_type")
-    if request_type is not None and request_type != dtp.PROGRES_REFERRAL_REQUEST:
-        return invalid(["request_type"], "not a proGres referral message")
-    interventions = body.get("interventions")
-    if interventions is None:
-        return missing(["interventions"])
-    if not isinstance(interventions, list):
-        return invalid(["interventions"], "interventions is not a list")
+    message = read_interventions(payload, dtp.PROGRES_REFERRAL_REQUEST, "referral")
+    if isinstance(message, MappingError):
+        return message
+    request_type, interventions = message
     return ProgresReferralMessage(request_type, list(interventions))
 
 

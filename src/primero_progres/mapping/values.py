@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from .errors import MappingError, invalid, missing, unreadable
+
 ABSENT: Any = object()
 """Returned for a value of the wrong type, so callers can report ``invalid_data``."""
 
@@ -78,3 +80,24 @@ def unwrap(payload: Any) -> Any:
     if isinstance(payload, Mapping) and isinstance(payload.get("data"), Mapping):
         return payload["data"]
     return payload
+
+
+def read_interventions(
+    payload: Any, request_type: str, what: str
+) -> tuple[Any, list[Any]] | MappingError:
+    """The ``request_type`` and ``interventions`` of a DTP message (bare or wrapped).
+
+    Both proGres messages share this envelope; ``what`` names the expected one in errors.
+    """
+    body = unwrap(payload)
+    if not isinstance(body, Mapping):
+        return unreadable("the message is not a JSON object")
+    found = body.get("request_type")
+    if found is not None and found != request_type:
+        return invalid(["request_type"], f"not a proGres {what} message")
+    items = body.get("interventions")
+    if items is None:
+        return missing(["interventions"])
+    if not isinstance(items, list):
+        return invalid(["interventions"], "interventions is not a list")
+    return found, items
