@@ -184,13 +184,18 @@ class PrimeroState:
             raise SimError(404, "Not Found", detail=f"Couldn't find Child with 'id'={record_id}")
         return case
 
+    def _page_and_per(self, params: Mapping[str, str | list[str]]) -> tuple[int, int]:
+        """The page and page size a listing asked for, the size capped like Primero's."""
+        page = _positive_int(params.get("page"), 1)
+        per = _positive_int(params.get("per"), DEFAULT_PER)
+        if self.max_per is not None:
+            per = min(per, self.max_per)
+        return page, per
+
     def list_cases(self, params: Mapping[str, str | list[str]]) -> dict[str, Any]:
         """``GET /api/v2/cases``: permitted filters, paging and order; unknown filters vanish."""
         with self.lock:
-            page = _positive_int(params.get("page"), 1)
-            per = _positive_int(params.get("per"), DEFAULT_PER)
-            if self.max_per is not None:
-                per = min(per, self.max_per)
+            page, per = self._page_and_per(params)
             records = list(self.cases.values())
             ids = params.get("id")
             if isinstance(ids, str) and ids:
@@ -493,10 +498,7 @@ class PrimeroState:
 
     def list_users(self, params: Mapping[str, str | list[str]]) -> dict[str, Any]:
         with self.lock:
-            page = _positive_int(params.get("page"), 1)
-            per = _positive_int(params.get("per"), DEFAULT_PER)
-            if self.max_per is not None:
-                per = min(per, self.max_per)
+            page, per = self._page_and_per(params)
             users = sorted(self.users.values(), key=lambda u: int(u["id"]))
             user_name = params.get("user_name")
             if isinstance(user_name, str):
