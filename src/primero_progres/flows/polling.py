@@ -10,6 +10,7 @@ and the ledger to ignore what it has already seen.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..mapping.values import timestamp
 
@@ -38,3 +39,20 @@ class Watermark:
     @property
     def value(self) -> str | None:
         return format_timestamp(self._value) if self._value else None
+
+
+def finish_poll(
+    ctx: Any,
+    log: Any,
+    flow: str,
+    cursor: str | None,
+    watermark: Watermark,
+    *,
+    seen: int,
+    queued: int,
+) -> None:
+    """End a poll: move the cursor in the same step as the jobs it queued, and report the run."""
+    if watermark.value and watermark.value != cursor:
+        ctx.set_cursor(flow, watermark.value)
+    ctx.audit("poll_finished", flow=flow, count=seen, total=queued, cursor=watermark.value)
+    log.info("poll_finished", flow=flow, count=seen, total=queued)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..logging import get_logger
 from ..mapping import primero_referral as mapping
-from .polling import Watermark, read_from
+from .polling import Watermark, finish_poll, read_from
 from .runtime import Runtime
 
 FLOW = "primero-referral"
@@ -44,10 +44,7 @@ async def poll(rt: Runtime, ctx: Any) -> None:
             for result in mapping.referral_messages(case, referrals, users, rt.profile):
                 queued += await _queue(rt, ctx, result)
         watermark.see(case.get("last_updated_at"))
-    if watermark.value and watermark.value != cursor:
-        ctx.set_cursor(FLOW, watermark.value)
-    ctx.audit("poll_finished", flow=FLOW, count=seen, total=queued, cursor=watermark.value)
-    log.info("poll_finished", flow=FLOW, count=seen, total=queued)
+    finish_poll(ctx, log, FLOW, cursor, watermark, seen=seen, queued=queued)
 
 
 async def _queue(rt: Runtime, ctx: Any, result: Any) -> int:
