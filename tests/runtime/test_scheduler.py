@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from toy_handlers import FakeClock
 
 from primero_progres.scheduler import Scheduler
-from primero_progres.store import Cipher, Store
+from primero_progres.store import Store
 from primero_progres.worker import StepContext, Worker
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def timed_store(db_url: str, clock: FakeClock):  # type: ignore[no-untyped-def]
-    store = await Store.open(db_url, encryption=Cipher.throwaway(), clock=clock)
-    await store.upgrade()
-    yield store
-    await store.close()
 
 
 async def test_only_the_lease_holder_triggers_a_poll(timed_store: Store, clock: FakeClock) -> None:

@@ -43,19 +43,6 @@ async def test_four_workers_process_a_thousand_jobs_exactly_once(db_url: str) ->
         await store.close()
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def timed_store(db_url: str, clock: FakeClock):  # type: ignore[no-untyped-def]
-    store = await Store.open(db_url, encryption=Cipher.throwaway(), clock=clock)
-    await store.upgrade()
-    yield store
-    await store.close()
-
-
 async def test_transient_failures_back_off_exponentially_up_to_the_cap_then_dead(
     timed_store: Store, clock: FakeClock
 ) -> None:
