@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,17 +39,19 @@ def gateway(tls: TLSFiles) -> Iterator[tuple[ServerThread, DTPState]]:
         yield server, app.state.dtp
 
 
+def _client(server: ServerThread, tls: TLSFiles, **options: Any) -> DTPClient:
+    """A client of ``server`` with the right subscription key, trusting the test CA;
+    ``options`` choose the identity it presents or override those defaults."""
+    return DTPClient(server.url, **{"subscription_key": KEY, "ca": tls.ca, **options})
+
+
 async def test_right_certificate_and_key_is_200(
     gateway: tuple[ServerThread, DTPState], tls: TLSFiles
 ) -> None:
     server, state = gateway
     assert server.url.startswith("https://")
-    async with DTPClient(
-        server.url,
-        subscription_key=KEY,
-        client_cert=tls.client_cert,
-        client_key=tls.client_key,
-        ca=tls.ca,
+    async with _client(
+        server, tls, client_cert=tls.client_cert, client_key=tls.client_key
     ) as client:
         receipt = await client.send_decision(DECISION)
     assert receipt.status_code == 200
@@ -57,9 +60,7 @@ async def test_right_certificate_and_key_is_200(
 
 async def test_combined_pem_is_200(gateway: tuple[ServerThread, DTPState], tls: TLSFiles) -> None:
     server, _ = gateway
-    async with DTPClient(
-        server.url, subscription_key=KEY, client_cert=tls.client_combined, ca=tls.ca
-    ) as client:
+    async with _client(server, tls, client_cert=tls.client_combined) as client:
         assert (await client.send_referral({"id": "x#y"})).status_code == 200
 
 
@@ -67,12 +68,8 @@ async def test_pkcs12_certificate_is_200(
     gateway: tuple[ServerThread, DTPState], tls: TLSFiles
 ) -> None:
     server, state = gateway
-    async with DTPClient(
-        server.url,
-        subscription_key=KEY,
-        pkcs12=tls.client_pkcs12,
-        pkcs12_password=PKCS12_PASSWORD,
-        ca=tls.ca,
+    async with _client(
+        server, tls, pkcs12=tls.client_pkcs12, pkcs12_password=PKCS12_PASSWORD
     ) as client:
         assert (await client.send_referral({"id": "x#y"})).status_code == 200
     assert [m.endpoint for m in state.messages] == ["ReceiveIncomingReferral"]
@@ -82,12 +79,12 @@ async def test_right_certificate_wrong_key_is_permanent_401(
     gateway: tuple[ServerThread, DTPState], tls: TLSFiles
 ) -> None:
     server, state = gateway
-    async with DTPClient(
-        server.url,
+    async with _client(
+        server,
+        tls,
         subscription_key="not-" + KEY,
         client_cert=tls.client_cert,
         client_key=tls.client_key,
-        ca=tls.ca,
     ) as client:
         with pytest.raises(PermanentPeerError) as caught:
             await client.send_decision(DECISION)
@@ -99,7 +96,7 @@ async def test_no_client_certificate_is_refused(
     gateway: tuple[ServerThread, DTPState], tls: TLSFiles
 ) -> None:
     server, state = gateway
-    async with DTPClient(server.url, subscription_key=KEY, ca=tls.ca) as client:
+    async with _client(server, tls) as client:
         with pytest.raises(TransientPeerError) as caught:
             await client.send_decision(DECISION)
     assert caught.value.reason == "connection"
@@ -111,12 +108,8 @@ async def test_certificate_from_another_ca_is_refused(
     gateway: tuple[ServerThread, DTPState], tls: TLSFiles
 ) -> None:
     server, state = gateway
-    async with DTPClient(
-        server.url,
-        subscription_key=KEY,
-        client_cert=tls.stranger_cert,
-        client_key=tls.stranger_key,
-        ca=tls.ca,
+    async with _client(
+        server, tls, client_cert=tls.stranger_cert, client_key=tls.stranger_key
     ) as client:
         with pytest.raises(TransientPeerError):
             await client.send_decision(DECISION)
@@ -127,8 +120,8 @@ async def test_untrusted_server_is_permanent(
     gateway: tuple[ServerThread, DTPState], tls: TLSFiles
 ) -> None:
     server, state = gateway
-    async with DTPClient(
-        server.url, subscription_key=KEY, client_cert=tls.client_cert, client_key=tls.client_key
+    async with _client(
+        server, tls, ca=None, client_cert=tls.client_cert, client_key=tls.client_key
     ) as client:
         with pytest.raises(PermanentPeerError) as caught:
             await client.send_decision(DECISION)
