@@ -182,12 +182,19 @@ def configure_bridge(url: str, inbox_url: str, token: str | None = "inbox-token"
     assert response.status_code == 200
 
 
-def test_send_referral_forwards_with_bearer_token_and_returns_bridge_answer(
-    dtp: tuple[str, Any], inbox: tuple[str, Inbox]
-) -> None:
+@pytest.fixture
+def bridged(dtp: tuple[str, Any], inbox: tuple[str, Inbox]) -> tuple[str, Inbox]:
+    """The simulator's URL, already sending to the inbox with the usual token, and the inbox."""
     url, _ = dtp
     inbox_url, receiver = inbox
     configure_bridge(url, inbox_url)
+    return url, receiver
+
+
+def test_send_referral_forwards_with_bearer_token_and_returns_bridge_answer(
+    bridged: tuple[str, Inbox],
+) -> None:
+    url, receiver = bridged
     response = httpx.post(f"{url}/_sim/send-referral", json=REFERRAL)
     assert response.status_code == 202
     assert response.json() == {"message_id": "msg-1", "status": "queued"}
@@ -199,11 +206,9 @@ def test_send_referral_forwards_with_bearer_token_and_returns_bridge_answer(
 
 
 def test_send_decision_forwards_and_passes_the_bridge_status_through(
-    dtp: tuple[str, Any], inbox: tuple[str, Inbox]
+    bridged: tuple[str, Inbox],
 ) -> None:
-    url, _ = dtp
-    inbox_url, receiver = inbox
-    configure_bridge(url, inbox_url)
+    url, receiver = bridged
     receiver.answer_status = 200
     receiver.answer_body = {"status": "duplicate", "message_id": "msg-0"}
     response = httpx.post(f"{url}/_sim/send-decision", json=DECISION)
@@ -224,12 +229,8 @@ def test_bridge_refusal_is_passed_through(dtp: tuple[str, Any], inbox: tuple[str
     assert receiver.requests[0]["authorization"] == "Bearer stale-token"
 
 
-def test_wrapped_message_is_forwarded_unchanged(
-    dtp: tuple[str, Any], inbox: tuple[str, Inbox]
-) -> None:
-    url, _ = dtp
-    inbox_url, receiver = inbox
-    configure_bridge(url, inbox_url)
+def test_wrapped_message_is_forwarded_unchanged(bridged: tuple[str, Inbox]) -> None:
+    url, receiver = bridged
     wrapped = {"data": REFERRAL, "__query_params": {}}
     assert httpx.post(f"{url}/_sim/send-referral", json=wrapped).status_code == 202
     assert receiver.requests[0]["body"] == wrapped
@@ -257,11 +258,9 @@ def test_bridge_configured_at_creation(inbox: tuple[str, Inbox]) -> None:
     ],
 )
 def test_send_rejects_a_message_of_the_wrong_kind(
-    dtp: tuple[str, Any], inbox: tuple[str, Inbox], route: str, message: Any
+    bridged: tuple[str, Inbox], route: str, message: Any
 ) -> None:
-    url, _ = dtp
-    inbox_url, receiver = inbox
-    configure_bridge(url, inbox_url)
+    url, receiver = bridged
     assert httpx.post(f"{url}/_sim/{route}", json=message).status_code == 422
     assert receiver.requests == []
 
