@@ -167,20 +167,36 @@ def test_duplicate_key(tmp_path: Path) -> None:
     ]
 
 
-def test_wrong_types(tmp_path: Path) -> None:
-    path = variant(tmp_path, "service_request_external: true", "service_request_external: 'yes'")
+@pytest.mark.parametrize(
+    ("old", "new", "where", "line_text", "hint"),
+    [
+        pytest.param(
+            "service_request_external: true",
+            "service_request_external: 'yes'",
+            "progres_referral.service_row.service_request_external",
+            "service_request_external",
+            "boolean",
+            id="wrong_type",
+        ),
+        pytest.param(
+            '"125080001": male',
+            "125080001: male",
+            "progres_referral.sex.125080001",
+            "125080001: male",
+            "quote",
+            id="unquoted_numeric_code",
+        ),
+    ],
+)
+def test_one_bad_value_is_named_with_its_line_and_a_hint(
+    tmp_path: Path, old: str, new: str, where: str, line_text: str, hint: str
+) -> None:
+    """Type errors and unquoted numeric codes are reported the same way: path, line, hint."""
+    path = variant(tmp_path, old, new)
     [problem] = check_profile(path)
-    assert problem.path == "progres_referral.service_row.service_request_external"
-    assert problem.line == line_of(path, "service_request_external")
-    assert "boolean" in problem.message
-
-
-def test_unquoted_numeric_code_is_refused(tmp_path: Path) -> None:
-    path = variant(tmp_path, '"125080001": male', "125080001: male")
-    [problem] = check_profile(path)
-    assert problem.path == "progres_referral.sex.125080001"
-    assert problem.line == line_of(path, "125080001: male")
-    assert "quote" in problem.message
+    assert problem.path == where
+    assert problem.line == line_of(path, line_text)
+    assert hint in problem.message
 
 
 def test_yaml_1_2_keeps_no_as_a_string(tmp_path: Path) -> None:
