@@ -8,14 +8,14 @@ The flow modules are imported lazily so that commands which run no flow
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from ..settings import Settings
+from ..worker import Handler
+
 if TYPE_CHECKING:
     from .runtime import Runtime
-
-Handler = Callable[[Any], Awaitable[None]]
 
 POLLING_FLOWS = ("primero-decision", "primero-referral")
 
@@ -44,14 +44,13 @@ class Handlers(dict[str, Handler]):
         await self.runtime.aclose()
 
 
-def build_handlers(settings: Any, store: Any) -> Handlers:
+def build_handlers(settings: Settings, store: Any) -> Handlers:
     """Job kind -> handler, sharing one runtime (profile, peer clients) for the process."""
     from .runtime import Runtime
 
     return Handlers(Runtime.from_settings(settings, store))
 
 
-def poll_triggers(settings: Any) -> dict[str, float]:
+def poll_triggers(settings: Settings) -> dict[str, float]:
     """Polling flow name -> interval in seconds."""
-    interval = float(getattr(settings, "poll_interval_seconds", 900))
-    return {flow: interval for flow in POLLING_FLOWS}
+    return {flow: settings.poll_interval_seconds for flow in POLLING_FLOWS}

@@ -14,11 +14,12 @@ from typing import Any
 
 from ..logging import get_logger
 from ..mapping import primero_decision as mapping
+from ..scheduler import poll_kind
 from .polling import Watermark, finish_poll, read_from
 from .runtime import Runtime
 
 FLOW = "primero-decision"
-POLL, SEND = f"{FLOW}.poll", f"{FLOW}.send"
+POLL, SEND = poll_kind(FLOW), f"{FLOW}.send"
 #: Primero's ``id=`` filter takes a list; keep URLs short
 ID_BATCH = 100
 

@@ -13,11 +13,12 @@ from typing import Any
 
 from ..logging import get_logger
 from ..mapping import primero_referral as mapping
+from ..scheduler import poll_kind
 from .polling import Watermark, finish_poll, read_from
 from .runtime import Runtime
 
 FLOW = "primero-referral"
-POLL, SEND = f"{FLOW}.poll", f"{FLOW}.send"
+POLL, SEND = poll_kind(FLOW), f"{FLOW}.send"
 
 log = get_logger(__name__)
 

@@ -7,7 +7,7 @@ runtime is closed once, when the process stops.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,6 @@ class Runtime:
     overlap: timedelta = timedelta(seconds=60)
     #: flow 2 reads every case updated since the cursor, not only those the ledger knows
     full_scan: bool = False
-    owner: str = field(default="bridge")
 
     def today(self) -> date:
         return self.clock().date()
