@@ -24,7 +24,7 @@ from .sim import primero as primero_sim
 from .sim.common import ServerThread, free_port
 from .store import Store
 from .web import create_app
-from .worker import RetryPolicy, Worker
+from .worker import Worker
 
 #: fast retries so that transient faults resolve within a test or the demo
 FAST_RETRY = {"retry_base_seconds": 0.05, "retry_cap_seconds": 0.4, "retry_max_attempts": 5}
@@ -87,13 +87,12 @@ class Stack:
         self.store = await Store.open(self.settings.database_url, encryption=self.settings.cipher())
         await self.store.upgrade()
         self.handlers = flows.build_handlers(self.settings, self.store)
-        self.worker = Worker(
+        self.worker = Worker.from_settings(
             self.store,
             self.handlers,
+            self.settings,
             worker_id="stack",
             concurrency=self.worker_concurrency,
-            retry=RetryPolicy.from_settings(self.settings),
-            lease_seconds=self.settings.lease_seconds,
         )
         config = uvicorn.Config(
             create_app(self.settings, self.store),

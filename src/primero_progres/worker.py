@@ -187,6 +187,19 @@ class Worker:
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
 
+    @classmethod
+    def from_settings(
+        cls, store: Store, handlers: Mapping[str, Handler], settings: Settings, **options: Any
+    ) -> Worker:
+        """A worker configured from settings; ``options`` override single arguments."""
+        configured: dict[str, Any] = {
+            "concurrency": settings.worker_concurrency,
+            "retry": RetryPolicy.from_settings(settings),
+            "lease_seconds": settings.lease_seconds,
+            "poll_interval": settings.worker_poll_seconds,
+        }
+        return cls(store, handlers, **{**configured, **options})
+
     async def run_once(self, slot: int = 0) -> bool:
         """Claim and process one due job; False when none is due."""
         if not self.handlers:

@@ -365,3 +365,14 @@ async def test_unreadable_payload_is_dead_lettered(db_url: str) -> None:
     assert job is not None and job.state == "dead" and job.dead_reason is not None
     assert job.dead_reason.reason == "payload_unreadable"
     await reader.close()
+
+
+def test_a_worker_from_settings_takes_them_unless_overridden() -> None:
+    from primero_progres.settings import Settings
+
+    settings = Settings.for_tests(
+        worker_concurrency=3, lease_seconds=42.0, worker_poll_seconds=0.5, retry_max_attempts=2
+    )
+    worker = Worker.from_settings(None, {}, settings, concurrency=1)  # type: ignore[arg-type]
+    assert (worker.concurrency, worker.lease_seconds, worker.poll_interval) == (1, 42.0, 0.5)
+    assert worker.retry.max_attempts == 2

@@ -43,20 +43,13 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     from .. import flows
     from ..scheduler import Scheduler
     from ..web import create_app
-    from ..worker import RetryPolicy, Worker
+    from ..worker import Worker
 
     store = await Store.open(settings.database_url, encryption=settings.cipher())
     await store.upgrade()
     stop = asyncio.Event()
     handlers = flows.build_handlers(settings, store)
-    worker = Worker(
-        store,
-        handlers,
-        concurrency=settings.worker_concurrency,
-        retry=RetryPolicy.from_settings(settings),
-        lease_seconds=settings.lease_seconds,
-        poll_interval=settings.worker_poll_seconds,
-    )
+    worker = Worker.from_settings(store, handlers, settings)
     tasks = [
         asyncio.create_task(worker.run(stop)),
         asyncio.create_task(_purge_loop(store, settings, stop)),
@@ -166,7 +159,7 @@ async def run_poll(settings: Settings, flow: str, *, full_scan: bool) -> None:
     """Queue one poll of ``flow`` and process it and the jobs it queues, nothing else."""
     from .. import flows
     from ..scheduler import poll_kind
-    from ..worker import RetryPolicy, Worker
+    from ..worker import Worker
 
     store = await Store.open(settings.database_url, encryption=settings.cipher())
     handlers = flows.build_handlers(settings, store)
@@ -174,12 +167,7 @@ async def run_poll(settings: Settings, flow: str, *, full_scan: bool) -> None:
         await store.upgrade()
         mine = {kind: h for kind, h in handlers.items() if kind.startswith(f"{flow}.")}
         await store.jobs.enqueue(poll_kind(flow), {"full_scan": True} if full_scan else None)
-        worker = Worker(
-            store,
-            mine,
-            retry=RetryPolicy.from_settings(settings),
-            lease_seconds=settings.lease_seconds,
-        )
+        worker = Worker.from_settings(store, mine, settings, concurrency=1)
         processed = await worker.run_until_idle()
         typer.echo(f"{flow}: {processed} job(s) processed")
     finally:
