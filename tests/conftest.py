@@ -20,7 +20,7 @@ from primero_progres.sim.common import serve_in_thread
 from primero_progres.sim.primero import create_app as create_primero_app
 from primero_progres.store import Cipher, Store
 
-REFERENCE_SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "reference"
+REFERENCE_SAMPLES = Path(__file__).resolve().parent / "data" / "reference"
 POSTGRES_ADMIN_URL = os.environ.get(
     "PRIMERO_PROGRES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -28,16 +28,12 @@ POSTGRES_ADMIN_URL = os.environ.get(
 
 def _samples_dir() -> Path:
     override = os.environ.get("PRIMERO_PROGRES_SAMPLES")
-    if override:
-        return Path(override)
-    if REFERENCE_SAMPLES.is_dir():
-        return REFERENCE_SAMPLES
-    return Path(__file__).resolve().parent / "data" / "reference"
+    return Path(override) if override else REFERENCE_SAMPLES
 
 
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
-    """The reference sample payloads (``../shared/samples/reference``)."""
+    """Sample payloads from the reference deployment (test data, not real people)."""
     path = _samples_dir()
     assert path.is_dir(), f"reference samples not found at {path}"
     return path
