@@ -394,7 +394,8 @@ def test_one_case_holding_the_intervention_reuses_its_row(mapped) -> None:
     for forbidden in ("case_id", "id", "unique_id", "short_id", "created_at", "case_id_display"):
         assert forbidden not in plan.body
     assert plan.body["unhcr_individual_no"] == "803-100000519"
-    assert plan.body["module_id"] == "primeromodule-cp"
+    # Primero accepts module_id on PATCH and moves the case: it is never sent on an update
+    assert "module_id" not in plan.body
     assert (plan.ambiguous, plan.candidate_ids) == (False, ("r-1",))
     assert "unique_id" not in mapped.service  # the mapped row itself is left alone
 
@@ -423,6 +424,119 @@ def test_several_cases_without_it_pick_the_most_recently_updated(mapped) -> None
     plan = flow1.plan_upsert(cases, mapped)
     assert plan.case_record_id == "r-b"
     assert plan.ambiguous is True
+
+
+def with_existing_case(gambella: Profile, owned_by: str, status: str) -> Profile:
+    data = gambella.model_dump()
+    data["existing_case"] = {"owned_by": owned_by, "status": status}
+    return Profile.model_validate(data)
+
+
+def test_gambella_hands_an_existing_case_to_the_focal_point_and_reopens_it(
+    valid, gambella
+) -> None:
+    assert (gambella.existing_case.owned_by, gambella.existing_case.status) == (
+        "focal_point", "reopen"
+    )
+    mapped = flow1.map_intervention(valid, gambella, TODAY)
+    closed = {**existing("r-1", "2024-01-01T00:00:00.000Z", []), "owned_by": "cw_a",
+              "status": "closed"}
+    plan = flow1.plan_upsert([closed], mapped)
+    assert plan.body["owned_by"] == INTAKE
+    assert plan.body["status"] == "open"
+    assert plan.body["case_status_reopened"] is True
+    assert plan.primero_user == INTAKE
+    assert "module_id" not in plan.body
+
+
+def test_reopen_of_an_open_case_does_not_claim_a_reopening(valid, gambella) -> None:
+    mapped = flow1.map_intervention(valid, gambella, TODAY)
+    opened = {**existing("r-1", "2024-01-01T00:00:00.000Z", []), "status": "open"}
+    plan = flow1.plan_upsert([opened], mapped)
+    assert plan.body["status"] == "open"
+    assert "case_status_reopened" not in plan.body
+    unknown = existing("r-1", "2024-01-01T00:00:00.000Z", [])  # status not readable
+    plan = flow1.plan_upsert([unknown], mapped)
+    assert plan.body["status"] == "open"
+    assert "case_status_reopened" not in plan.body
+
+
+def test_keep_owner_and_status_leaves_both_alone(valid, gambella) -> None:
+    profile = with_existing_case(gambella, "keep", "keep")
+    mapped = flow1.map_intervention(valid, profile, TODAY)
+    closed = {**existing("r-1", "2024-01-01T00:00:00.000Z", []), "owned_by": "cw_a",
+              "status": "closed"}
+    plan = flow1.plan_upsert([closed], mapped)
+    for untouched in ("owned_by", "status", "case_status_reopened", "module_id"):
+        assert untouched not in plan.body
+    assert plan.primero_user == "cw_a"
+    assert plan.body["services_section"] == [mapped.service]
+    assert plan.body["unhcr_individual_no"] == "803-100000519"
+
+
+@pytest.mark.parametrize(("owned_by", "status"), [("keep", "reopen"), ("focal_point", "keep")])
+def test_each_choice_is_independent(valid, gambella, owned_by, status) -> None:
+    profile = with_existing_case(gambella, owned_by, status)
+    mapped = flow1.map_intervention(valid, profile, TODAY)
+    closed = {**existing("r-1", "2024-01-01T00:00:00.000Z", []), "owned_by": "cw_a",
+              "status": "closed"}
+    plan = flow1.plan_upsert([closed], mapped)
+    assert ("owned_by" in plan.body) is (owned_by == "focal_point")
+    assert ("status" in plan.body) is (status == "reopen")
+    assert plan.primero_user == (INTAKE if owned_by == "focal_point" else "cw_a")
+
+
+def test_keep_owner_of_an_unreadable_owner_is_unknown(valid, gambella) -> None:
+    profile = with_existing_case(gambella, "keep", "reopen")
+    mapped = flow1.map_intervention(valid, profile, TODAY)
+    plan = flow1.plan_upsert([existing("r-1", "2024-01-01T00:00:00.000Z", [])], mapped)
+    assert plan.primero_user is None
+
+
+def test_a_new_case_always_gets_the_focal_point_and_the_module(valid, gambella) -> None:
+    profile = with_existing_case(gambella, "keep", "keep")
+    mapped = flow1.map_intervention(valid, profile, TODAY)
+    plan = flow1.plan_upsert([], mapped)
+    assert plan.body["owned_by"] == INTAKE and plan.primero_user == INTAKE
+    assert plan.body["module_id"] == "primeromodule-cp"
+    assert plan.body["status"] == "open"
+
+
+def test_existing_case_choice_is_required_and_checked(gambella) -> None:
+    data = gambella.model_dump()
+    del data["existing_case"]
+    with pytest.raises(ValueError, match="existing_case"):
+        Profile.model_validate(data)
+    data["existing_case"] = {"owned_by": "caseworker", "status": "reopen"}
+    with pytest.raises(ValueError, match="owned_by"):
+        Profile.model_validate(data)
+
+
+def test_declared_written_fields_and_codes_cover_what_is_written(valid, gambella) -> None:
+    mapped = flow1.map_intervention(
+        {**valid, "languages.progres_languagecodeid": "Nuer"}, gambella, TODAY
+    )
+    assert mapped.case["language"] == ["language2"]
+    closed = {**existing("r-1", "2024-01-01T00:00:00.000Z", []), "status": "closed"}
+    written = set(flow1.written_fields())
+    for body in (flow1.plan_upsert([], mapped).body, flow1.plan_upsert([closed], mapped).body):
+        assert set(body) <= written
+        for row in body["services_section"]:
+            assert {f"services_section.{key}" for key in row} - {"services_section.unique_id"} \
+                <= written
+    codes = flow1.written_codes(gambella)
+    assert codes["sex"] == {"female", "male", "other_b25f252", "unknown_4b34795"}
+    assert "language6" in codes["language"] and "language2" in codes["language"]
+    assert codes["status"] == {"open"}
+    assert codes["services_section.service_type"] == {
+        "alternative_care", "focuses_non_specialized_mhpss_care", "food"
+    }
+    assert codes["services_section.unhcr_referral_status"] == {"pending"}
+    for field, values in codes.items():
+        where = mapped.service if field.startswith("services_section.") else mapped.case
+        value = where.get(field.removeprefix("services_section."), [])
+        for item in value if isinstance(value, list) else [value]:
+            assert item in values, field
 
 
 # -- feedback --------------------------------------------------------------------------------

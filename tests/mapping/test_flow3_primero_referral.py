@@ -188,3 +188,16 @@ def test_helpers(unhcr_case) -> None:
     assert flow3.org_referral_id("c-1", "5c2d4f6c-7a78-43b5-ac40-eb097be51d89") == (
         "c-1#eb097be51d89"
     )
+
+
+def test_translated_codes_are_exactly_the_codes_flow3_maps(unhcr_case, gambella) -> None:
+    """doctor warns about lookup values outside these sets: each one would be unknown_code."""
+    codes = flow3.translated_codes(gambella)
+    for service_type in sorted(codes["services_section.service_type"]):
+        row = {**unhcr_case["services_section"][0], "service_type": service_type}
+        for language in sorted(codes["language"]):
+            case = {**unhcr_case, "services_section": [row], "language": [language]}
+            [result] = flow3.referral_messages(case, [referral(SERVICE_ID)], {}, gambella)
+            assert result.ok, (service_type, language)
+    assert "teleportation" not in codes["services_section.service_type"]
+    assert "klingon" not in codes["language"]

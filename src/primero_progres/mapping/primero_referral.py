@@ -153,6 +153,18 @@ def _id(value: Any) -> str | None:
 
 _CASE_TEXT = ("unhcr_individual_no", "unhcr_id_no", "name_first", "name_last", "address_current",
               "name_middle", "name_nickname")
+#: the case fields flow 3 reads: the API user's role must be able to read them
+READ_FIELDS = (*_CASE_TEXT, "case_id", "owned_by", "date_of_birth", "sex", "telephone_current",
+               "language", "services_section")
+
+
+def translated_codes(profile: Profile) -> dict[str, frozenset[str]]:
+    """The Primero codes flow 3 can translate for DTP, by field; others are ``unknown_code``."""
+    tables = profile.primero_referral
+    return {
+        "services_section.service_type": frozenset(tables.service_types),
+        "language": frozenset(tables.languages),
+    }
 
 
 def _message(

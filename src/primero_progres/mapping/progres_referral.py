@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from ..profiles import Profile
+from ..profiles.schema import ExistingCase
 from . import dtp
 from .errors import INVALID_DATA, MISSING_FIELDS, MappingError, invalid, missing
 from .values import (
@@ -55,11 +56,30 @@ F_USER_EMAIL = "user.internalemailaddress"
 _LOOKUPS = frozenset({F_GROUP, F_LANGUAGE, F_USER_PARTNER, *F_LOCATIONS})
 _CODES = frozenset({F_SEX})
 
-#: fields Primero refuses to change on update (PRIMERO-API.md 2.4); never sent in a PATCH
+#: never sent in a PATCH: the fields Primero refuses to change on update (PRIMERO-API.md 2.4),
+#: and ``module_id``, which Primero accepts and which would move the case to another module
 PATCH_FORBIDDEN = frozenset(
     {"id", "unique_identifier", "unique_id", "short_id", "created_at", "created_by", "case_id",
-     "case_id_display"}
+     "case_id_display", "module_id"}
 )
+#: every top-level case field ``map_intervention`` and ``plan_upsert`` may write
+CASE_FIELDS = (
+    "unhcr_individual_no", "unhcr_id_no", "name_first", "name_middle", "name_last",
+    "name_nickname", "date_of_birth", "age", "sex", "telephone_current", "address_current",
+    "language", "status", "case_status_reopened", "case_id", "owned_by", "module_id",
+    "services_section",
+)
+#: every field of the ``services_section`` row ``map_intervention`` may write
+SERVICE_FIELDS = (
+    "service_response_day_time", "service_request_external", "service_request_title",
+    "service_request_agency", "service_request_phone", "service_request_email",
+    "service_referral_notes", "service_type", "service_implementing_agency",
+    "service_response_type", "service_referral", "unhcr_referral_status",
+    "progres_interventionnumber",
+)
+SERVICES = "services_section"
+#: the case fields flow 1 reads back from the cases it finds
+READ_FIELDS = ("unhcr_individual_no", "case_id", "owned_by", "status", SERVICES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +96,8 @@ class MappedIntervention:
     unhcr_individual_no: str
     case: dict[str, Any]
     service: dict[str, Any]
+    #: the profile's choice for a case that already exists (``plan_upsert`` applies it)
+    existing_case: ExistingCase
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +110,8 @@ class UpsertPlan:
     ambiguous: bool
     candidate_ids: tuple[str, ...]
     service_unique_id: str | None
+    #: who owns the case once the write is done (None: kept, and the current owner is unknown)
+    primero_user: str | None
 
 
 def read_message(payload: Any) -> ProgresReferralMessage | MappingError:
@@ -234,7 +258,7 @@ def map_intervention(
     case["owned_by"] = profile.focal_point_user_for(intervention)
     case["module_id"] = profile.primero.module_id
     case["services_section"] = [row]
-    return MappedIntervention(number, individual, case, row)
+    return MappedIntervention(number, individual, case, row, profile.existing_case)
 
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:
@@ -270,8 +294,9 @@ def plan_upsert(existing_cases: list[dict[str, Any]], mapped: MappedIntervention
         and c.get("unhcr_individual_no") == mapped.unhcr_individual_no
         and isinstance(c.get("id"), str)
     ]
+    focal_point = mapped.case.get("owned_by")
     if not matches:
-        return UpsertPlan("create", None, dict(mapped.case), False, (), None)
+        return UpsertPlan("create", None, dict(mapped.case), False, (), None, focal_point)
     number = mapped.progres_interventionnumber
     holding = [c for c in matches if _row_for(c, number) is not None]
     pool = holding or matches
@@ -282,8 +307,9 @@ def plan_upsert(existing_cases: list[dict[str, Any]], mapped: MappedIntervention
     if existing_row is not None and isinstance(existing_row.get("unique_id"), str):
         service_unique_id = existing_row["unique_id"]
         row = {"unique_id": service_unique_id, **row}
-    body = {k: v for k, v in mapped.case.items() if k not in PATCH_FORBIDDEN}
+    body = _update_body(mapped, chosen)
     body["services_section"] = [row]
+    owner = chosen.get("owned_by") if "owned_by" not in body else body["owned_by"]
     return UpsertPlan(
         "update",
         chosen["id"],
@@ -291,7 +317,52 @@ def plan_upsert(existing_cases: list[dict[str, Any]], mapped: MappedIntervention
         len(matches) > 1,
         tuple(c["id"] for c in matches),
         service_unique_id,
+        owner if isinstance(owner, str) and owner else None,
     )
+
+
+def _update_body(mapped: MappedIntervention, case: Mapping[str, Any]) -> dict[str, Any]:
+    """The case fields of a PATCH, as the profile's ``existing_case`` choice says.
+
+    Reopening a case whose status differs also sets ``case_status_reopened``, as Primero's
+    own "reopen" action does; a status the API user cannot read is simply overwritten.
+    """
+    body = {k: v for k, v in mapped.case.items() if k not in PATCH_FORBIDDEN}
+    policy = mapped.existing_case
+    if policy.owned_by == "keep":
+        body.pop("owned_by", None)
+    if policy.status == "keep":
+        body.pop("status", None)
+    else:
+        current = case.get("status")
+        if isinstance(current, str) and current != body.get("status"):
+            body["case_status_reopened"] = True
+    return body
+
+
+def written_codes(profile: Profile) -> dict[str, frozenset[str]]:
+    """The option codes flow 1 may write, by field (``services_section.<field>`` for the row).
+
+    A Primero instance must hold each in the lookup of that field, or it refuses the case
+    (422 ``Invalid Record JSON``); ``doctor`` checks it.
+    """
+    tables = profile.progres_referral
+    row = tables.service_row
+    return {
+        "sex": frozenset(tables.sex.values()),
+        "language": frozenset({*tables.languages.values(), tables.other_language}),
+        "status": frozenset({profile.primero.case_status}),
+        f"{SERVICES}.service_type": frozenset(tables.service_types.values()),
+        f"{SERVICES}.service_implementing_agency": frozenset({profile.implementing_agency.unicef}),
+        f"{SERVICES}.service_response_type": frozenset({row.service_response_type}),
+        f"{SERVICES}.service_referral": frozenset({row.service_referral}),
+        f"{SERVICES}.unhcr_referral_status": frozenset({row.unhcr_referral_status}),
+    }
+
+
+def written_fields() -> tuple[str, ...]:
+    """Every field flow 1 may write: case fields, then ``services_section.<field>``."""
+    return (*CASE_FIELDS, *(f"{SERVICES}.{name}" for name in SERVICE_FIELDS))
 
 
 def success_feedback(

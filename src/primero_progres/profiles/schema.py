@@ -9,7 +9,7 @@ dicts, built once when the profile is loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +23,19 @@ class _Strict(BaseModel):
 class PrimeroSettings(_Strict):
     module_id: str = Field(min_length=1)
     case_status: str = Field(min_length=1)
+
+
+class ExistingCase(_Strict):
+    """What a new proGres referral does to a Primero case that already exists for the child.
+
+    ``owned_by: focal_point`` hands the case to the intake focal point (the reference
+    behaviour), which takes it away from its current caseworker; ``keep`` leaves the owner.
+    ``status: reopen`` sets the case status to ``primero.case_status`` (reopening a closed
+    case); ``keep`` leaves the status alone.
+    """
+
+    owned_by: Literal["keep", "focal_point"]
+    status: Literal["keep", "reopen"]
 
 
 class FocalPointRoute(_Strict):
@@ -128,6 +141,7 @@ class Profile(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     primero: PrimeroSettings
+    existing_case: ExistingCase
     focal_point: FocalPoint
     implementing_agency: ImplementingAgency
     unhcr_caseworkers: list[str] = Field(min_length=1)
