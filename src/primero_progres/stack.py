@@ -17,11 +17,13 @@ import httpx2 as httpx
 import uvicorn
 
 from . import demo_data, flows
+from .profiles import load_profile
 from .scheduler import poll_kind
 from .settings import Settings
 from .sim import dtp as dtp_sim
 from .sim import primero as primero_sim
 from .sim.common import ServerThread, free_port
+from .sim.primero_config import PrimeroSimConfig, profile_users
 from .store import Store
 from .web import create_app
 from .worker import Worker
@@ -57,11 +59,14 @@ class Stack:
         await self.stop()
 
     async def start(self) -> None:
+        # the Primero of the profile: its lookups hold the profile's codes, its users exist
+        profile = load_profile(self.settings_overrides.get("profile", "gambella"))
+        options = {"config": PrimeroSimConfig.for_profile(profile), **self.primero_options}
         self.primero = ServerThread(
             primero_sim.create_app(
                 users={demo_data.API_USER: demo_data.API_PASSWORD},
-                seed={"users": demo_data.PRIMERO_USERS},
-                **self.primero_options,
+                seed={"users": [*profile_users(profile), *demo_data.PRIMERO_USERS]},
+                **options,
             )
         ).start()
         self.dtp = ServerThread(

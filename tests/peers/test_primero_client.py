@@ -29,7 +29,7 @@ from primero_progres.peers.primero import (
 )
 from primero_progres.peers.primero_errors import retry_after_seconds
 from primero_progres.sim.common import FaultRule, free_port, serve_in_thread
-from primero_progres.sim.primero import create_app
+from primero_progres.sim.primero import PrimeroSimConfig, create_app
 
 CP = "primeromodule-cp"
 ROW = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -95,7 +95,8 @@ async def test_find_cases_detects_a_silently_dropped_filter(
 ) -> None:
     await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-1"})
     await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-2"})
-    primero_sim.state.readable_fields.discard("unhcr_individual_no")
+    # the role may not read unhcr_individual_no: Primero drops the filter
+    primero_sim.state.configure(PrimeroSimConfig(readable_fields=["case_id", "last_updated_at"]))
     with pytest.raises(FilterIgnoredError) as caught:
         await client.find_cases("unhcr_individual_no", "ETH-1")
     assert caught.value.failure_class is FailureClass.PERMANENT
@@ -180,7 +181,8 @@ async def test_iter_cases_detects_a_dropped_watermark(
     primero_sim: Any, client: PrimeroClient
 ) -> None:
     primero_sim.state.seed({"cases": [{"last_updated_at": "2020-01-01T00:00:00.000Z"}]})
-    primero_sim.state.readable_fields.discard("last_updated_at")
+    # the role may not filter on last_updated_at: Primero drops the filter
+    primero_sim.state.configure(PrimeroSimConfig(readable_fields=["case_id"]))
     since = datetime(2024, 1, 1, tzinfo=UTC)
     with pytest.raises(FilterIgnoredError) as caught:
         [case async for case in client.iter_cases(updated_since=since)]

@@ -93,3 +93,49 @@ def test_seed_file_that_is_not_a_json_object_is_a_configuration_error(tmp_path: 
         with pytest.raises(ConfigurationError) as caught:
             load_seed(bad)
         assert caught.value.reason == "bad_seed"
+
+
+FOCAL_POINT = "progresv4_primero_intake@cpims-gambella.primero.org"
+
+
+def test_default_instance_is_the_profile_s_with_its_users() -> None:
+    with primero_sim_process("--user", "bridge", "--password", "pw") as url:
+        config = httpx.get(f"{url}/_sim/config").json()
+        assert "food" in config["lookups"]["lookup-service-type"]
+        assert config["field_lookups"]["sex"] == "lookup-gender"
+        for user_name in (FOCAL_POINT, "unhcr_cw"):
+            found = httpx.get(
+                f"{url}/api/v2/users", params={"user_name": user_name}, auth=("bridge", "pw")
+            ).json()["data"]
+            assert [u["user_name"] for u in found] == [user_name]
+            assert found[0]["disabled"] is False
+
+
+def test_config_file_sets_the_instance(tmp_path: Path) -> None:
+    config = tmp_path / "primero.json"
+    config.write_text(json.dumps({"scope": "self", "users_permission": False}))
+    options = ("--user", "bridge", "--password", "pw", "--config", str(config))
+    with primero_sim_process(*options) as url:
+        assert httpx.get(f"{url}/_sim/config").json()["scope"] == "self"
+        users = httpx.get(f"{url}/api/v2/users", auth=("bridge", "pw"))
+        assert users.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"scope": "everyone"}', "scope"),
+        ('{"field_lookups": {"sex": "lookup-gender"}}', "lookup-gender"),
+        ("{not json", "cannot read"),
+    ],
+)
+def test_bad_config_file_is_refused_with_the_reason(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    config = tmp_path / "primero.json"
+    config.write_text(content)
+    result = CliRunner().invoke(
+        cli_app, ["simulate", "primero", "--password", "pw", "--config", str(config)]
+    )
+    assert result.exit_code == 2
+    assert message in result.output

@@ -46,11 +46,41 @@ def simulate_primero(
             help="Answer POST /api/v2/tokens with a JWT (v2.0-v2.10) or without one (v2.11+).",
         ),
     ] = True,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help='JSON file {"scope", "readable_fields", "writable_fields", "lookups", '
+            '"field_lookups", "users_permission"}; default: the profile\'s instance.',
+            dir_okay=False,
+        ),
+    ] = None,
+    profile: Annotated[
+        str,
+        typer.Option(
+            "--profile",
+            help="Mapping profile whose users are seeded (and whose codes the default lookups "
+            "hold): built-in name or YAML path.",
+        ),
+    ] = "gambella",
 ) -> None:
     """Primero v2 simulator: Basic auth, token login, cases, referrals, users, /_sim/ controls."""
+    from ..errors import ConfigurationError
     from ..sim.primero import serve
 
-    serve(port=port, users={user: password}, host=host, seed_file=seed, token_login=token_login)
+    try:
+        serve(
+            port=port,
+            users={user: password},
+            host=host,
+            seed_file=seed,
+            token_login=token_login,
+            config_file=config,
+            profile=profile,
+        )
+    except ConfigurationError as exc:
+        typer.echo(f"simulate primero: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @simulate_app.command("dtp")

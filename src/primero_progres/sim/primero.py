@@ -1,32 +1,37 @@
 """A faithful Primero v2 simulator for the calls the bridge makes (PRIMERO-API.md).
 
 ``create_app()`` returns a FastAPI app serving ``/api/v2/...`` the way Primero
-does, awkward parts included (silently dropped filters, 200 no-op referral
-transitions, PATCH merge rules), plus test-only endpoints under ``/_sim/``.
+does, awkward parts included (silently dropped filters and fields, the role's
+scope, 200 no-op referral transitions, PATCH merge rules), plus test-only
+endpoints under ``/_sim/``. What the instance and its API role are is a
+``PrimeroSimConfig`` (``sim/primero_config.py``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConfigurationError
+from ..profiles import load_profile
 from .common import FaultInjector, install_faults
 from .primero_auth import WWW_AUTHENTICATE, Authenticator, AuthFailure, Throttled
+from .primero_config import PrimeroSimConfig, load_config, profile_users
 from .primero_records import parse_index_query
 from .primero_state import PrimeroState, SimError
 
-__all__ = ["PrimeroState", "create_app", "serve"]
+__all__ = ["PrimeroSimConfig", "PrimeroState", "create_app", "serve"]
 
 API = "/api/v2"
 
@@ -89,19 +94,18 @@ def create_app(
     token_login: bool = True,
     seed: dict[str, Any] | None = None,
     fault_seed: int | None = None,
-    readable_fields: Iterable[str] | None = None,
-    writable_fields: Iterable[str] | None = None,
+    config: PrimeroSimConfig | None = None,
     max_per: int | None = 1000,
 ) -> FastAPI:
     """The simulator app; ``users`` maps API user names to passwords (default primero/primero).
 
     ``token_login=True`` answers ``POST /api/v2/tokens`` as v2.0-v2.10 did (a JWT);
     ``False`` as v2.11+ does (no token: Basic auth is then the only way in).
+    ``config``: the instance (default ``PrimeroSimConfig()``: everything permitted, nothing
+    validated; ``PrimeroSimConfig.for_profile(profile)`` for a realistic one).
     """
     api_users = dict(users) if users is not None else {"primero": "primero"}
-    state = PrimeroState(
-        readable_fields=readable_fields, writable_fields=writable_fields, max_per=max_per
-    )
+    state = PrimeroState(config=config, max_per=max_per)
     auth = Authenticator(api_users, token_login=token_login)
     faults = FaultInjector(seed=fault_seed)
     app = FastAPI(
@@ -113,7 +117,7 @@ def create_app(
 
     def load_api_users() -> None:
         for user_name in api_users:
-            state.add_user({"user_name": user_name, "full_name": user_name, "position": "API user"})
+            state.add_api_user(user_name)
 
     load_api_users()
     if seed:
@@ -158,6 +162,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path.startswith("/_sim/"):
+            return await request_validation_exception_handler(request, exc)
         pointers = ["/" + "/".join(str(p) for p in err.get("loc", ())[1:]) for err in exc.errors()]
         return _envelope(SimError(422, "Invalid Record JSON", detail=pointers), request.url.path)
 
@@ -200,10 +206,12 @@ def create_app(
         auth.revoke(token.strip())
         return {}
 
+    def query(request: Request) -> dict[str, str | list[str]]:
+        return parse_index_query(request.query_params.multi_items())
+
     @api.get("/cases")
     async def list_cases(request: Request) -> dict[str, Any]:
-        current_user(request)
-        return state.list_cases(parse_index_query(request.query_params.multi_items()))
+        return state.list_cases(query(request), current_user(request))
 
     @api.post("/cases")
     async def create_case(request: Request) -> Response:
@@ -213,13 +221,12 @@ def create_app(
 
     @api.get("/cases/{record_id}")
     async def get_case(record_id: str, request: Request) -> dict[str, Any]:
-        current_user(request)
-        return state.get_case(record_id)
+        return state.get_case(record_id, current_user(request))
 
     @api.patch("/cases/{record_id}")
     async def patch_case(record_id: str, request: Request) -> dict[str, Any]:
-        current_user(request)
-        return state.patch_case(record_id, await _data(request))
+        user_name = current_user(request)
+        return state.patch_case(record_id, await _data(request), user_name)
 
     @api.get("/cases/{record_id}/referrals")
     async def list_referrals(record_id: str, request: Request) -> dict[str, Any]:
@@ -241,13 +248,22 @@ def create_app(
 
     @api.get("/users")
     async def list_users(request: Request) -> dict[str, Any]:
-        current_user(request)
-        return state.list_users(parse_index_query(request.query_params.multi_items()))
+        return state.list_users(query(request), current_user(request))
 
     @api.get("/users/{user_id}")
     async def get_user(user_id: str, request: Request) -> dict[str, Any]:
+        extended = request.query_params.get("extended") == "true"
+        return state.get_user(user_id, current_user(request), extended=extended)
+
+    @api.get("/lookups")
+    async def list_lookups(request: Request) -> dict[str, Any]:
         current_user(request)
-        return state.get_user(user_id)
+        return state.list_lookups(query(request))
+
+    @api.get("/forms")
+    async def list_forms(request: Request) -> dict[str, Any]:
+        current_user(request)
+        return state.list_forms(query(request))
 
     app.include_router(api)
 
@@ -288,9 +304,30 @@ def create_app(
 
     @sim.put("/readable-fields")
     async def set_readable_fields(body: FieldSet) -> dict[str, list[str]]:
+        """Shorthand for the ``readable_fields`` of the configuration."""
         with state.lock:
-            state.readable_fields = set(body.fields)
-            return {"fields": sorted(state.readable_fields)}
+            state.configure(state.config.merged({"readable_fields": body.fields}))
+            return {"fields": sorted(body.fields)}
+
+    @sim.get("/config")
+    async def get_config() -> PrimeroSimConfig:
+        return state.config
+
+    @sim.put("/config")
+    async def put_config(body: PrimeroSimConfig) -> PrimeroSimConfig:
+        """The whole configuration (keys left out take their permissive defaults)."""
+        return state.configure(body)
+
+    @sim.patch("/config")
+    async def patch_config(body: dict[str, Any]) -> Any:
+        """Some top-level keys of the configuration, the others kept (e.g. only the scope)."""
+        with state.lock:
+            try:
+                changed = state.config.merged(body)
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False, include_context=False, include_input=False)
+                return JSONResponse({"detail": errors}, status_code=422)
+            return state.configure(changed)
 
     @sim.post("/expire-tokens")
     async def expire_tokens() -> dict[str, str]:
@@ -337,8 +374,20 @@ def serve(
     seed_file: Path | None = None,
     token_login: bool = True,
     log_level: str = "info",
+    config_file: Path | None = None,
+    profile: str = "gambella",
 ) -> None:
-    """Run the simulator in the foreground (the ``simulate primero`` command)."""
-    seed = load_seed(seed_file) if seed_file is not None else None
-    app = create_app(users=users, token_login=token_login, seed=seed)
+    """Run the simulator in the foreground (the ``simulate primero`` command).
+
+    Without ``config_file`` the instance is the profile's (``PrimeroSimConfig.for_profile``);
+    its focal points and UNHCR caseworkers are seeded as Primero users either way.
+    """
+    mapping_profile = load_profile(profile)
+    if config_file is not None:
+        config = load_config(config_file)
+    else:
+        config = PrimeroSimConfig.for_profile(mapping_profile)
+    seed = load_seed(seed_file) if seed_file is not None else {}
+    seed = {**seed, "users": [*profile_users(mapping_profile), *seed.get("users", [])]}
+    app = create_app(users=users, token_login=token_login, seed=seed, config=config)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

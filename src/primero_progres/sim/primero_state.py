@@ -12,12 +12,11 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from .primero_config import PrimeroSimConfig
+from .primero_forms import MODULE_IDS, FieldAccess, role_permissions
 from .primero_records import (
-    CORE_FIELDS,
     CREATE_COMPUTED,
-    DEFAULT_READABLE_FIELDS,
     INDEX_CONTROL_PARAMS,
-    MODULE_IDS,
     UPDATE_FORBIDDEN,
     UUID_RE,
     Clock,
@@ -31,6 +30,7 @@ from .primero_records import (
     refresh_associated,
     sort_key,
 )
+from .primero_scope import case_in_scope, referrals_for_user
 
 REFERRAL_STATUSES = ("in_progress", "accepted", "rejected", "done", "revoked")
 ACTIVE_STATUSES = ("in_progress", "accepted")
@@ -74,15 +74,16 @@ def _now_date() -> str:
     return date.today().isoformat()
 
 
+def _forbidden() -> SimError:
+    """``CanCan::AccessDenied``: 403 ``Forbidden``, no detail."""
+    return SimError(403, "Forbidden")
+
+
 class PrimeroState:
     """Everything the simulated Primero holds."""
 
     def __init__(
-        self,
-        *,
-        readable_fields: Iterable[str] | None = None,
-        writable_fields: Iterable[str] | None = None,
-        max_per: int | None = 1000,
+        self, *, config: PrimeroSimConfig | None = None, max_per: int | None = 1000
     ) -> None:
         self.lock = threading.RLock()
         self.clock = Clock()
@@ -90,15 +91,25 @@ class PrimeroState:
         self.referrals: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.journal: list[dict[str, Any]] = []
-        self._initial_readable = frozenset(readable_fields or DEFAULT_READABLE_FIELDS)
-        self.readable_fields = set(self._initial_readable)
-        #: form fields the role may write; None means every field
-        self.writable_fields = set(writable_fields) if writable_fields is not None else None
+        self._initial_config = config or PrimeroSimConfig()
+        self.access = FieldAccess(self._initial_config)
+        #: users who authenticate with the API role (the others are ordinary Primero users)
+        self.api_users: set[str] = set()
         #: the ``per`` cap (1000 from v2.11); None reproduces v2.10 and earlier
         self.max_per = max_per
         self._next_user_id = 1
 
     # ------------------------------------------------------------ housekeeping
+
+    @property
+    def config(self) -> PrimeroSimConfig:
+        return self.access.config
+
+    def configure(self, config: PrimeroSimConfig) -> PrimeroSimConfig:
+        """Another instance configuration from now on (kept until ``reset``)."""
+        with self.lock:
+            self.access = FieldAccess(config)
+            return config
 
     def reset(self) -> None:
         with self.lock:
@@ -106,8 +117,10 @@ class PrimeroState:
             self.referrals.clear()
             self.users.clear()
             self.journal.clear()
-            self.readable_fields = set(self._initial_readable)
+            self.access = FieldAccess(self._initial_config)
             self._next_user_id = 1
+            for user_name in sorted(self.api_users):
+                self.add_api_user(user_name)
 
     def seed(self, payload: Mapping[str, Any]) -> dict[str, int]:
         """Load cases, users and referrals as they would already be in Primero."""
@@ -140,6 +153,14 @@ class PrimeroState:
                 "referrals": len(self.referrals),
             }
 
+    def add_api_user(self, user_name: str) -> dict[str, Any]:
+        """A user of the API role (the bridge's account)."""
+        with self.lock:
+            self.api_users.add(user_name)
+            return self.add_user(
+                {"user_name": user_name, "full_name": user_name, "position": "API user"}
+            )
+
     def add_user(self, user: Mapping[str, Any]) -> dict[str, Any]:
         with self.lock:
             record = {k: v for k, v in dict(user).items() if k != "password"}
@@ -166,10 +187,19 @@ class PrimeroState:
     # ------------------------------------------------------------ cases
 
     def render_case(
-        self, case: Mapping[str, Any], fields: Iterable[str] | None = None
+        self,
+        case: Mapping[str, Any],
+        fields: Iterable[str] | None = None,
+        *,
+        readable_only: bool = False,
     ) -> dict[str, Any]:
-        """``_record.json.jbuilder``: ``id``, ``enabled``, ``last_updated_at`` and the data keys."""
+        """``_record.json.jbuilder``: ``id``, ``enabled``, ``last_updated_at`` and the data keys.
+
+        ``readable_only``: only the keys the API role may read (``RecordDataService``).
+        """
         body = copy.deepcopy(dict(case))
+        if readable_only:
+            body = self.access.readable_part(body)
         if fields is not None:
             wanted = set(fields)
             body = {k: v for k, v in body.items() if k in wanted}
@@ -178,10 +208,18 @@ class PrimeroState:
         body["last_updated_at"] = case.get("last_updated_at")
         return body
 
-    def _case(self, record_id: str, resource: str) -> dict[str, Any]:
+    def _in_scope(self, case: Mapping[str, Any], user_name: str | None) -> bool:
+        if user_name is None:
+            return True
+        return case_in_scope(case, user_name, self.config.scope, self.users)
+
+    def _case(self, record_id: str, user_name: str | None) -> dict[str, Any]:
+        """The case, or 404; a case outside the API role's scope is 403 (``authorize! :read``)."""
         case = self.cases.get(record_id)
         if case is None:
             raise SimError(404, "Not Found", detail=f"Couldn't find Child with 'id'={record_id}")
+        if not self._in_scope(case, user_name):
+            raise _forbidden()
         return case
 
     def _page_and_per(self, params: Mapping[str, str | list[str]]) -> tuple[int, int]:
@@ -192,17 +230,22 @@ class PrimeroState:
             per = min(per, self.max_per)
         return page, per
 
-    def list_cases(self, params: Mapping[str, str | list[str]]) -> dict[str, Any]:
-        """``GET /api/v2/cases``: permitted filters, paging and order; unknown filters vanish."""
+    def list_cases(
+        self, params: Mapping[str, str | list[str]], user_name: str | None = None
+    ) -> dict[str, Any]:
+        """``GET /api/v2/cases``: the role's scope, permitted filters, paging and order.
+
+        Filters on fields the role cannot read (unknown, misspelled) vanish without a word.
+        """
         with self.lock:
             page, per = self._page_and_per(params)
-            records = list(self.cases.values())
+            records = [case for case in self.cases.values() if self._in_scope(case, user_name)]
             ids = params.get("id")
             if isinstance(ids, str) and ids:
                 wanted_ids = set(ids.split(","))
                 records = [case for case in records if case["id"] in wanted_ids]
             for name, raw in params.items():
-                if name in INDEX_CONTROL_PARAMS or name not in self.readable_fields:
+                if name in INDEX_CONTROL_PARAMS or not self.access.can_filter(name):
                     continue  # strong params drop what the role may not read, without a word
                 wanted = destringify(name, raw)
                 if wanted is None:
@@ -220,22 +263,26 @@ class PrimeroState:
             )
             window = records[(page - 1) * per : page * per]
             return {
-                "data": [self.render_case(case, fields) for case in window],
+                "data": [self.render_case(case, fields, readable_only=True) for case in window],
                 "metadata": {"total": len(records), "per": per, "page": page},
             }
 
-    def get_case(self, record_id: str) -> dict[str, Any]:
+    def get_case(self, record_id: str, user_name: str | None = None) -> dict[str, Any]:
         with self.lock:
-            return {"data": self.render_case(self._case(record_id, "cases"))}
+            case = self._case(record_id, user_name)
+            return {"data": self.render_case(case, readable_only=True)}
 
-    def _writable(self, data: Mapping[str, Any], module_id: Any) -> dict[str, Any]:
-        kept = {}
-        for key, value in data.items():
-            if key in CORE_FIELDS or (module_id in MODULE_IDS and (
-                self.writable_fields is None or key in self.writable_fields
-            )):
-                kept[key] = value
+    def _permitted(self, data: Mapping[str, Any], module_id: Any) -> dict[str, Any]:
+        """Strong params, then the JSON schema: dropped silently, or a 422 with pointers."""
+        kept = self.access.writable_part(copy.deepcopy(dict(data)), module_id)
+        pointers = invalid_row_ids(kept) + self.access.invalid_pointers(kept)
+        if pointers:
+            raise SimError(422, "Invalid Record JSON", detail=sorted(set(pointers)))
         return kept
+
+    def _check_module(self, module_id: Any) -> None:
+        if module_id is not None and module_id not in MODULE_IDS:
+            raise SimError(422, "Invalid Record JSON", detail=["/module_id"])
 
     def create_case(self, data: Any, user_name: str) -> dict[str, Any] | None:
         """``POST /api/v2/cases``; None means 204 (the client chose the ``id``)."""
@@ -243,21 +290,14 @@ class PrimeroState:
             raise SimError(422, "param is missing or the value is empty: data")
         with self.lock:
             module_id = data.get("module_id")
-            if module_id is not None and module_id not in MODULE_IDS:
-                raise SimError(422, "Invalid Record JSON", detail=["/module_id"])
+            self._check_module(module_id)
             client_id = data.get("id")
             if client_id is not None and not (
                 isinstance(client_id, str) and UUID_RE.match(client_id)
             ):
                 raise SimError(422, "Invalid Record JSON", detail=["/id"])
-            pointers = invalid_row_ids(data)
-            if pointers:
-                raise SimError(422, "Invalid Record JSON", detail=pointers)
-            case = {
-                k: v
-                for k, v in self._writable(copy.deepcopy(data), module_id).items()
-                if k not in CREATE_COMPUTED
-            }
+            permitted = self._permitted(data, module_id)
+            case = {k: v for k, v in permitted.items() if k not in CREATE_COMPUTED}
             if client_id in self.cases:
                 raise SimError(409, "Conflict: A record with this id already exists")
             if case.get("case_id") and any(
@@ -278,21 +318,25 @@ class PrimeroState:
             assign_row_ids(case)
             refresh_associated(case)
             self.cases[case["id"]] = case
-            return None if client_id else {"data": self.render_case(case)}
+            return None if client_id else {"data": self.render_case(case, readable_only=True)}
 
-    def patch_case(self, record_id: str, data: Any) -> dict[str, Any]:
-        """``PATCH /api/v2/cases/:id``: merge, then answer with the changed fields only."""
+    def patch_case(
+        self, record_id: str, data: Any, user_name: str | None = None
+    ) -> dict[str, Any]:
+        """``PATCH /api/v2/cases/:id``: merge, then answer with the changed fields only.
+
+        Fields are permitted by the case's *current* module; a ``module_id`` in the body is
+        accepted and moves the case to that module, as Primero does.
+        """
         if not isinstance(data, dict):
             raise SimError(422, "param is missing or the value is empty: data")
         with self.lock:
-            case = self._case(record_id, "cases")
-            pointers = invalid_row_ids(data)
-            if pointers:
-                raise SimError(422, "Invalid Record JSON", detail=pointers)
+            case = self._case(record_id, user_name)
+            self._check_module(data.get("module_id"))
             update = {
                 k: v
-                for k, v in self._writable(copy.deepcopy(data), case.get("module_id")).items()
-                if k not in UPDATE_FORBIDDEN and k != "module_id"
+                for k, v in self._permitted(data, case.get("module_id")).items()
+                if k not in UPDATE_FORBIDDEN
             }
             merged = merge(case, update)
             assign_row_ids(merged)
@@ -300,7 +344,9 @@ class PrimeroState:
             changed = [key for key in merged if merged.get(key) != case.get(key)]
             merged["last_updated_at"] = self.clock.after(case.get("last_updated_at"))
             self.cases[record_id] = merged
-            body = {key: copy.deepcopy(merged[key]) for key in changed}
+            body = {
+                key: copy.deepcopy(merged[key]) for key in changed if self.access.can_read(key)
+            }
             body.update(
                 id=record_id,
                 enabled=merged.get("record_state", True),
@@ -325,15 +371,13 @@ class PrimeroState:
         return body
 
     def list_referrals(self, record_id: str, user_name: str | None) -> dict[str, Any]:
+        """The case's referrals this user may see (``referrals_for_user``), unpaged."""
         with self.lock:
-            self._case(record_id, "cases")
-            return {
-                "data": [
-                    self.render_referral(r, user_name)
-                    for r in self.referrals.values()
-                    if r.get("record_id") == record_id
-                ]
-            }
+            case = self._case(record_id, user_name)
+            mine = [r for r in self.referrals.values() if r.get("record_id") == record_id]
+            if user_name is not None:
+                mine = referrals_for_user(case, mine, user_name, self.config.scope, self.users)
+            return {"data": [self.render_referral(r, user_name) for r in mine]}
 
     def _record_part(self, case: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -353,7 +397,7 @@ class PrimeroState:
         if not isinstance(data, dict):
             raise SimError(422, "param is missing or the value is empty: data")
         with self.lock:
-            case = self._case(record_id, "cases")
+            case = self._case(record_id, user_name)
             fields = {k: data[k] for k in REFERRAL_WRITABLE if k in data}
             remote = bool(fields.get("remote"))
             if not remote and fields.get("transitioned_to") not in self.users:
@@ -421,11 +465,15 @@ class PrimeroState:
     def update_referral(
         self, record_id: str, referral_id: str, data: Any, user_name: str
     ) -> dict[str, Any]:
-        """``Referral#process!``: legal transitions only; anything else is a silent 200 no-op."""
+        """``Referral#process!``: legal transitions only; anything else is a silent 200 no-op.
+
+        ``rejection_note`` is read only on ``done`` (``done!``); a rejection keeps only
+        ``rejected_reason``.
+        """
         if not isinstance(data, dict):
             raise SimError(422, "param is missing or the value is empty: data")
         with self.lock:
-            case = self._case(record_id, "cases")
+            case = self._case(record_id, user_name)
             referral = self.referrals.get(referral_id)
             if referral is None:
                 raise SimError(
@@ -440,20 +488,19 @@ class PrimeroState:
                 referral.update(
                     status="rejected", responded_at=now, rejected_reason=data.get("rejected_reason")
                 )
-                if data.get("rejection_note") is not None:
-                    referral["rejection_note"] = data["rejection_note"]
                 self._release_user(owner, referral)
             elif current == "accepted" and wanted == "done":
                 referral["status"] = "done"
                 row = self._service_row(owner, referral.get("service_record_id"))
-                if data.get("rejection_note") is not None:
-                    referral["rejection_note"] = data["rejection_note"]
+                note = data.get("rejection_note")
+                if note:
+                    referral["rejection_note"] = note
                 if row is not None:
                     row["service_implemented"] = "implemented"
                     if not row.get("service_implemented_day_time"):
                         row["service_implemented_day_time"] = now
-                    if data.get("rejection_note") is not None:
-                        row["note_on_referral_from_provider"] = data["rejection_note"]
+                    if note:
+                        row["note_on_referral_from_provider"] = note
                 self._release_user(owner, referral)
             else:
                 return {
@@ -471,17 +518,17 @@ class PrimeroState:
             }
 
     def revoke_referral(self, record_id: str, referral_id: str, user_name: str) -> dict[str, Any]:
+        """``Referral#revoke!``: from any status, even ``done`` or ``rejected``."""
         with self.lock:
-            case = self._case(record_id, "cases")
+            case = self._case(record_id, user_name)
             referral = self.referrals.get(referral_id)
             if referral is None:
                 raise SimError(
                     404, "Not Found", detail=f"Couldn't find Transition with 'id'={referral_id}"
                 )
-            if referral.get("status") in ACTIVE_STATUSES:
-                referral["status"] = "revoked"
-                self._release_user(case, referral)
-                self.touch(case)
+            referral["status"] = "revoked"
+            self._release_user(case, referral)
+            self.touch(case)
             return {
                 "data": {
                     **self.render_referral(referral, user_name),
@@ -496,8 +543,13 @@ class PrimeroState:
             k: copy.deepcopy(v) for k, v in user.items() if v is not None and k not in USER_HIDDEN
         }
 
-    def list_users(self, params: Mapping[str, str | list[str]]) -> dict[str, Any]:
+    def list_users(
+        self, params: Mapping[str, str | list[str]], user_name: str | None = None
+    ) -> dict[str, Any]:
+        """``GET /api/v2/users``; 403 unless the role may index users."""
         with self.lock:
+            if user_name is not None and not self.config.users_permission:
+                raise _forbidden()
             page, per = self._page_and_per(params)
             users = sorted(self.users.values(), key=lambda u: int(u["id"]))
             user_name = params.get("user_name")
@@ -514,12 +566,64 @@ class PrimeroState:
                 },
             }
 
-    def get_user(self, user_id: str) -> dict[str, Any]:
+    def get_user(
+        self, user_id: str, user_name: str | None = None, *, extended: bool = False
+    ) -> dict[str, Any]:
+        """``GET /api/v2/users/:id``: one's own record always (``read_self``), others with the
+        users permission; ``extended`` adds the role's permissions and forms, as the UI reads."""
         with self.lock:
             for user in self.users.values():
-                if str(user["id"]) == user_id:
-                    return {"data": self.render_user(user)}
+                if str(user["id"]) != user_id:
+                    continue
+                own = user_name is not None and user.get("user_name") == user_name
+                if user_name is not None and not own and not self.config.users_permission:
+                    raise _forbidden()
+                rendered = self.render_user(user)
+                if user.get("user_name") in self.api_users:
+                    rendered.update(self._role_of_api_user(extended=extended))
+                return {"data": rendered}
             raise SimError(404, "Not Found", detail=f"Couldn't find User with 'id'={user_id}")
+
+    def _role_of_api_user(self, *, extended: bool) -> dict[str, Any]:
+        """What ``_user.json.jbuilder`` adds from the role (and, extended, its permissions)."""
+        role: dict[str, Any] = {
+            "role_unique_id": "role-primero-progres-api",
+            "role_group_permission": self.config.scope,
+            "module_unique_ids": list(MODULE_IDS),
+        }
+        if extended:
+            permitted = self.access.permitted_forms()
+            role.update(
+                permissions={"list": role_permissions(self.config)},
+                permitted_form_unique_ids=sorted(permitted),
+                permitted_form=permitted,
+            )
+        return role
+
+    # ------------------------------------------------------------ metadata
+
+    def list_lookups(self, params: Mapping[str, str | list[str]]) -> dict[str, Any]:
+        """``GET /api/v2/lookups``: paged like every index (``per`` 20 by default)."""
+        with self.lock:
+            page, per = self._page_and_per(params)
+            lookups = self.access.render_lookups()
+            return {
+                "data": lookups[(page - 1) * per : page * per],
+                "metadata": {"total": len(lookups), "per": per, "page": page},
+            }
+
+    def list_forms(self, params: Mapping[str, str | list[str]]) -> dict[str, Any]:
+        """``GET /api/v2/forms[?record_type=case&module_id=...]``: every form, unpaged."""
+        module_id = params.get("module_id")
+        record_type = params.get("record_type")
+        with self.lock:
+            forms = self.access.render_forms(
+                module_id=module_id if isinstance(module_id, str) else None,
+                record_type=record_type if isinstance(record_type, str) else None,
+            )
+        if params.get("exclude_subforms") == "true":
+            forms = [form for form in forms if not form["is_nested"]]
+        return {"data": forms}
 
     # ------------------------------------------------------------ what a Primero user does
 
@@ -530,7 +634,7 @@ class PrimeroState:
         if status not in ("accepted", "rejected"):
             raise SimError(422, "Invalid Record JSON", detail=["/status"])
         with self.lock:
-            case = self._case(case_record_id, "cases")
+            case = self._case(case_record_id, None)
             row = self._service_row(case, service_unique_id)
             if row is None:
                 raise SimError(404, "Not Found", detail="services_section")
@@ -553,7 +657,7 @@ class PrimeroState:
     ) -> dict[str, Any]:
         """A caseworker adds a service row and refers it to the UNHCR caseworker."""
         with self.lock:
-            case = self._case(case_record_id, "cases")
+            case = self._case(case_record_id, None)
             row = copy.deepcopy(dict(service))
             row.setdefault("unique_id", new_uuid())
             row.setdefault("service_implementing_agency", "UNHCR")
