@@ -25,7 +25,9 @@ from primero_progres.peers.primero import (
     PrimeroPermanentError,
     ReferralNotUpdatedError,
     TokenNotIssuedError,
+    UnexpectedResponseError,
     format_watermark,
+    tls_failure,
 )
 from primero_progres.peers.primero_errors import retry_after_seconds
 from primero_progres.sim.common import FaultRule, free_port, serve_in_thread
@@ -519,3 +521,104 @@ async def test_https_primero_verified_with_a_ca_bundle_path(tmp_path: Any) -> No
             with pytest.raises(TransientPeerError) as caught:
                 await untrusted.get_user("u")
     assert caught.value.reason == "connection"
+
+
+# ---------------------------------------------------------------- what doctor asks
+
+
+async def test_search_cases_answers_one_page_unchecked(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-1"})
+    await client.create_case({"module_id": CP, "unhcr_individual_no": "ETH-2"})
+    page = await client.search_cases([("per", "1")])
+    assert (page.total, page.per, page.page, len(page.cases)) == (2, 1, 1, 1)
+    primero_sim.state.configure(PrimeroSimConfig(readable_fields=["case_id"]))
+    dropped = await client.search_cases([("unhcr_individual_no", "nobody"), ("per", "5")])
+    assert dropped.total == 2  # the filter was dropped and nothing complained
+    assert [e["query"] for e in journal(primero_sim)][-1] == "unhcr_individual_no=nobody&per=5"
+
+
+async def test_search_cases_without_metadata_is_an_unexpected_response(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    fault(primero_sim, path="/api/v2/cases", status=200, body={"data": []})
+    with pytest.raises(UnexpectedResponseError):
+        await client.search_cases([])
+
+
+async def test_list_lookups_reads_every_page(primero_sim: Any) -> None:
+    primero_sim.state.configure(
+        PrimeroSimConfig(lookups={f"lookup-{n}": [f"v{n}"] for n in range(5)})
+    )
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password, page_size=2
+    ) as client:
+        lookups = await client.list_lookups()
+    assert [lookup["unique_id"] for lookup in lookups] == [f"lookup-{n}" for n in range(5)]
+    assert lookups[0]["values"][0]["id"] == "v0"
+    pages = [query_of(e)["page"] for e in journal(primero_sim, "/api/v2/lookups")]
+    assert pages == ["1", "2", "3"]
+
+
+async def test_list_forms_of_the_module(primero_sim: Any, client: PrimeroClient) -> None:
+    forms = await client.list_forms(module_id=CP)
+    assert "basic_identity" in {form["unique_id"] for form in forms}
+    assert await client.list_forms(module_id="primeromodule-x") == []
+    [entry] = journal(primero_sim, "/api/v2/forms")[:1]
+    assert query_of(entry) == {"record_type": "case", "module_id": CP}
+
+
+async def test_own_user_in_basic_mode_reads_the_role(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    primero_sim.state.configure(PrimeroSimConfig(scope="group"))
+    me = await client.own_user()
+    assert me["user_name"] == primero_sim.user
+    assert me["role_group_permission"] == "group"
+    assert "basic_identity" in me["permitted_form"]
+    other = await client.get_user_by_id(me["id"])
+    assert "permitted_form" not in other
+
+
+async def test_own_user_needs_the_users_permission_in_basic_mode(
+    primero_sim: Any, client: PrimeroClient
+) -> None:
+    primero_sim.state.configure(PrimeroSimConfig(users_permission=False))
+    with pytest.raises(ForbiddenError):
+        await client.own_user()
+
+
+async def test_own_user_in_token_mode_uses_the_login_id(primero_sim: Any) -> None:
+    primero_sim.state.configure(PrimeroSimConfig(users_permission=False, scope="self"))
+    async with PrimeroClient(
+        primero_sim.url,
+        username=primero_sim.user,
+        password=primero_sim.password,
+        auth="token",
+    ) as client:
+        me = await client.own_user()
+    assert me["role_group_permission"] == "self"
+    assert journal(primero_sim, "/api/v2/users") == []
+
+
+async def test_tls_failure_tells_a_certificate_problem_from_a_refused_connection(
+    tmp_path: Any,
+) -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "server.pem", tmp_path / "server.key"
+    server_cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    server_cert.private_key_pem.write_to_path(str(key_file))
+    app = create_app(users={"u": "p"})
+    with serve_in_thread(app, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)) as server:
+        async with PrimeroClient(server.url, username="u", password="p", timeout=2) as untrusted:
+            with pytest.raises(TransientPeerError) as caught:
+                await untrusted.search_cases([])
+    assert tls_failure(caught.value)
+    async with PrimeroClient(
+        f"http://127.0.0.1:{free_port()}", username="u", password="p", timeout=0.5
+    ) as refused:
+        with pytest.raises(TransientPeerError) as caught:
+            await refused.search_cases([])
+    assert not tls_failure(caught.value)

@@ -13,6 +13,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +42,7 @@ from .primero_errors import (
 __all__ = [
     "MAX_PER",
     "AuthenticationError",
+    "CasePage",
     "ConflictError",
     "FilterIgnoredError",
     "ForbiddenError",
@@ -53,6 +55,7 @@ __all__ = [
     "TokenNotIssuedError",
     "UnexpectedResponseError",
     "format_watermark",
+    "tls_failure",
 ]
 
 #: Primero caps ``per`` at 1000 from v2.11
@@ -99,6 +102,32 @@ def _matches(value: Any, wanted: str | Sequence[str]) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class CasePage:
+    """One page of ``GET /cases`` as Primero answered it, filters unchecked."""
+
+    total: int
+    per: int
+    page: int
+    cases: list[dict[str, Any]]
+
+
+def tls_failure(exc: BaseException) -> bool:
+    """Whether a connection failure was the TLS handshake (certificate, protocol)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _ssl_context(verify: bool | str | ssl.SSLContext) -> bool | ssl.SSLContext:
     """A CA bundle path (file or directory) becomes a context: httpx2 deprecates a str."""
     if not isinstance(verify, str):
@@ -130,6 +159,8 @@ class PrimeroClient:
         self._password = password
         self._auth_mode = auth
         self._token: str | None = None
+        #: the API user's ``id``, when a token login told it
+        self._user_id: int | None = None
         self._login_lock = asyncio.Lock()
         self.page_size = min(page_size, MAX_PER)
         self._http = httpx.AsyncClient(
@@ -201,6 +232,7 @@ class PrimeroClient:
             )
         log.info("primero_login", operation="login", status_code=response.status_code)
         self._token = token
+        self._user_id = _int(payload.get("id"))
         return token
 
     async def _current_token(self, *, stale: str | None) -> tuple[str, bool]:
@@ -397,6 +429,23 @@ class PrimeroClient:
                 details=("field=last_updated_at",),
             )
 
+    async def search_cases(self, params: Sequence[tuple[str, str]]) -> CasePage:
+        """One page of ``GET /cases`` with exactly these query parameters, nothing checked.
+
+        For probes that must see what Primero does with a filter (``doctor``); flows use
+        ``iter_cases``/``find_cases``, which refuse records a filter should have excluded.
+        """
+        body = await self._request("search_cases", "GET", "/cases", params=list(params))
+        cases = self._data("search_cases", body, list)
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        metadata = metadata if isinstance(metadata, dict) else {}
+        total, per, page = (_int(metadata.get(k)) for k in ("total", "per", "page"))
+        if total is None or per is None:
+            raise UnexpectedResponseError(
+                PEER, "search_cases", "answer without total and per", reason="bad_response"
+            )
+        return CasePage(total=total, per=per, page=page or 1, cases=cases)
+
     async def find_cases(self, field: str, value: str) -> list[dict[str, Any]]:
         """Cases whose id field (``unhcr_individual_no``, ``case_id``...) is exactly ``value``."""
         return [case async for case in self.iter_cases(filters={field: value})]
@@ -466,7 +515,62 @@ class PrimeroClient:
         )
         return referral
 
+    # ------------------------------------------------------------ metadata
+
+    async def list_lookups(self) -> list[dict[str, Any]]:
+        """Every lookup (``{id, unique_id, name, values: [{id, display_text}]}``), all pages."""
+        lookups: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            params = [("per", str(self.page_size)), ("page", str(page))]
+            body = await self._request("list_lookups", "GET", "/lookups", params=params)
+            batch = self._data("list_lookups", body, list)
+            lookups.extend(item for item in batch if isinstance(item, dict))
+            metadata = body.get("metadata") if isinstance(body, dict) else None
+            total = _int(metadata.get("total")) if isinstance(metadata, dict) else None
+            if not batch or total is None or len(lookups) >= total:
+                return lookups
+            page += 1
+
+    async def list_forms(
+        self, *, record_type: str = "case", module_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The forms of a record type (and module): fields with type and option source."""
+        params = [("record_type", record_type)]
+        if module_id is not None:
+            params.append(("module_id", module_id))
+        body = await self._request("list_forms", "GET", "/forms", params=params)
+        return [form for form in self._data("list_forms", body, list) if isinstance(form, dict)]
+
     # ------------------------------------------------------------ users
+
+    async def get_user_by_id(self, user_id: int, *, extended: bool = False) -> dict[str, Any]:
+        """``GET /users/:id``; ``extended`` adds the role: permissions, permitted forms.
+
+        Every user may read their own record; others need the users permission.
+        """
+        params = [("extended", "true")] if extended else None
+        body = await self._request("get_user", "GET", f"/users/{user_id}", params=params)
+        return self._data("get_user", body, dict)
+
+    async def own_user(self) -> dict[str, Any]:
+        """The API user's own record, extended with its role (scope, permissions, forms).
+
+        Its id comes from the token login, or else from ``GET /users?user_name=`` (which
+        needs the users permission: ``ForbiddenError`` without it).
+        """
+        user_id = self._user_id
+        if user_id is None and self._auth_mode == "token":
+            await self._current_token(stale=None)
+            user_id = self._user_id
+        if user_id is None:
+            found = await self.get_user(self._username)
+            user_id = _int(found.get("id")) if found else None
+        if user_id is None:
+            raise NotFoundError(
+                PEER, "own_user", "the API user is not among Primero's users", reason="not_found"
+            )
+        return await self.get_user_by_id(user_id, extended=True)
 
     async def get_user(self, user_name: str) -> dict[str, Any] | None:
         """The user with exactly this ``user_name``, or None."""
