@@ -551,7 +551,8 @@ class PrimeroClient:
         """
         params = [("extended", "true")] if extended else None
         body = await self._request("get_user", "GET", f"/users/{user_id}", params=params)
-        return self._data("get_user", body, dict)
+        user: dict[str, Any] = self._data("get_user", body, dict)
+        return user
 
     async def own_user(self) -> dict[str, Any]:
         """The API user's own record, extended with its role (scope, permissions, forms).

@@ -15,13 +15,17 @@ refuse to start rather than fail each delivery later.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
@@ -172,3 +176,56 @@ def _load_pkcs12(context: ssl.SSLContext, bundle: Path, password: str | None) ->
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(pem)
         _load_chain(context, path, None, password=one_time)
+
+
+def client_certificate(
+    *,
+    client_cert: Path | None = None,
+    pkcs12_file: Path | None = None,
+    pkcs12_password: str | None = None,
+) -> x509.Certificate | None:
+    """The client certificate configured (its first one, from PEM or PKCS#12), or None."""
+    try:
+        if client_cert is not None:
+            return x509.load_pem_x509_certificates(Path(client_cert).read_bytes())[0]
+        if pkcs12_file is not None:
+            password = pkcs12_password.encode() if pkcs12_password is not None else None
+            return pkcs12.load_key_and_certificates(Path(pkcs12_file).read_bytes(), password)[1]
+    except (OSError, ValueError, IndexError) as exc:
+        raise ConfigurationError(
+            "tls: cannot read the client certificate", reason="tls_bad_cert_or_key"
+        ) from exc
+    return None
+
+
+class HandshakeRefused(Exception):
+    """The server closed the connection right after the handshake: it refused our certificate."""
+
+
+async def handshake(
+    url: str, context: ssl.SSLContext, *, timeout: float = 10.0, settle: float = 1.0
+) -> None:
+    """Open a TLS connection to ``url``'s host, complete the handshake, and close: nothing is sent.
+
+    With TLS 1.3 a server checks the client certificate after the handshake and its refusal
+    arrives as an alert (or a reset) on the first read, so the connection is watched for
+    ``settle`` seconds: still open means accepted. Raises ``ssl.SSLError`` (untrusted server,
+    refused certificate), ``HandshakeRefused``, ``OSError`` or ``TimeoutError``.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or 443
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=context, server_hostname=host), timeout
+    )
+    try:
+        try:
+            data = await asyncio.wait_for(reader.read(1), settle)
+        except TimeoutError:
+            return
+        if not data:
+            raise HandshakeRefused("the server closed the connection after the handshake")
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()

@@ -41,15 +41,16 @@ class PrimeroSimConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     scope: Scope = Field(
-        "all", description="the API role's group permission: which cases and referrals it sees"
+        default="all",
+        description="the API role's group permission: which cases and referrals it sees",
     )
     readable_fields: list[FieldName] | None = Field(
-        None,
+        default=None,
         description="fields the role may read (filter on and get back); id, enabled and "
         "last_updated_at are always rendered; null: every field",
     )
     writable_fields: list[FieldName] | None = Field(
-        None,
+        default=None,
         description="fields on a read-write form of the module (subform fields as "
         "'services_section.<field>'); others are dropped from POST/PATCH; null: every field",
     )
@@ -63,7 +64,7 @@ class PrimeroSimConfig(BaseModel):
         "to that subform only)",
     )
     users_permission: bool = Field(
-        True, description="the role may list users (GET /api/v2/users); false answers 403"
+        default=True, description="the role may list users (GET /api/v2/users); false answers 403"
     )
 
     @model_validator(mode="after")

@@ -374,7 +374,9 @@ class PrimeroState:
         """The case's referrals this user may see (``referrals_for_user``), unpaged."""
         with self.lock:
             case = self._case(record_id, user_name)
-            mine = [r for r in self.referrals.values() if r.get("record_id") == record_id]
+            mine: list[Mapping[str, Any]] = [
+                r for r in self.referrals.values() if r.get("record_id") == record_id
+            ]
             if user_name is not None:
                 mine = referrals_for_user(case, mine, user_name, self.config.scope, self.users)
             return {"data": [self.render_referral(r, user_name) for r in mine]}
@@ -552,9 +554,9 @@ class PrimeroState:
                 raise _forbidden()
             page, per = self._page_and_per(params)
             users = sorted(self.users.values(), key=lambda u: int(u["id"]))
-            user_name = params.get("user_name")
-            if isinstance(user_name, str):
-                users = [u for u in users if u.get("user_name") == user_name]
+            wanted = params.get("user_name")
+            if isinstance(wanted, str):
+                users = [u for u in users if u.get("user_name") == wanted]
             window = users[(page - 1) * per : page * per]
             return {
                 "data": [self.render_user(u) for u in window],

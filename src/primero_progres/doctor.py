@@ -1,0 +1,752 @@
+"""``primero-progres doctor``: a read-only pre-flight check of a deployment.
+
+Each check answers one question about the configured Primero, profile or DTP gateway
+and gives one finding: ``ok``, ``warn`` (works, but look at it) or ``FAIL`` (the bridge
+would lose, duplicate or refuse work), with what to do. Nothing is written to Primero
+and nothing is sent to DTP.
+
+A check is a name and an async function of the shared ``DoctorContext`` (which fetches
+what several checks need once: the connection, the API user's role, the forms, the
+lookups). ``DEFAULT_CHECKS`` is the list the command runs; another part adds its own
+checks by extending it (``run_checks(context, [*DEFAULT_CHECKS, my_check])``).
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from .errors import ConfigurationError
+from .mapping import primero_referral as flow3
+from .mapping import progres_referral as flow1
+from .peers.errors import PermanentPeerError, TransientPeerError
+from .peers.primero import (
+    AuthenticationError,
+    CasePage,
+    ForbiddenError,
+    PrimeroClient,
+    TokenNotIssuedError,
+    tls_failure,
+)
+from .peers.tls import HandshakeRefused, client_certificate, client_ssl_context, handshake
+from .profiles import Profile, ProfileError, load_profile
+from .settings import Settings, env_name
+
+#: a client certificate expiring sooner than this is a warning
+EXPIRY_WARNING = timedelta(days=30)
+#: fields Primero lets every role read and write whatever its forms (permitted_field_service.rb)
+ALWAYS_PERMITTED = frozenset(
+    {
+        "id",
+        "status",
+        "case_status_reopened",
+        "record_state",
+        "owned_by",
+        "module_id",
+        "created_at",
+        "associated_user_names",
+        "last_updated_at",
+        "sex",
+        "age",
+    }
+)
+CORE_WRITABLE = frozenset(
+    {"status", "case_status_reopened", "record_state", "owned_by", "module_id"}
+)
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a check found, and what to do about it (empty when nothing is to be done)."""
+
+    status: Status
+    message: str
+    action: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    status: Status
+    message: str
+    action: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status.value:<4}  {self.check:<36} {self.message}"
+        return f"{text} -> {self.action}" if self.action else text
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "check": self.check,
+            "status": self.status.value,
+            "message": self.message,
+            "action": self.action,
+        }
+
+
+def ok(message: str) -> Outcome:
+    return Outcome(Status.OK, message)
+
+
+def warn(message: str, action: str = "") -> Outcome:
+    return Outcome(Status.WARN, message, action)
+
+
+def fail(message: str, action: str) -> Outcome:
+    return Outcome(Status.FAIL, message, action)
+
+
+class NotChecked(Exception):
+    """What a check needs is unavailable (reported by another check): a warning, not a FAIL."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    run: Callable[[DoctorContext], Awaitable[Outcome]]
+
+
+# ------------------------------------------------------------------ shared facts
+
+
+@dataclass(frozen=True, slots=True)
+class FormIndex:
+    """Primero's forms, as ``GET /api/v2/forms`` gives them, indexed for field questions."""
+
+    forms: list[dict[str, Any]]
+
+    def _by_id(self) -> dict[Any, dict[str, Any]]:
+        return {form.get("id"): form for form in self.forms}
+
+    def places(self, path: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(top-level form unique_id, field)`` for a field, ``subform.field`` included."""
+        subform, _, name = path.rpartition(".")
+        found = []
+        by_id = self._by_id()
+        for form in self.forms:
+            if form.get("is_nested"):
+                continue
+            for field in _fields(form):
+                if not subform and field.get("name") == name:
+                    found.append((str(form.get("unique_id")), field))
+                elif subform and field.get("name") == subform and field.get("type") == "subform":
+                    nested = by_id.get(field.get("subform_section_id"), {})
+                    found.extend(
+                        (str(form.get("unique_id")), inner)
+                        for inner in _fields(nested)
+                        if inner.get("name") == name
+                    )
+        return found
+
+    def lookup_of(self, path: str) -> str | None:
+        """The lookup a select field takes its values from (``lookup <id>``), if any."""
+        for _, field in self.places(path):
+            source = field.get("option_strings_source")
+            if isinstance(source, str) and source.startswith("lookup "):
+                return source.split(maxsplit=1)[1]
+        return None
+
+
+def _fields(form: Mapping[str, Any]) -> list[dict[str, Any]]:
+    fields = form.get("fields")
+    return [f for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+
+
+class DoctorContext:
+    """Settings and what the checks learn on the way, each fetched at most once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        probe_case: str | None = None,
+        now: datetime | None = None,
+        handshake_settle: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.probe_case = probe_case
+        self.now = now or datetime.now(UTC)
+        self.handshake_settle = handshake_settle
+        self._client: PrimeroClient | None = None
+        self._memo: dict[str, Any] = {}
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _once(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """``fetch()`` the first time; its result, or the same exception, every time."""
+        if key not in self._memo:
+            try:
+                self._memo[key] = (True, await fetch())
+            except Exception as exc:
+                self._memo[key] = (False, exc)
+        succeeded, value = self._memo[key]
+        if succeeded:
+            return value
+        raise value
+
+    # -------------------------------------------------------------- profile
+
+    def profile(self) -> Profile:
+        try:
+            return load_profile(self.settings.profile)
+        except ProfileError as exc:
+            raise NotChecked("the profile is invalid") from exc
+
+    # -------------------------------------------------------------- Primero
+
+    def missing_primero_settings(self) -> list[str]:
+        names = ("primero_url", "primero_username", "primero_password")
+        return [env_name(n) for n in names if getattr(self.settings, n) in (None, "")]
+
+    def client(self) -> PrimeroClient:
+        if self.missing_primero_settings():
+            raise NotChecked("Primero is not configured")
+        if self._client is None:
+            settings = self.settings
+            password = settings.primero_password
+            self._client = PrimeroClient(
+                str(settings.primero_url),
+                username=str(settings.primero_username),
+                password=password.get_secret_value() if password is not None else "",
+                auth=settings.primero_auth,
+                timeout=settings.primero_timeout_seconds,
+            )
+        return self._client
+
+    async def connection(self) -> CasePage:
+        """The first call, ``GET /cases?per=1``: it proves reachability, TLS and credentials."""
+        client = self.client()
+        page: CasePage = await self._once("connection", lambda: client.search_cases([("per", "1")]))
+        return page
+
+    async def primero(self) -> PrimeroClient:
+        """The client, once Primero has answered the first call."""
+        try:
+            await self.connection()
+        except (TransientPeerError, PermanentPeerError) as exc:
+            raise NotChecked("Primero did not answer the first call") from exc
+        return self.client()
+
+    async def own_user(self) -> dict[str, Any]:
+        client = await self.primero()
+        try:
+            user: dict[str, Any] = await self._once("own_user", client.own_user)
+        except ForbiddenError as exc:
+            raise NotChecked(
+                "the API user's role cannot be read without the users permission"
+            ) from exc
+        return user
+
+    async def forms(self) -> FormIndex:
+        client = await self.primero()
+        module_id = self.profile().module_id
+        forms = await self._once("forms", lambda: client.list_forms(module_id=module_id))
+        return FormIndex(forms)
+
+    async def lookups(self) -> dict[str, set[str]]:
+        client = await self.primero()
+        lookups = await self._once("lookups", client.list_lookups)
+        values: dict[str, set[str]] = {}
+        for lookup in lookups:
+            items = lookup.get("values")
+            values[str(lookup.get("unique_id"))] = (
+                {str(v.get("id")) for v in items if isinstance(v, dict)}
+                if isinstance(items, list)
+                else set()
+            )
+        return values
+
+    async def user(self, user_name: str) -> dict[str, Any] | None:
+        client = await self.primero()
+        try:
+            found: dict[str, Any] | None = await self._once(
+                f"user:{user_name}", lambda: client.get_user(user_name)
+            )
+        except ForbiddenError as exc:
+            raise NotChecked("users cannot be listed (see primero.users_permission)") from exc
+        return found
+
+
+# ------------------------------------------------------------------ Primero checks
+
+
+async def primero_settings(ctx: DoctorContext) -> Outcome:
+    missing = ctx.missing_primero_settings()
+    if missing:
+        return fail(f"not set: {', '.join(missing)}", "set them (environment or --config file)")
+    return ok(f"{ctx.settings.primero_url} as {ctx.settings.primero_username}")
+
+
+async def primero_tls(ctx: DoctorContext) -> Outcome:
+    plain = str(ctx.settings.primero_url).startswith("http://")
+    try:
+        await ctx.connection()
+    except TransientPeerError as exc:
+        if not plain and tls_failure(exc):
+            return fail(
+                "the TLS handshake failed (certificate not trusted, expired or for another name)",
+                "fix Primero's certificate, or trust its CA on this machine",
+            )
+        if not plain:
+            raise NotChecked("Primero is not reachable") from exc
+    except PermanentPeerError:
+        pass
+    if plain:
+        return warn(
+            "plain http://: credentials and children's data cross the network unencrypted",
+            "use https:// in production",
+        )
+    return ok("certificate verified")
+
+
+async def primero_reachable(ctx: DoctorContext) -> Outcome:
+    try:
+        await ctx.connection()
+    except TransientPeerError as exc:
+        if tls_failure(exc):
+            raise NotChecked("the TLS handshake failed (see primero.tls)") from exc
+        return fail(
+            f"no answer ({exc.reason})", "check PRIMERO_URL, the network and Primero's health"
+        )
+    except PermanentPeerError:
+        pass
+    return ok("Primero answered")
+
+
+async def primero_credentials(ctx: DoctorContext) -> Outcome:
+    mode = ctx.settings.primero_auth
+    try:
+        page = await ctx.connection()
+    except TokenNotIssuedError:
+        return fail(
+            "token login answered without a token (Primero v2.11 or later)",
+            f"set {env_name('primero_auth')}=basic",
+        )
+    except AuthenticationError:
+        return fail(
+            f"credentials refused in {mode} mode (wrong password, locked or disabled account)",
+            "check PRIMERO_USERNAME and PRIMERO_PASSWORD; unlock the account in Primero",
+        )
+    except ForbiddenError:
+        return fail(
+            "the API user may not list cases",
+            "give the API user's role the case permissions (read, create, write, referral)",
+        )
+    except PermanentPeerError as exc:
+        return fail(f"unexpected answer to GET /cases ({exc.reason})", "is PRIMERO_URL Primero v2?")
+    except TransientPeerError as exc:
+        raise NotChecked("Primero is not reachable") from exc
+    return ok(f"accepted in {mode} mode; {page.total} case(s) visible")
+
+
+async def primero_per(ctx: DoctorContext) -> Outcome:
+    client = await ctx.primero()
+    one = await client.search_cases([("per", "1")])
+    if one.per != 1 or len(one.cases) > 1:
+        return fail(
+            f"per=1 answered {len(one.cases)} case(s) with per={one.per}: paging is not honoured",
+            "check a proxy in front of Primero does not rewrite the query string",
+        )
+    full = await client.search_cases([("per", str(client.page_size))])
+    if full.per < client.page_size:
+        return ok(f"honoured; Primero caps per at {full.per}, the bridge pages by {full.per}")
+    return ok(f"honoured (per={full.per})")
+
+
+def _impossible() -> str:
+    return f"primero-progres-doctor-{uuid.uuid4().hex}"
+
+
+FILTER_PROBES: dict[str, Callable[[], list[tuple[str, str]]]] = {
+    "unhcr_individual_no": lambda: [("unhcr_individual_no", _impossible())],
+    "case_id": lambda: [("case_id", str(uuid.uuid4()))],
+    "associated_user_names": lambda: [("associated_user_names[0]", _impossible())],
+    "last_updated_at": lambda: [("last_updated_at", "2999-01-01T00:00:00Z..")],
+}
+FILTER_USE = {
+    "unhcr_individual_no": "flow 1 would update another child's case or create duplicates",
+    "case_id": "flow 4 would not find the case of a decision",
+    "associated_user_names": "flow 3 would read every case instead of the UNHCR caseworkers'",
+    "last_updated_at": "polls would read every case every time",
+}
+
+
+def filter_check(field: str) -> Check:
+    """The filter on ``field`` is applied: a value that cannot exist must find nothing."""
+
+    async def run(ctx: DoctorContext) -> Outcome:
+        client = await ctx.primero()
+        baseline = (await ctx.connection()).total
+        if baseline == 0:
+            return warn(
+                "no case is visible, so a dropped filter cannot be told from an applied one",
+                "run doctor again once Primero holds a case",
+            )
+        probe = await client.search_cases([*FILTER_PROBES[field](), ("per", "1")])
+        if probe.total:
+            return fail(
+                f"dropped silently: {probe.total} of {baseline} case(s) match an impossible "
+                f"value; {FILTER_USE[field]}",
+                f"give the API user's role read access to the form holding {field}",
+            )
+        return ok(f"applied (0 of {baseline} case(s) match an impossible value)")
+
+    return Check(f"primero.filter.{field}", run)
+
+
+async def primero_scope(ctx: DoctorContext) -> Outcome:
+    scope = (await ctx.own_user()).get("role_group_permission")
+    if scope == "all":
+        return ok("all: case search covers every case")
+    if scope == "self":
+        return fail(
+            "self: searches only cover cases the API user is associated with; flow 1 would "
+            "create duplicate cases, flows 3 and 4 would miss referrals",
+            "give the API user's role the 'all' scope (group permission)",
+        )
+    return warn(
+        f"{scope}: cases outside the API user's {scope} are invisible, so a child known there "
+        "would get a duplicate case",
+        "prefer the 'all' scope for the API user's role",
+    )
+
+
+async def primero_probe_case(ctx: DoctorContext) -> Outcome:
+    if ctx.probe_case is None:
+        return warn(
+            "no probe case given",
+            "run with --probe-case CASE_ID of a case the API user is not associated with",
+        )
+    client = await ctx.primero()
+    probe = ctx.probe_case
+    page = await client.search_cases([("case_id", probe), ("per", "2")])
+    if any(case.get("case_id") == probe or case.get("id") == probe for case in page.cases):
+        return ok(f"case {probe} is visible")
+    try:
+        await client.get_case(probe)
+    except ForbiddenError:
+        return fail(
+            f"case {probe} exists but is outside the API user's scope",
+            "give the API user's role the 'all' scope (group permission)",
+        )
+    except PermanentPeerError:
+        return fail(
+            f"case {probe} is not visible to the API user (outside its scope, or no such case)",
+            "check the case id; give the API user's role the 'all' scope",
+        )
+    return ok(f"case {probe} is visible")
+
+
+async def primero_users_permission(ctx: DoctorContext) -> Outcome:
+    client = await ctx.primero()
+    try:
+        await client.get_user(str(ctx.settings.primero_username))
+    except ForbiddenError:
+        return fail(
+            "GET /users is forbidden: flow 3 cannot read the referring caseworker's contact "
+            "details, and doctor cannot check the users the profile names",
+            "give the API user's role the Users permission 'read'",
+        )
+    return ok("GET /users allowed")
+
+
+# ------------------------------------------------------------------ profile checks
+
+
+async def profile_valid(ctx: DoctorContext) -> Outcome:
+    try:
+        profile = load_profile(ctx.settings.profile)
+    except ProfileError as exc:
+        first = "; ".join(str(p) for p in exc.problems[:3])
+        return fail(f"{len(exc.problems)} problem(s): {first}", "primero-progres profile check")
+    return ok(f"{profile.name}: module {profile.module_id}")
+
+
+async def profile_module(ctx: DoctorContext) -> Outcome:
+    profile = ctx.profile()
+    forms = await ctx.forms()
+    module = profile.module_id
+    if not [form for form in forms.forms if not form.get("is_nested")]:
+        return fail(
+            f"Primero has no case forms in module {module}",
+            "check primero.module_id in the profile against Primero's modules",
+        )
+    try:
+        modules = (await ctx.own_user()).get("module_unique_ids")
+    except NotChecked:
+        return ok(f"{module} has {len(forms.forms)} case form(s)")
+    if isinstance(modules, list) and module not in modules:
+        return fail(
+            f"the API user's role does not include module {module}",
+            f"add {module} to the API user's role",
+        )
+    return ok(f"{module} exists and the API user's role includes it")
+
+
+async def profile_lookups(ctx: DoctorContext) -> Outcome:
+    forms = await ctx.forms()
+    lookups = await ctx.lookups()
+    problems = []
+    checked = 0
+    for field, codes in sorted(flow1.written_codes(ctx.profile()).items()):
+        lookup = forms.lookup_of(field)
+        if lookup is None:
+            continue  # free values, or a field missing from the forms (profile.writable_fields)
+        if lookup not in lookups:
+            problems.append(f"{field}: lookup {lookup} does not exist")
+            continue
+        checked += 1
+        missing = sorted(codes - lookups[lookup])
+        if missing:
+            problems.append(f"{field}: {', '.join(missing)} not in {lookup}")
+    if problems:
+        return fail(
+            "codes Primero would refuse (422 Invalid Record JSON): " + "; ".join(problems),
+            "add the codes to the lookups in Primero, or correct the profile's tables",
+        )
+    return ok(f"every code the profile writes is in its lookup ({checked} field(s) checked)")
+
+
+async def profile_translatable_codes(ctx: DoctorContext) -> Outcome:
+    forms = await ctx.forms()
+    lookups = await ctx.lookups()
+    untranslated = []
+    for field, codes in sorted(flow3.translated_codes(ctx.profile()).items()):
+        lookup = forms.lookup_of(field)
+        extra = sorted(lookups.get(lookup, set()) - codes) if lookup else []
+        if extra:
+            untranslated.append(f"{field}: {', '.join(extra)}")
+    if untranslated:
+        return warn(
+            "Primero codes flow 3 cannot translate for DTP (a referral using one becomes an "
+            "unknown_code dead letter): " + "; ".join(untranslated),
+            "add them to primero_referral.service_types / languages in the profile",
+        )
+    return ok("flow 3 can translate every service type and language code")
+
+
+def _permitted_forms(user: Mapping[str, Any]) -> dict[str, str]:
+    permitted = user.get("permitted_form")
+    return {str(k): str(v) for k, v in permitted.items()} if isinstance(permitted, dict) else {}
+
+
+def _missing(
+    forms: FormIndex, fields: Iterable[str], permitted: Mapping[str, str], levels: Sequence[str]
+) -> list[str]:
+    return [
+        field
+        for field in fields
+        if not any(permitted.get(form) in levels for form, _ in forms.places(field))
+    ]
+
+
+async def profile_writable_fields(ctx: DoctorContext) -> Outcome:
+    user = await ctx.own_user()
+    forms = await ctx.forms()
+    fields = [f for f in flow1.written_fields() if f not in CORE_WRITABLE]
+    missing = _missing(forms, fields, _permitted_forms(user), ("rw",))
+    if missing:
+        return fail(
+            "Primero would drop these silently from every write: " + ", ".join(missing),
+            f"put them on forms of {ctx.profile().module_id} the API user's role may read and "
+            "write",
+        )
+    return ok(f"the {len(fields)} form fields flow 1 writes are on read-write forms")
+
+
+async def profile_readable_fields(ctx: DoctorContext) -> Outcome:
+    user = await ctx.own_user()
+    forms = await ctx.forms()
+    wanted = sorted({*flow1.READ_FIELDS, *flow3.READ_FIELDS} - ALWAYS_PERMITTED)
+    missing = _missing(forms, wanted, _permitted_forms(user), ("r", "rw"))
+    if missing:
+        return fail(
+            "the API user cannot read: " + ", ".join(missing),
+            "give the API user's role read access to the forms holding them",
+        )
+    return ok(f"the {len(wanted)} form fields the flows read are readable")
+
+
+def users_check(name: str, what: str, names: Callable[[Profile], Sequence[str]]) -> Check:
+    """The Primero users a profile names exist and are enabled."""
+
+    async def run(ctx: DoctorContext) -> Outcome:
+        wanted = list(dict.fromkeys(names(ctx.profile())))
+        absent, disabled = [], []
+        for user_name in wanted:
+            user = await ctx.user(user_name)
+            if user is None:
+                absent.append(user_name)
+            elif user.get("disabled") is True:
+                disabled.append(user_name)
+        problems = [
+            f"{label}: {', '.join(users)}"
+            for label, users in (("missing", absent), ("disabled", disabled))
+            if users
+        ]
+        if problems:
+            return fail(
+                f"{what}: " + "; ".join(problems),
+                "create or enable them in Primero, or correct the profile",
+            )
+        return ok(f"{len(wanted)} {what} exist and are enabled")
+
+    return Check(name, run)
+
+
+# ------------------------------------------------------------------ DTP checks
+
+
+def _tls_files_set(settings: Settings) -> bool:
+    return settings.dtp_client_cert is not None or settings.dtp_client_pkcs12 is not None
+
+
+async def dtp_settings(ctx: DoctorContext) -> Outcome:
+    settings = ctx.settings
+    missing = [
+        env_name(n) for n in ("dtp_url", "dtp_subscription_key") if getattr(settings, n) is None
+    ]
+    if missing:
+        return fail(f"not set: {', '.join(missing)}", "set them (environment or --config file)")
+    return ok(str(settings.dtp_url))
+
+
+def _dtp_context(settings: Settings) -> ssl.SSLContext:
+    password = settings.dtp_client_pkcs12_password
+    return client_ssl_context(
+        client_cert=settings.dtp_client_cert,
+        client_key=settings.dtp_client_key,
+        pkcs12_file=settings.dtp_client_pkcs12,
+        pkcs12_password=password.get_secret_value() if password is not None else None,
+        ca=settings.dtp_ca,
+    )
+
+
+async def dtp_tls(ctx: DoctorContext) -> Outcome:
+    settings = ctx.settings
+    if settings.dtp_url is None:
+        raise NotChecked("DTP_URL is not set")
+    if settings.dtp_url.startswith("http://"):
+        return warn(
+            "plain http://: no TLS and no client certificate",
+            "use the gateway's https:// URL in production",
+        )
+    try:
+        context = _dtp_context(settings)
+    except ConfigurationError as exc:
+        return fail(exc.message, "fix the DTP certificate settings")
+    try:
+        await handshake(
+            settings.dtp_url,
+            context,
+            timeout=settings.dtp_timeout_seconds,
+            settle=ctx.handshake_settle,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        return fail(
+            f"DTP's server certificate is not trusted ({exc.verify_message})",
+            f"set {env_name('dtp_ca')} to the CA that signed the gateway's certificate",
+        )
+    except (ssl.SSLError, HandshakeRefused, ConnectionResetError) as exc:
+        return fail(
+            f"DTP refused the TLS session ({type(exc).__name__})",
+            "check the client certificate DTP pinned is the one configured",
+        )
+    except (OSError, TimeoutError) as exc:
+        return fail(f"no TLS connection ({type(exc).__name__})", "check DTP_URL and the network")
+    who = "with the client certificate" if _tls_files_set(settings) else "without a certificate"
+    return ok(f"handshake {who} accepted; server certificate trusted")
+
+
+async def dtp_client_certificate(ctx: DoctorContext) -> Outcome:
+    settings = ctx.settings
+    if not _tls_files_set(settings):
+        if settings.dtp_url is not None and settings.dtp_url.startswith("https://"):
+            return warn("no client certificate configured", "DTP pins a client certificate")
+        raise NotChecked("no client certificate configured (plain http:// peer)")
+    password = settings.dtp_client_pkcs12_password
+    try:
+        certificate = client_certificate(
+            client_cert=settings.dtp_client_cert,
+            pkcs12_file=settings.dtp_client_pkcs12,
+            pkcs12_password=password.get_secret_value() if password is not None else None,
+        )
+    except ConfigurationError as exc:
+        return fail(exc.message, "fix DTP_CLIENT_CERT / DTP_CLIENT_PKCS12")
+    if certificate is None:
+        return fail("the PKCS#12 bundle holds no certificate", "export it again with its chain")
+    expires = certificate.not_valid_after_utc
+    day = expires.date().isoformat()
+    if expires <= ctx.now:
+        return fail(f"expired on {day}", "make a new client certificate and send it to UNHCR")
+    if expires - ctx.now < EXPIRY_WARNING:
+        return warn(f"expires on {day}", "renew it now and send the new one to UNHCR")
+    return ok(f"valid until {day}")
+
+
+# ------------------------------------------------------------------ running
+
+
+DEFAULT_CHECKS: tuple[Check, ...] = (
+    Check("profile.valid", profile_valid),
+    Check("primero.settings", primero_settings),
+    Check("primero.tls", primero_tls),
+    Check("primero.reachable", primero_reachable),
+    Check("primero.credentials", primero_credentials),
+    Check("primero.per", primero_per),
+    *(filter_check(field) for field in FILTER_PROBES),
+    Check("primero.scope", primero_scope),
+    Check("primero.probe_case", primero_probe_case),
+    Check("primero.users_permission", primero_users_permission),
+    Check("profile.module", profile_module),
+    Check("profile.lookups", profile_lookups),
+    Check("profile.flow3_codes", profile_translatable_codes),
+    Check("profile.writable_fields", profile_writable_fields),
+    Check("profile.readable_fields", profile_readable_fields),
+    users_check(
+        "profile.focal_point_users",
+        "focal-point users",
+        lambda p: [p.focal_point.default_user, *(r.user for r in p.focal_point.routes)],
+    ),
+    users_check("profile.unhcr_caseworkers", "UNHCR caseworkers", lambda p: p.unhcr_caseworkers),
+    Check("dtp.settings", dtp_settings),
+    Check("dtp.tls", dtp_tls),
+    Check("dtp.client_certificate", dtp_client_certificate),
+)
+
+
+async def run_check(ctx: DoctorContext, check: Check) -> Finding:
+    """One finding; a check that cannot run says why, one that breaks is a FAIL."""
+    try:
+        outcome = await check.run(ctx)
+    except NotChecked as exc:
+        outcome = warn(f"not checked: {exc}")
+    except (TransientPeerError, PermanentPeerError) as exc:
+        outcome = fail(f"Primero answered {exc.reason}", "see the other findings")
+    except Exception as exc:  # a broken check must not hide the others
+        outcome = fail(f"the check failed ({type(exc).__name__})", "report it")
+    return Finding(check.name, outcome.status, outcome.message, outcome.action)
+
+
+async def run_checks(ctx: DoctorContext, checks: Sequence[Check] = DEFAULT_CHECKS) -> list[Finding]:
+    try:
+        return [await run_check(ctx, check) for check in checks]
+    finally:
+        await ctx.aclose()
+
+
+def passed(findings: Iterable[Finding]) -> bool:
+    return all(f.status is not Status.FAIL for f in findings)
