@@ -602,7 +602,7 @@ def users_check(name: str, what: str, names: Callable[[Profile], Sequence[str]])
                 f"{what}: " + "; ".join(problems),
                 "create or enable them in Primero, or correct the profile",
             )
-        return ok(f"{len(wanted)} {what} exist and are enabled")
+        return ok(f"{what}: all {len(wanted)} exist and are enabled")
 
     return Check(name, run)
 
