@@ -359,13 +359,17 @@ def mtls_gateway(certificates: Certificates) -> Iterator[ServerThread]:
         yield server
 
 
+def mtls_settings(
+    peers: Peers, gateway: ServerThread, ca: Path, client_cert: Path | None
+) -> Settings:
+    """The bridge's settings for the mutual-TLS gateway, trusting ``ca``."""
+    return settings_for(peers, dtp_url=gateway.url, dtp_client_cert=client_cert, dtp_ca=ca)
+
+
 async def test_a_valid_client_certificate_passes(
     peers: Peers, certificates: Certificates, mtls_gateway: ServerThread
 ) -> None:
-    settings = settings_for(
-        peers, dtp_url=mtls_gateway.url, dtp_client_cert=certificates.valid,
-        dtp_ca=certificates.ca,
-    )
+    settings = mtls_settings(peers, mtls_gateway, certificates.ca, certificates.valid)
     findings = await doctor(settings)
     assert findings["dtp.tls"].status is Status.OK, findings["dtp.tls"].line()
     assert findings["dtp.client_certificate"].status is Status.OK
@@ -375,10 +379,7 @@ async def test_a_valid_client_certificate_passes(
 async def test_an_expired_client_certificate_fails(
     peers: Peers, certificates: Certificates, mtls_gateway: ServerThread
 ) -> None:
-    settings = settings_for(
-        peers, dtp_url=mtls_gateway.url, dtp_client_cert=certificates.expired,
-        dtp_ca=certificates.ca,
-    )
+    settings = mtls_settings(peers, mtls_gateway, certificates.ca, certificates.expired)
     failed = fails(await doctor(settings))
     assert failed["dtp.client_certificate"].message.startswith("expired on ")
     assert set(failed) == {"dtp.client_certificate", "dtp.tls"}  # the gateway refuses it too
@@ -388,10 +389,7 @@ async def test_an_expired_client_certificate_fails(
 async def test_a_certificate_expiring_soon_warns(
     peers: Peers, certificates: Certificates, mtls_gateway: ServerThread
 ) -> None:
-    settings = settings_for(
-        peers, dtp_url=mtls_gateway.url, dtp_client_cert=certificates.expiring,
-        dtp_ca=certificates.ca,
-    )
+    settings = mtls_settings(peers, mtls_gateway, certificates.ca, certificates.expiring)
     findings = await doctor(settings)
     assert findings["dtp.client_certificate"].status is Status.WARN
     assert findings["dtp.client_certificate"].message.startswith("expires on ")
@@ -401,10 +399,7 @@ async def test_a_certificate_expiring_soon_warns(
 async def test_an_untrusted_gateway_fails(
     peers: Peers, certificates: Certificates, mtls_gateway: ServerThread
 ) -> None:
-    settings = settings_for(
-        peers, dtp_url=mtls_gateway.url, dtp_client_cert=certificates.valid,
-        dtp_ca=certificates.other_ca,
-    )
+    settings = mtls_settings(peers, mtls_gateway, certificates.other_ca, certificates.valid)
     failed = fails(await doctor(settings))
     assert set(failed) == {"dtp.tls"}
     assert "not trusted" in failed["dtp.tls"].message
@@ -414,7 +409,7 @@ async def test_an_untrusted_gateway_fails(
 async def test_no_client_certificate_for_an_https_gateway(
     peers: Peers, certificates: Certificates, mtls_gateway: ServerThread
 ) -> None:
-    settings = settings_for(peers, dtp_url=mtls_gateway.url, dtp_ca=certificates.ca)
+    settings = mtls_settings(peers, mtls_gateway, certificates.ca, None)
     findings = await doctor(settings)
     assert findings["dtp.client_certificate"].status is Status.WARN
     assert findings["dtp.tls"].status is Status.FAIL

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
-import pytest
 
 from primero_progres.sim.common import serve_in_thread
 from primero_progres.sim.primero import create_app
@@ -20,20 +18,6 @@ TIMESTAMP = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
 UUID = re.compile(r"\A[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 CP = "primeromodule-cp"
 WWW = 'Bearer realm="Primero" charset="UTF8"'
-
-
-@pytest.fixture
-def api(primero_sim: PrimeroSim) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=primero_sim.url + "/api/v2", auth=(PRIMERO_SIM_USER, PRIMERO_SIM_PASSWORD)
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def sim(primero_sim: PrimeroSim) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=primero_sim.url + "/_sim") as client:
-        yield client
 
 
 def create(api: httpx.Client, **data: Any) -> dict[str, Any]:

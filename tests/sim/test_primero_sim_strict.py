@@ -7,7 +7,6 @@ record_json_validator_service.rb, the users/lookups/forms controllers and their 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
@@ -21,20 +20,6 @@ PRIMERO_SIM_PASSWORD = "primero-secret"
 CP = "primeromodule-cp"
 ROW = "aaaaaaaa-0000-4000-8000-000000000001"
 GAMBELLA = PrimeroSimConfig.for_profile(load_profile("gambella"))
-
-
-@pytest.fixture
-def api(primero_sim: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=primero_sim.url + "/api/v2", auth=(PRIMERO_SIM_USER, PRIMERO_SIM_PASSWORD)
-    ) as client:
-        yield client
-
-
-@pytest.fixture
-def sim(primero_sim: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=primero_sim.url + "/_sim") as client:
-        yield client
 
 
 def configure(sim: httpx.Client, **changes: Any) -> dict[str, Any]:

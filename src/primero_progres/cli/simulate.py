@@ -6,6 +6,7 @@ Each peer is one command of the ``simulate`` sub-app; add a sibling with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -65,11 +66,11 @@ def simulate_primero(
     ] = "gambella",
 ) -> None:
     """Primero v2 simulator: Basic auth, token login, cases, referrals, users, /_sim/ controls."""
-    from ..errors import ConfigurationError
     from ..sim.primero import serve
 
-    try:
-        serve(
+    _run(
+        "primero",
+        lambda: serve(
             port=port,
             users={user: password},
             host=host,
@@ -77,10 +78,8 @@ def simulate_primero(
             token_login=token_login,
             config_file=config,
             profile=profile,
-        )
-    except ConfigurationError as exc:
-        typer.echo(f"simulate primero: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        ),
+    )
 
 
 @simulate_app.command("dtp")
@@ -114,11 +113,11 @@ def simulate_dtp(
     ] = None,
 ) -> None:
     """DTP gateway simulator: both endpoints, subscription key, optional mTLS, /_sim/ controls."""
-    from ..errors import ConfigurationError
     from ..sim.dtp import serve
 
-    try:
-        serve(
+    _run(
+        "dtp",
+        lambda: serve(
             port=port,
             subscription_key=subscription_key,
             host=host,
@@ -127,9 +126,18 @@ def simulate_dtp(
             client_ca=client_ca,
             bridge_inbox_url=bridge_inbox_url,
             bridge_token=bridge_token,
-        )
+        ),
+    )
+
+
+def _run(peer: str, serve: Callable[[], None]) -> None:
+    """Serve in the foreground; a configuration problem exits with code 2 and its reason."""
+    from ..errors import ConfigurationError
+
+    try:
+        serve()
     except ConfigurationError as exc:
-        typer.echo(f"simulate dtp: {exc}", err=True)
+        typer.echo(f"simulate {peer}: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
