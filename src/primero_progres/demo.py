@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from . import demo_data
+from .mapping.dtp import DECISION_REQUEST as DECISION_ENDPOINT
+from .mapping.dtp import PENDING_ACKNOWLEDGEMENT
+from .mapping.dtp import REFERRAL_REQUEST as REFERRAL_ENDPOINT
 from .stack import Stack
+from .store import Flow
 
-DECISION_ENDPOINT = "ReceiveDecisionOutgoingReferral"
-REFERRAL_ENDPOINT = "ReceiveIncomingReferral"
 #: the child a Primero caseworker refers to UNHCR (invented ids)
 REFERRED_CASE_ID = "5d1a7c3e-0b8f-4e57-9a61-3c2f4b8e9d10"
 REFERRED_RECORD_ID = "0f6e2b9a-7c41-4d3e-8b5a-2e9c7d1f4a68"
@@ -75,14 +77,14 @@ async def play(stack: Stack, timeline: Timeline) -> None:
         f"case {case['case_id']} created, owned_by {case['owned_by']}, service {row['unique_id']}",
     )
     [feedback] = await stack.dtp_messages(DECISION_ENDPOINT)
-    _expect(feedback["body"].get("status") == "Pending Acknowledgement", "flow 1 feedback")
+    _expect(feedback["body"].get("status") == PENDING_ACKNOWLEDGEMENT, "flow 1 feedback")
     timeline.line("bridge -> DTP", f"feedback '{feedback['body']['status']}' for {number}")
     timeline.done("progres-referral")
 
     timeline.step(2, "primero-decision: the Primero focal point accepts the referral")
     await stack.focal_point_decides(case["id"], row["unique_id"], "accepted")
     timeline.line("Primero focal point", f"service {row['unique_id']}: accepted")
-    await stack.poll("primero-decision")
+    await stack.poll(Flow.PRIMERO_DECISION)
     [decision] = await _new_messages(stack, DECISION_ENDPOINT, 1)
     _expect(decision["body"].get("status") == "acknowledged", "flow 2 decision")
     timeline.line("bridge -> DTP", f"decision '{decision['body']['status']}' for {number}")
@@ -96,7 +98,7 @@ async def play(stack: Stack, timeline: Timeline) -> None:
         f"case {REFERRED_CASE_ID}: referral {referred['referral_id']} to "
         f"{demo_data.UNHCR_CASEWORKER}",
     )
-    await stack.poll("primero-referral")
+    await stack.poll(Flow.PRIMERO_REFERRAL)
     [referral] = await stack.dtp_messages(REFERRAL_ENDPOINT)
     org_referral_id = referral["body"]["id"]
     _expect(org_referral_id.startswith(REFERRED_CASE_ID + "#"), "flow 3 referral id")

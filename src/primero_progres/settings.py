@@ -25,20 +25,12 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigurationError
+from .mapping.dtp import DECISION_REQUEST, REFERRAL_REQUEST
 from .store.crypto import Cipher, generate_key
 
 PREFIX = "PRIMERO_PROGRES_"
 DEFAULT_DATABASE_URL = "sqlite:///./primero-progres.db"
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("primero_progres_config_file", default=None)
-
-SECRET_FIELDS = (
-    "encryption_key",
-    "inbox_tokens",
-    "primero_password",
-    "dtp_subscription_key",
-    "database_url",
-)
-
 
 def env_name(field: str) -> str:
     return f"{PREFIX}{field.upper()}"
@@ -91,8 +83,9 @@ class Settings(BaseSettings):
     dtp_ca: Path | None = None
     dtp_client_pkcs12: Path | None = None
     dtp_client_pkcs12_password: SecretStr | None = None
-    dtp_referral_path: str = "ReceiveIncomingReferral"
-    dtp_decision_path: str = "ReceiveDecisionOutgoingReferral"
+    #: DTP names its endpoints after the request types they take
+    dtp_referral_path: str = REFERRAL_REQUEST
+    dtp_decision_path: str = DECISION_REQUEST
     dtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
     profile: str = "gambella"

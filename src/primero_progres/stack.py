@@ -13,18 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import uvicorn
 
 from . import demo_data, flows
 from .profiles import load_profile
-from .scheduler import poll_kind
 from .settings import Settings
 from .sim import dtp as dtp_sim
 from .sim import primero as primero_sim
 from .sim.common import ServerThread, free_port
+from .sim.control import SimControl
 from .sim.primero_config import PrimeroSimConfig, profile_users
-from .store import Store
+from .store import Flow, Store
 from .web import create_app
 from .worker import Worker
 
@@ -111,7 +110,9 @@ class Stack:
         self._tasks.append(asyncio.create_task(self._bridge.serve()))
         while not self._bridge.started:
             await asyncio.sleep(0.01)
-        self.http = httpx.AsyncClient(timeout=30.0)
+        self.control = SimControl(timeout=30.0)
+        #: a plain HTTP client, to call the bridge as a peer would
+        self.http = self.control.http
         await self.sim_call(
             "PUT",
             f"{self.dtp.url}/_sim/bridge",
@@ -121,7 +122,7 @@ class Stack:
     async def stop(self) -> None:
         self._bridge.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.http.aclose()
+        await self.control.aclose()
         await self.handlers.aclose()
         await self.store.close()
         self.dtp.stop()
@@ -146,17 +147,15 @@ class Stack:
                 raise TimeoutError(f"jobs still unfinished after {timeout} s: {counts}")
             await asyncio.sleep(0.02)
 
-    async def poll(self, flow: str, **payload: Any) -> None:
+    async def poll(self, flow: Flow | str, **options: Any) -> None:
         """One polling cycle of ``flow``, as the scheduler would start it, run to the end."""
-        await self.store.jobs.enqueue(poll_kind(flow), payload or None)
+        await self.store.polls.run_now(Flow(flow), options)
         await self.settle()
 
     # ----------------------------------------------------------------- the peers' side
 
     async def sim_call(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = await self.http.request(method, url, **kwargs)
-        response.raise_for_status()
-        return response.json()
+        return await self.control.call(method, url, **kwargs)
 
     async def progres_sends_referral(self, message: dict[str, Any]) -> dict[str, Any]:
         """proGres (through DTP) posts a referral message to the bridge inbox."""

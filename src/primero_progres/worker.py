@@ -1,10 +1,12 @@
 """The worker: claim a job, run its step, commit the outcome in one transaction.
 
 A handler does its network calls outside any database transaction and buffers
-its writes on the ``StepContext``; the worker commits them together with
-"job done". If the handler fails, the buffered writes are discarded and the
-job is retried (transient) or dead-lettered (anything else, or retries
-exhausted). A job whose worker died is claimed again when its lease expires.
+its writes on its ``StepContext``; the worker hands them to
+``store.jobs.commit_step`` with "job done". If the handler fails, the buffered
+writes are discarded and the job is retried (transient) or dead-lettered
+(anything else, or retries exhausted). A job whose worker died is claimed
+again when its lease expires. Leases a step holds are released once its
+outcome is committed or discarded.
 """
 
 from __future__ import annotations
@@ -14,32 +16,20 @@ import contextlib
 import random
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from . import FLOWS
 from .errors import BridgeError, FailureClass
 from .logging import get_logger
 from .runtime.metrics import JOBS
-from .store import jobs as job_table
-from .store.audit import audit_in
-from .store.crypto import PayloadUnreadable
-from .store.cursors import set_cursor_in
-from .store.ledger import record_in, split_ids
-from .store.models import DeadReason, Job
-from .store.safe import safe_ids
+from .store import DeadReason, Handler, Job, StepBuffer, UnreadableJob
 
 if TYPE_CHECKING:
     from .settings import Settings
     from .store import Store
 
 log = get_logger(__name__)
-
-Op = Callable[[AsyncConnection, datetime], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -63,104 +53,6 @@ class RetryPolicy:
         if retry_after is not None and retry_after > delay:
             delay = retry_after
         return delay
-
-
-class StepContext:
-    """What a handler sees: the job (payload decrypted) and buffered writes."""
-
-    def __init__(self, store: Store, job: Job, *, worker_id: str = "") -> None:
-        self.store = store
-        self.job = job
-        #: the lease owner of this attempt (``<worker id>/<slot>``), e.g. for store leases
-        self.worker_id = worker_id
-        self._ops: list[Op] = []
-        self._after_commit: list[Callable[[], Awaitable[Any]]] = []
-
-    def after_commit(self, callback: Callable[[], Awaitable[Any]]) -> None:
-        """Run ``callback()`` once this step's outcome is committed (not if it fails)."""
-        self._after_commit.append(callback)
-
-    def enqueue(
-        self,
-        kind: str,
-        payload: Mapping[str, Any] | None = None,
-        *,
-        key: str | None = None,
-        refs: Mapping[str, Any] | None = None,
-        delay: float = 0.0,
-        message_id: str | None = None,
-    ) -> None:
-        """Add a job, created only if this step succeeds; it inherits the message id."""
-        safe_refs = safe_ids(refs or {}, what="job refs")
-        origin = message_id or self.job.message_id
-
-        async def op(conn: AsyncConnection, _now: datetime) -> None:
-            await job_table.enqueue_in(
-                conn,
-                self.store,
-                kind,
-                payload,
-                key=key,
-                refs=safe_refs,
-                delay=delay,
-                message_id=origin,
-            )
-
-        self._ops.append(op)
-
-    def audit(self, event: str, *, flow: str | None = None, **ids: Any) -> None:
-        safe = safe_ids(ids, what="audit event")
-
-        async def op(conn: AsyncConnection, now: datetime) -> None:
-            await audit_in(conn, now, event, flow, safe)
-
-        self._ops.append(op)
-
-    def ledger_record(
-        self,
-        flow: str,
-        key: str,
-        *,
-        state: str | None = None,
-        event: str | None = None,
-        fingerprint: str | None = None,
-        direction: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-        **ids: Any,
-    ) -> None:
-        """Upsert exchange ``(flow, key)`` and append an event, if the step succeeds.
-        Keyword IDs that are not ledger columns are kept in the event detail."""
-        id_values, extra = split_ids(ids)
-        safe_detail = safe_ids({**extra, **(detail or {})}, what="ledger event detail")
-
-        async def op(conn: AsyncConnection, now: datetime) -> None:
-            await record_in(
-                conn,
-                now,
-                flow,
-                key,
-                state=state,
-                event=event,
-                direction=direction,
-                detail=safe_detail,
-                fingerprint=fingerprint,
-                ids=id_values,
-            )
-
-        self._ops.append(op)
-
-    def set_cursor(self, flow: str, value: str) -> None:
-        async def op(conn: AsyncConnection, now: datetime) -> None:
-            await set_cursor_in(conn, now, flow, value)
-
-        self._ops.append(op)
-
-
-Handler = Callable[[StepContext], Awaitable[None]]
-
-
-class _LostLease(Exception):
-    """Another worker took the job (our lease expired): roll our outcome back."""
 
 
 class Worker:
@@ -205,17 +97,16 @@ class Worker:
         if not self.handlers:
             return False
         owner = f"{self.worker_id}/{slot}"
-        async with self.store.engine.begin() as conn:
-            row = await job_table.claim_in(
-                conn,
-                owner=owner,
-                now=self.store.now(),
-                lease_seconds=self.lease_seconds,
-                kinds=sorted(self.handlers),
+        try:
+            job = await self.store.jobs.claim(
+                owner, kinds=self.handlers, lease_seconds=self.lease_seconds
             )
-        if row is None:
+        except UnreadableJob as exc:
+            await self._dead(exc.job, owner, _reason(exc, exc.failure_class))
+            return True
+        if job is None:
             return False
-        await self._process(row, owner)
+        await self._process(job, owner)
         return True
 
     async def run_until_idle(self) -> int:
@@ -257,46 +148,39 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
 
-    async def _process(self, row: Any, owner: str) -> None:
-        job = job_table.row_to_job(row)
-        try:
-            payload = self.store.jobs.decrypt(row)
-        except PayloadUnreadable as exc:
-            await self._dead(job, owner, _reason(exc, exc.failure_class))
-            return
-        job = job_table.row_to_job(row, payload)
-        ctx = StepContext(self.store, job, worker_id=owner)
-        handler = self.handlers[job.kind]
-        heartbeat = asyncio.create_task(self._heartbeat(job, owner))
-        failure: BaseException | None = None
-        try:
-            await handler(ctx)
-        except asyncio.CancelledError:
-            heartbeat.cancel()
-            await self._release(job, owner)
-            raise
-        except Exception as exc:
-            failure = exc
-        finally:
-            heartbeat.cancel()
-        if failure is None:
-            await self._succeed(job, owner, ctx)
-        else:
-            await self._fail(job, owner, failure)
+    async def _process(self, job: Job, owner: str) -> None:
+        """Run the step, then commit or fail it; the leases it held are released after that."""
+        async with contextlib.AsyncExitStack() as held:
+
+            async def hold(lease: str) -> None:
+                await held.enter_async_context(
+                    self.store.leases.hold(lease, owner, ttl=self.lease_seconds)
+                )
+
+            ctx = StepBuffer(job, worker_id=owner, hold=hold)
+            heartbeat = asyncio.create_task(self._heartbeat(job, owner))
+            failure: BaseException | None = None
+            try:
+                await self.handlers[job.kind](ctx)
+            except asyncio.CancelledError:
+                heartbeat.cancel()
+                await self._release(job, owner)
+                raise
+            except Exception as exc:
+                failure = exc
+            finally:
+                heartbeat.cancel()
+            if failure is None:
+                await self._succeed(job, owner, ctx)
+            else:
+                await self._fail(job, owner, failure)
 
     async def _heartbeat(self, job: Job, owner: str) -> None:
         """Keep the lease while a long step runs, so nobody else takes the job."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                async with self.store.engine.begin() as conn:
-                    held = await job_table.renew_in(
-                        conn,
-                        job,
-                        owner=owner,
-                        now=self.store.now(),
-                        lease_seconds=self.lease_seconds,
-                    )
+                held = await self.store.jobs.renew(job, owner, lease_seconds=self.lease_seconds)
             except Exception as exc:
                 log.warning("job.lease_renew_failed", job_id=job.id, error=type(exc).__name__)
                 continue
@@ -304,25 +188,20 @@ class Worker:
                 log.warning("job.lease_lost", job_id=job.id, kind=job.kind)
                 return
 
-    async def _succeed(self, job: Job, owner: str, ctx: StepContext) -> None:
+    async def _succeed(self, job: Job, owner: str, ctx: StepBuffer) -> None:
         try:
-            async with self.store.engine.begin() as conn:
-                now = self.store.now()
-                if not await job_table.finish_in(conn, job, owner=owner, now=now):
-                    raise _LostLease
-                for op in ctx._ops:
-                    await op(conn, now)
-        except _LostLease:
-            JOBS.labels(job.kind, "lost_lease").inc()
-            log.warning("job.lease_lost", job_id=job.id, kind=job.kind)
-            return
+            committed = await self.store.jobs.commit_step(job, owner, ctx.commands)
         except Exception as exc:
             # The step ran but its outcome could not be committed: run it again later.
             await self._fail(job, owner, exc)
             return
+        if not committed:
+            JOBS.labels(job.kind, "lost_lease").inc()
+            log.warning("job.lease_lost", job_id=job.id, kind=job.kind)
+            return
         JOBS.labels(job.kind, "done").inc()
         log.info("job.done", job_id=job.id, kind=job.kind, attempts=job.attempts)
-        for callback in ctx._after_commit:
+        for callback in ctx.callbacks:
             try:
                 await callback()
             except Exception as exc:
@@ -346,10 +225,7 @@ class Worker:
             await self._dead(job, owner, exhausted)
             return
         delay = self.retry.delay(job.attempts, getattr(exc, "retry_after", None))
-        async with self.store.engine.begin() as conn:
-            held = await job_table.retry_in(
-                conn, job, owner=owner, now=self.store.now(), delay=delay
-            )
+        held = await self.store.jobs.retry(job, owner, delay=delay)
         JOBS.labels(job.kind, "retry" if held else "lost_lease").inc()
         log.warning(
             "job.retry",
@@ -361,19 +237,7 @@ class Worker:
         )
 
     async def _dead(self, job: Job, owner: str, reason: DeadReason) -> None:
-        async with self.store.engine.begin() as conn:
-            now = self.store.now()
-            held = await job_table.kill_in(conn, job, owner=owner, now=now, reason=reason)
-            if held:
-                ids = dict(job.refs)
-                ids.update(
-                    job_id=job.id,
-                    kind=job.kind,
-                    attempts=job.attempts,
-                    failure_class=reason.failure_class,
-                    reason=reason.reason,
-                )
-                await audit_in(conn, now, "job.dead", _flow_of(job.kind), ids)
+        held = await self.store.jobs.kill(job, owner, reason)
         JOBS.labels(job.kind, "dead" if held else "lost_lease").inc()
         log.warning(
             "job.dead",
@@ -386,8 +250,7 @@ class Worker:
 
     async def _release(self, job: Job, owner: str) -> None:
         try:
-            async with self.store.engine.begin() as conn:
-                await job_table.release_in(conn, job, owner=owner, now=self.store.now())
+            await self.store.jobs.release(job, owner)
         except Exception as exc:
             log.warning("job.release_failed", job_id=job.id, error=type(exc).__name__)
             return
@@ -399,10 +262,5 @@ def _reason(exc: BaseException, failure_class: FailureClass) -> DeadReason:
     """A typed reason that is safe to store: our errors' texts are ID-only by contract;
     any other exception is reduced to its type name (its text may carry personal data)."""
     if isinstance(exc, BridgeError):
-        return DeadReason(failure_class.value, exc.reason, exc.message[:500])
-    return DeadReason(failure_class.value, "unexpected", type(exc).__name__)
-
-
-def _flow_of(kind: str) -> str | None:
-    flow = kind.split(".", 1)[0]
-    return flow if flow in FLOWS else None
+        return DeadReason(failure_class, exc.reason, exc.message[:500])
+    return DeadReason(failure_class, "unexpected", type(exc).__name__)

@@ -151,8 +151,7 @@ def test_progres_decision(samples_dir: Path) -> None:
         "ok": True,
         "case_id": "f59e880e-d58f-4b68-ba6e-e0616a49aefd",
         "service_key": "eb097be51d89",
-        "patch": {"status": "accepted", "type": "Referral", "record_type": "case", "id": None,
-                  "record_id": None},
+        "patch": {"status": "accepted"},
     }]
     code, document, _ = run("map", "progres-decision",
                             str(samples_dir / "progres_referralDecisionToPrimero.json"))

@@ -15,9 +15,8 @@ from typing import Any
 
 from primero_progres import demo_data
 from primero_progres.stack import Stack
-from primero_progres.store import jobs as job_table
+from primero_progres.store import StepBuffer
 from primero_progres.store.models import Job
-from primero_progres.worker import StepContext
 
 NUMBER = "DEMO-26-PRTITV-0000001"
 FOCAL_POINT = "progresv4_primero_intake@cpims-gambella.primero.org"
@@ -283,18 +282,15 @@ async def die_after_the_step(stack: Stack, kind: str) -> None:
     """A worker claims a ``kind`` job and runs its step, then dies before committing: its
     outcome (jobs, ledger, audit, lease release) is lost, the job stays claimed until its
     lease expires. Only the peers saw the step's calls."""
-    async with stack.store.engine.begin() as conn:
-        row = await job_table.claim_in(
-            conn,
-            owner="doomed/0",
-            now=stack.store.now(),
-            lease_seconds=stack.settings.lease_seconds,
-            kinds=[kind],
-        )
-    assert row is not None
-    job = job_table.row_to_job(row, stack.store.jobs.decrypt(row))
-    await stack.handlers[kind](StepContext(stack.store, job, worker_id="doomed/0"))
-    await asyncio.sleep(stack.settings.lease_seconds + 0.1)
+    owner, ttl = "doomed/0", stack.settings.lease_seconds
+    job = await stack.store.jobs.claim(owner, kinds=[kind], lease_seconds=ttl)
+    assert job is not None
+
+    async def hold_until_death(lease: str) -> None:
+        assert await stack.store.leases.acquire(lease, owner, ttl=ttl)
+
+    await stack.handlers[kind](StepBuffer(job, worker_id=owner, hold=hold_until_death))
+    await asyncio.sleep(ttl + 0.1)
 
 
 async def test_a_worker_dying_after_the_primero_write_leaves_one_case_and_one_row(

@@ -9,6 +9,7 @@ import pytest
 
 from primero_progres.mapping import progres_referral as flow1
 from primero_progres.mapping.errors import MappingError
+from primero_progres.mapping.values import ProgresMessage
 from primero_progres.profiles import Profile
 
 TODAY = date(2026, 11, 29)
@@ -164,7 +165,7 @@ def test_partner_referral_with_every_optional_field(sample, gambella) -> None:
 
 def test_not_accepted_service_types_fail_each_intervention(sample, gambella) -> None:
     read = flow1.read_message(sample("progresReferral__flow1-1.json"))
-    assert isinstance(read, flow1.ProgresReferralMessage)
+    assert isinstance(read, ProgresMessage)
     assert len(read.interventions) == 2
     for intervention in read.interventions:
         assert flow1.intervention_number(intervention) == "DAD-21-PRTITV-0000141"

@@ -31,14 +31,7 @@ def test_reference_referrals_resolve_and_patch(sample, gambella) -> None:
     referrals = sample("getPrimeroReferral.json")["data"]
     selected = flow4.select_referral(referrals, decision.service_key)
     assert selected["id"] == "1e5be7bd-7357-4790-a880-ccaca3f47b5a"
-    patch = flow4.referral_patch(decision, selected, "406b539a-e662-425e-810b-47e4fa7da496")
-    assert patch == {
-        "status": "accepted",
-        "type": "Referral",
-        "record_type": "case",
-        "id": "1e5be7bd-7357-4790-a880-ccaca3f47b5a",
-        "record_id": "406b539a-e662-425e-810b-47e4fa7da496",
-    }
+    assert flow4.referral_patch(decision) == {"status": "accepted"}
 
 
 def test_old_decision_sample_is_not_a_decision_message(sample, gambella) -> None:
@@ -83,9 +76,8 @@ def test_placeholder_decision_sample_is_invalid(sample, gambella) -> None:
 def test_statuses_and_reasons(gambella, fields, status, reason) -> None:
     [decision] = flow4.read_decisions({"data": message(**fields)}, gambella)
     assert (decision.status, decision.rejected_reason) == (status, reason)
-    patch = flow4.referral_patch(decision, {"id": "ref-1"}, "rec-1")
-    expected = {"status": status, "type": "Referral", "record_type": "case", "id": "ref-1",
-                "record_id": "rec-1"}
+    patch = flow4.referral_patch(decision)
+    expected = {"status": status}
     if reason is not None:
         expected["rejected_reason"] = reason
     assert patch == expected

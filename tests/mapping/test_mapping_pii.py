@@ -73,7 +73,7 @@ def test_flow1_errors_and_feedback_hold_no_personal_data(change) -> None:
     assert_clean(error)
     feedback = flow1.failure_feedback(
         error, reason_kind=error.kind, intervention_number="N-1", case_id=None,
-        primero_user=PROFILE.focal_point_user, profile=PROFILE,
+        primero_user=PROFILE.focal_point.default_user, profile=PROFILE,
     )
     assert MARK not in repr(feedback)
 

@@ -11,8 +11,8 @@ import structlog
 import time_machine
 
 from primero_progres.errors import FailureClass, InvalidInputError
-from primero_progres.peers.dtp import DTPClient, DTPReceipt, _retry_after
-from primero_progres.peers.errors import PermanentPeerError, TransientPeerError
+from primero_progres.peers.dtp import DTPClient, DTPReceipt
+from primero_progres.peers.errors import PermanentPeerError, TransientPeerError, parse_retry_after
 from primero_progres.sim.common import FaultRule, ServerThread, free_port, serve_in_thread
 from primero_progres.sim.dtp import DTPState, create_app
 
@@ -208,9 +208,9 @@ async def test_errors_and_logs_carry_no_message_content(dtp: tuple[ServerThread,
 
 def test_retry_after_in_http_date_form() -> None:
     with time_machine.travel(datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC), tick=False):
-        assert _retry_after("Sun, 29 Nov 2026 12:00:30 GMT") == 30.0
-        assert _retry_after("Sun, 29 Nov 2026 11:59:00 GMT") == 0.0
-    assert _retry_after("120") == 120.0
-    assert _retry_after("soon") is None
-    assert _retry_after("-5") is None
-    assert _retry_after(None) is None
+        assert parse_retry_after("Sun, 29 Nov 2026 12:00:30 GMT") == 30.0
+        assert parse_retry_after("Sun, 29 Nov 2026 11:59:00 GMT") == 0.0
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-5") is None
+    assert parse_retry_after(None) is None

@@ -46,11 +46,11 @@ def test_gambella_is_valid() -> None:
 def test_gambella_settings() -> None:
     p = load_profile()
     assert p.name == "gambella"
-    assert p.module_id == "primeromodule-cp"
-    assert p.focal_point_user == "progresv4_primero_intake@cpims-gambella.primero.org"
-    assert p.focal_point_user_for({}) == p.focal_point_user
+    assert p.primero.module_id == "primeromodule-cp"
+    assert p.focal_point.default_user == "progresv4_primero_intake@cpims-gambella.primero.org"
+    assert p.focal_point_user_for({}) == p.focal_point.default_user
     assert p.unhcr_caseworkers == ["unhcr_cw"]
-    assert (p.unicef_agency, p.unhcr_agency) == ("UNICEF", "UNHCR")
+    assert (p.implementing_agency.unicef, p.implementing_agency.unhcr) == ("UNICEF", "UNHCR")
     assert p.default_contact.model_dump() == {
         "position": "CPIMS+ Administrator",
         "email": "notavailable@primero.org",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from toy_handlers import FakeClock
 
 from primero_progres.scheduler import Scheduler
-from primero_progres.store import Store
-from primero_progres.worker import StepContext, Worker
+from primero_progres.store import StepContext, Store
+from primero_progres.worker import Worker
 
 
 async def test_only_the_lease_holder_triggers_a_poll(timed_store: Store, clock: FakeClock) -> None:

@@ -9,8 +9,8 @@ import pytest
 from toy_handlers import FakeClock, record_once
 
 from primero_progres.errors import InvalidInputError, PermanentError, TransientError
-from primero_progres.store import Cipher, Store
-from primero_progres.worker import RetryPolicy, StepContext, Worker
+from primero_progres.store import Cipher, StepContext, Store
+from primero_progres.worker import RetryPolicy, Worker
 
 
 async def test_four_workers_process_a_thousand_jobs_exactly_once(db_url: str) -> None:

@@ -12,8 +12,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from primero_progres.store import Cipher, Store
-from primero_progres.worker import StepContext, Worker
+from primero_progres.store import Cipher, JobState, StepContext, Store
+from primero_progres.worker import Worker
 
 
 class FakeClock:
@@ -54,7 +54,10 @@ async def _main(url: str, key: str, mode: str, directory: Path) -> None:
     try:
         if mode == "block":
             await runner  # until the test kills this process
-        while await store.jobs.has_unfinished("toy.step"):
+        while any(
+            kind == "toy.step" and state in (JobState.PENDING, JobState.RUNNING)
+            for kind, state in await store.jobs.counts()
+        ):
             await asyncio.sleep(0.1)
     finally:
         stop.set()

@@ -84,13 +84,13 @@ def test_unreadable_seed_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_seed_file_that_is_not_a_json_object_is_a_configuration_error(tmp_path: Path) -> None:
-    from primero_progres.errors import ConfigurationError
+    from primero_progres.sim.common import SimulatorConfigError
     from primero_progres.sim.primero import load_seed
 
     bad = tmp_path / "seed.json"
     for content in ("{not json", "[1, 2]"):
         bad.write_text(content)
-        with pytest.raises(ConfigurationError) as caught:
+        with pytest.raises(SimulatorConfigError) as caught:
             load_seed(bad)
         assert caught.value.reason == "bad_seed"
 

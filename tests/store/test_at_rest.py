@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from primero_progres.errors import PermanentError
 from primero_progres.settings import Settings
-from primero_progres.store import Store
+from primero_progres.store import StepContext, Store
 from primero_progres.web import create_app
-from primero_progres.worker import StepContext, Worker
+from primero_progres.worker import Worker
 
 MARKERS = ("Zyxwvutsrq", "Qwertyuiop", "2019-07-14", "+251911000111")
 
@@ -66,7 +66,8 @@ async def test_markers_never_readable_before_or_after_purge(store: Store, db_url
             assert response.status_code == 202
 
     async def receive(ctx: StepContext) -> None:
-        message = await ctx.store.load_message(ctx.job.message_id)
+        assert ctx.job.message_id is not None
+        message = await store.messages.payload(ctx.job.message_id)
         assert message is not None
         for item in message["interventions"]:
             number = item["progres_interventionnumber"]

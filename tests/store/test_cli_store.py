@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from primero_progres.cli import app
 from primero_progres.errors import PermanentError
-from primero_progres.store import Cipher, Store, generate_key
-from primero_progres.worker import StepContext, Worker
+from primero_progres.store import Cipher, StepContext, Store, generate_key
+from primero_progres.worker import Worker
 
 
 def test_keygen_prints_32_random_bytes() -> None:

@@ -13,9 +13,9 @@ import pytest
 
 from primero_progres.errors import TransientError
 from primero_progres.settings import Settings
-from primero_progres.store import Store
+from primero_progres.store import StepContext, Store
 from primero_progres.web import create_app
-from primero_progres.worker import RetryPolicy, StepContext, Worker
+from primero_progres.worker import RetryPolicy, Worker
 
 
 def _later() -> datetime:
@@ -232,7 +232,7 @@ async def test_a_failure_after_202_loses_nothing(
     # the process restarts; the message is still there and its fan-out runs once
     async def receive(ctx: StepContext) -> None:
         assert ctx.job.message_id == message_id
-        message = await ctx.store.messages.payload(message_id)
+        message = await reopened.messages.payload(message_id)
         assert message is not None
         for item in message["interventions"]:
             number = item["progres_interventionnumber"]

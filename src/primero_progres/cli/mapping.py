@@ -19,7 +19,6 @@ import typer
 
 from ..mapping import primero_decision, primero_referral, progres_decision, progres_referral
 from ..mapping.errors import MappingError, unreadable
-from ..mapping.values import unwrap
 from ..profiles import Profile, ProfileError, check_profile, load_profile, profile_json_schema
 from ..profiles.loader import BUILT_IN
 
@@ -99,17 +98,7 @@ def map_progres_referral(payload: Any, profile: Profile, today: date) -> list[di
         if isinstance(mapped, progres_referral.MappedIntervention):
             results.append({"progres_interventionnumber": number, "ok": True, "case": mapped.case})
             continue
-        primero_id = (
-            intervention.get("progres_primeroid") if isinstance(intervention, Mapping) else None
-        )
-        feedback = progres_referral.failure_feedback(
-            mapped,
-            reason_kind=progres_referral.failure_reason_kind(mapped),
-            intervention_number=number,
-            case_id=primero_id if isinstance(primero_id, str) else None,
-            primero_user=profile.focal_point_user_for(intervention),
-            profile=profile,
-        )
+        feedback = progres_referral.refusal_feedback(intervention, mapped, profile)
         results.append(
             {"progres_interventionnumber": number, "ok": False, "error": _error(mapped),
              "feedback": feedback}
@@ -172,12 +161,12 @@ def map_primero_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]
 
 
 def map_progres_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]:
-    decisions = progres_decision.read_decisions(payload, profile)
-    if isinstance(decisions, MappingError):
-        raise _MessageError(decisions)
-    items = unwrap(payload)["interventions"]
+    read = progres_decision.read_message(payload)
+    if isinstance(read, MappingError):
+        raise _MessageError(read)
     results = []
-    for item, decision in zip(items, decisions, strict=True):
+    for item in read.interventions:
+        decision = progres_decision.read_decision(item, profile)
         if isinstance(decision, progres_decision.ProgresDecision):
             results.append(
                 {
@@ -185,7 +174,7 @@ def map_progres_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]
                     "ok": True,
                     "case_id": decision.case_id,
                     "service_key": decision.service_key,
-                    "patch": progres_decision.referral_patch(decision, {"id": None}, None),
+                    "patch": progres_decision.referral_patch(decision),
                 }
             )
             continue

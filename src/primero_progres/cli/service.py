@@ -13,7 +13,7 @@ import typer
 from ..errors import ConfigurationError
 from ..logging import configure_logging, get_logger
 from ..settings import Settings
-from ..store import Store
+from ..store import Flow, Store, flow_of
 from .store import ConfigOption, load_settings
 
 log = get_logger(__name__)
@@ -74,9 +74,7 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        closer = getattr(handlers, "aclose", None)
-        if closer is not None:
-            await closer()
+        await handlers.aclose()
         await store.close()
 
 
@@ -143,7 +141,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         settings = load_settings(config)
         configure_logging(level=settings.log_level)
-        _run(run_poll(settings, flow, full_scan=full_scan))
+        _run(run_poll(settings, Flow(flow), full_scan=full_scan))
 
     @app.command()
     def demo() -> None:
@@ -155,18 +153,17 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-async def run_poll(settings: Settings, flow: str, *, full_scan: bool) -> None:
+async def run_poll(settings: Settings, flow: Flow, *, full_scan: bool) -> None:
     """Queue one poll of ``flow`` and process it and the jobs it queues, nothing else."""
     from .. import flows
-    from ..scheduler import poll_kind
     from ..worker import Worker
 
     store = await Store.open(settings.database_url, encryption=settings.cipher())
     handlers = flows.build_handlers(settings, store)
     try:
         await store.upgrade()
-        mine = {kind: h for kind, h in handlers.items() if kind.startswith(f"{flow}.")}
-        await store.jobs.enqueue(poll_kind(flow), {"full_scan": True} if full_scan else None)
+        mine = {kind: h for kind, h in handlers.items() if flow_of(kind) is flow}
+        await store.polls.run_now(flow, {"full_scan": True} if full_scan else None)
         worker = Worker.from_settings(store, mine, settings, concurrency=1)
         processed = await worker.run_until_idle()
         typer.echo(f"{flow}: {processed} job(s) processed")

@@ -133,10 +133,11 @@ def simulate_dtp(
 def _run(peer: str, serve: Callable[[], None]) -> None:
     """Serve in the foreground; a configuration problem exits with code 2 and its reason."""
     from ..errors import ConfigurationError
+    from ..sim.common import SimulatorConfigError
 
     try:
         serve()
-    except ConfigurationError as exc:
+    except (ConfigurationError, SimulatorConfigError) as exc:
         typer.echo(f"simulate {peer}: {exc}", err=True)
         raise typer.Exit(2) from exc
 

@@ -12,7 +12,7 @@ import typer
 
 from ..errors import ConfigurationError
 from ..settings import Settings
-from ..store import Store, generate_key
+from ..store import Flow, Store, generate_key
 
 T = TypeVar("T")
 ConfigOption = Annotated[
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def messages(
         config: ConfigOption = None,
-        flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+        flow: Annotated[Flow | None, typer.Option(help="Only this flow.")] = None,
         limit: int = 50,
     ) -> None:
         """Inbound messages (IDs only), newest first, one JSON object a line."""

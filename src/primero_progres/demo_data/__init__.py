@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..mapping.dtp import PROGRES_DECISION_REQUEST, PROGRES_REFERRAL_REQUEST
+
 API_USER = "primero-progres"
 API_PASSWORD = "demo-password"
 DTP_SUBSCRIPTION_KEY = "demo-subscription-key"
@@ -85,7 +87,7 @@ def referral_message(*interventions: dict[str, Any]) -> dict[str, Any]:
     """The DTP message of flow 1 carrying these interventions."""
     return {
         "__query_params": {},
-        "request_type": "PrimeroOutgoingReferral",
+        "request_type": PROGRES_REFERRAL_REQUEST,
         "interventions": list(interventions) or [intervention()],
     }
 
@@ -101,7 +103,7 @@ def decision_message(
         "progres_reviewdate": "2026-11-29T00:00:00Z",
         **extra,
     }
-    return {"request_type": "PrimeroIncomingReferralDecision", "interventions": [item]}
+    return {"request_type": PROGRES_DECISION_REQUEST, "interventions": [item]}
 
 
 def primero_case(case_id: str, record_id: str, **overrides: Any) -> dict[str, Any]:

@@ -9,15 +9,15 @@ The flow modules are imported lazily so that commands which run no flow
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..settings import Settings
-from ..worker import Handler
+from ..store import Flow, FlowStore, Handler
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-POLLING_FLOWS = ("primero-decision", "primero-referral")
+POLLING_FLOWS = (Flow.PRIMERO_DECISION, Flow.PRIMERO_REFERRAL)
 
 
 class Handlers(dict[str, Handler]):
@@ -44,13 +44,13 @@ class Handlers(dict[str, Handler]):
         await self.runtime.aclose()
 
 
-def build_handlers(settings: Settings, store: Any) -> Handlers:
+def build_handlers(settings: Settings, store: FlowStore) -> Handlers:
     """Job kind -> handler, sharing one runtime (profile, peer clients) for the process."""
     from .runtime import Runtime
 
     return Handlers(Runtime.from_settings(settings, store))
 
 
-def poll_triggers(settings: Settings) -> dict[str, float]:
-    """Polling flow name -> interval in seconds."""
+def poll_triggers(settings: Settings) -> dict[Flow, float]:
+    """Polling flow -> interval in seconds."""
     return {flow: settings.poll_interval_seconds for flow in POLLING_FLOWS}

@@ -1,82 +1,89 @@
 """Flow 2, ``primero-decision``: a Primero decision on a proGres referral goes back to DTP, once.
 
 ``poll`` reads the cases that hold proGres referrals still waiting for a
-decision (the ledger knows them from flow 1), or every case updated since the
-cursor when the operator asks for a full scan. Each qualifying (service,
-status) becomes a ``send`` job whose key is unique forever, so a decision is
-queued once however many times the case is edited afterwards. The cursor
-moves in the same transaction as those jobs.
+decision (the ledger knows them from flow 1; the store hands their record ids
+over a page at a time, so a poll's memory does not grow with history), or
+every case updated since the cursor when the operator asks for a full scan.
+Each qualifying (service, status) becomes a ``send`` job whose key is unique
+forever, so a decision is queued once however many times the case is edited
+afterwards. The cursor moves in the same transaction as those jobs.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from ..logging import get_logger
 from ..mapping import primero_decision as mapping
-from ..scheduler import poll_kind
+from ..store import (
+    AuditEvent,
+    Flow,
+    LedgerEvent,
+    LedgerState,
+    StepContext,
+    decision_key,
+    job_kind,
+    poll_kind,
+)
 from .polling import Watermark, finish_poll, read_from
 from .runtime import Runtime
 
-FLOW = "primero-decision"
-POLL, SEND = poll_kind(FLOW), f"{FLOW}.send"
-#: Primero's ``id=`` filter takes a list; keep URLs short
-ID_BATCH = 100
+FLOW = Flow.PRIMERO_DECISION
+POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
+#: record ids read from the ledger per page (the Primero client splits them into its own batches)
+WAITING_PAGE = 500
 
 log = get_logger(__name__)
 
 
-async def poll(rt: Runtime, ctx: Any) -> None:
+async def poll(rt: Runtime, ctx: StepContext) -> None:
     cursor = await rt.store.cursors.get(FLOW)
     watermark = Watermark(cursor)
     since = read_from(cursor, rt.overlap)
     full_scan = rt.full_scan or bool((ctx.job.payload or {}).get("full_scan"))
-    if full_scan:
-        batches: list[list[str] | None] = [None]
-    else:
-        waiting = await _cases_waiting_for_decision(rt)
-        batches = [waiting[i : i + ID_BATCH] for i in range(0, len(waiting), ID_BATCH)]
     queued = seen = 0
-    for ids in batches:
-        async for case in rt.primero.iter_cases(updated_since=since, ids=ids):
-            seen += 1
-            for decision in mapping.qualifying_decisions(case, rt.profile):
-                queued += await _queue(rt, ctx, decision)
-            watermark.see(case.get("last_updated_at"))
-    finish_poll(ctx, log, FLOW, cursor, watermark, seen=seen, queued=queued)
+    async for case in _cases(rt, since, full_scan=full_scan):
+        seen += 1
+        for decision in mapping.qualifying_decisions(case, rt.profile):
+            queued += await _queue(rt, ctx, decision)
+        watermark.see(case.get("last_updated_at"))
+    finish_poll(ctx, FLOW, cursor, watermark, seen=seen, queued=queued)
 
 
-async def _cases_waiting_for_decision(rt: Runtime) -> list[str]:
-    """Primero record ids of cases with a delivered proGres referral that can still send a decision.
+async def _cases(
+    rt: Runtime, since: datetime | None, *, full_scan: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """Every case updated since ``since``, or only those waiting for a decision, page by page."""
+    if full_scan:
+        async for case in rt.primero.iter_cases(updated_since=since):
+            yield case
+        return
+    statuses = list(rt.profile.primero_decision.statuses)
+    after: str | None = None
+    while True:
+        page = await rt.store.ledger.cases_waiting_for_decision(
+            statuses, after=after, limit=WAITING_PAGE
+        )
+        if not page:
+            return
+        async for case in rt.primero.iter_cases(updated_since=since, ids=page):
+            yield case
+        if len(page) < WAITING_PAGE:
+            return
+        after = page[-1]
 
-    One decision goes out per (service, status), so a service stays watched until a decision
-    for every status of the profile has been queued: an accepted referral later rejected
-    must still send its rejection.
-    """
-    delivered = await rt.store.ledger.find(flow="progres-referral")
-    sent: dict[str | None, set[str]] = {}
-    for exchange in await rt.store.ledger.find(flow=FLOW):
-        sent.setdefault(exchange.service_unique_id, set()).add(exchange.key.rpartition(":")[2])
-    every_status = set(rt.profile.primero_decision.statuses)
-    ids = {
-        e.case_record_id
-        for e in delivered
-        if e.case_record_id
-        and e.state not in ("refused", "refused_reported")
-        and not every_status <= sent.get(e.service_unique_id, set())
-    }
-    return sorted(ids)
 
-
-async def _queue(rt: Runtime, ctx: Any, decision: Any) -> int:
-    key = f"{decision.service_unique_id}:{decision.status}"
-    if not decision.ok:
+async def _queue(rt: Runtime, ctx: StepContext, decision: mapping.DecisionResult) -> int:
+    key = decision_key(decision.service_unique_id, decision.status)
+    if decision.error is not None or decision.message is None:
         ctx.audit(
-            "decision_not_mappable",
+            AuditEvent.DECISION_NOT_MAPPABLE,
             flow=FLOW,
             case_id=decision.case_id,
             service_unique_id=decision.service_unique_id,
-            reason=decision.error.kind,
+            reason=decision.error.kind if decision.error else None,
         )
         return 0
     if await rt.store.ledger.get(FLOW, key):
@@ -95,8 +102,8 @@ async def _queue(rt: Runtime, ctx: Any, decision: Any) -> int:
     ctx.ledger_record(
         FLOW,
         key,
-        state="queued",
-        event="decision_queued",
+        state=LedgerState.QUEUED,
+        event=LedgerEvent.DECISION_QUEUED,
         progres_interventionnumber=decision.progres_interventionnumber,
         case_record_id=decision.case_record_id,
         case_id=decision.case_id,
@@ -105,23 +112,23 @@ async def _queue(rt: Runtime, ctx: Any, decision: Any) -> int:
     return 1
 
 
-async def send(rt: Runtime, ctx: Any) -> None:
-    message = ctx.job.payload["message"]
+async def send(rt: Runtime, ctx: StepContext) -> None:
+    message: dict[str, Any] = (ctx.job.payload or {})["message"]
     refs = ctx.job.refs
     await rt.dtp.send_decision(message)
     ctx.ledger_record(
         FLOW,
-        f"{refs['service_unique_id']}:{refs['status']}",
-        state="sent",
-        event="decision_sent",
+        decision_key(refs.get("service_unique_id"), refs["status"]),
+        state=LedgerState.SENT,
+        event=LedgerEvent.DECISION_SENT,
         progres_interventionnumber=refs.get("progres_interventionnumber"),
         case_id=refs.get("case_id"),
-        service_unique_id=refs["service_unique_id"],
+        service_unique_id=refs.get("service_unique_id"),
     )
     ctx.audit(
-        "decision_sent",
+        AuditEvent.DECISION_SENT,
         flow=FLOW,
         case_id=refs.get("case_id"),
-        service_unique_id=refs["service_unique_id"],
+        service_unique_id=refs.get("service_unique_id"),
         status=refs["status"],
     )

@@ -13,17 +13,17 @@ from typing import Any
 
 from ..logging import get_logger
 from ..mapping import primero_referral as mapping
-from ..scheduler import poll_kind
+from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind, poll_kind
 from .polling import Watermark, finish_poll, read_from
 from .runtime import Runtime
 
-FLOW = "primero-referral"
-POLL, SEND = poll_kind(FLOW), f"{FLOW}.send"
+FLOW = Flow.PRIMERO_REFERRAL
+POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
 
 log = get_logger(__name__)
 
 
-async def poll(rt: Runtime, ctx: Any) -> None:
+async def poll(rt: Runtime, ctx: StepContext) -> None:
     cursor = await rt.store.cursors.get(FLOW)
     watermark = Watermark(cursor)
     users: dict[str, dict[str, Any]] = {}
@@ -45,45 +45,59 @@ async def poll(rt: Runtime, ctx: Any) -> None:
             for result in mapping.referral_messages(case, referrals, users, rt.profile):
                 queued += await _queue(rt, ctx, result)
         watermark.see(case.get("last_updated_at"))
-    finish_poll(ctx, log, FLOW, cursor, watermark, seen=seen, queued=queued)
+    finish_poll(ctx, FLOW, cursor, watermark, seen=seen, queued=queued)
 
 
-async def _queue(rt: Runtime, ctx: Any, result: Any) -> int:
-    key = f"{result.case_id}:{result.service_unique_id}"
+def _key(case_id: object, service_unique_id: object) -> str:
+    return f"{case_id}:{service_unique_id}"
+
+
+async def _queue(rt: Runtime, ctx: StepContext, result: mapping.ReferralResult) -> int:
+    key = _key(result.case_id, result.service_unique_id)
     existing = await rt.store.ledger.get(FLOW, key)
-    if existing and existing.state != "unmappable":
+    if existing and existing.state != LedgerState.UNMAPPABLE:
         return 0
-    ids = {
+    ids: dict[str, Any] = {
         "case_record_id": result.case_record_id,
         "case_id": result.case_id,
         "service_unique_id": result.service_unique_id,
         "referral_id": result.referral_id,
         "org_referral_id": result.org_referral_id,
     }
-    if not result.ok:
+    if result.error is not None or result.message is None:
         if not existing:
-            ctx.ledger_record(FLOW, key, state="unmappable", event=result.error.kind, **ids)
+            kind = result.error.kind if result.error else None
+            ctx.ledger_record(
+                FLOW,
+                key,
+                state=LedgerState.UNMAPPABLE,
+                event=LedgerEvent.REFERRAL_NOT_MAPPABLE,
+                reason=kind,
+                **ids,
+            )
             ctx.audit(
-                "referral_not_mappable",
+                AuditEvent.REFERRAL_NOT_MAPPABLE,
                 flow=FLOW,
-                reason=result.error.kind,
-                fields=list(result.error.fields),
+                reason=kind,
+                fields=list(result.error.fields) if result.error else [],
                 **ids,
             )
         return 0
     ctx.enqueue(SEND, {"message": result.message}, key=f"{SEND}:{key}", refs=ids)
-    ctx.ledger_record(FLOW, key, state="queued", event="referral_queued", **ids)
+    ctx.ledger_record(
+        FLOW, key, state=LedgerState.QUEUED, event=LedgerEvent.REFERRAL_QUEUED, **ids
+    )
     return 1
 
 
-async def send(rt: Runtime, ctx: Any) -> None:
+async def send(rt: Runtime, ctx: StepContext) -> None:
     refs = ctx.job.refs
-    await rt.dtp.send_referral(ctx.job.payload["message"])
+    await rt.dtp.send_referral((ctx.job.payload or {})["message"])
     ctx.ledger_record(
         FLOW,
-        f"{refs['case_id']}:{refs['service_unique_id']}",
-        state="sent",
-        event="referral_sent",
+        _key(refs.get("case_id"), refs.get("service_unique_id")),
+        state=LedgerState.SENT,
+        event=LedgerEvent.REFERRAL_SENT,
         **refs,
     )
-    ctx.audit("referral_sent", flow=FLOW, **refs)
+    ctx.audit(AuditEvent.REFERRAL_SENT, flow=FLOW, **refs)

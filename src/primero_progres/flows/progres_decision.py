@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidInputError, PermanentError
+from ..errors import InvalidInputError, MappingFailure, PermanentError
 from ..logging import get_logger
 from ..mapping import progres_decision as mapping
 from ..mapping.errors import MappingError
-from ..mapping.values import unwrap
+from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind
 from .runtime import Runtime
 
-FLOW = "progres-decision"
-RECEIVE, APPLY = f"{FLOW}.receive", f"{FLOW}.apply"
+FLOW = Flow.PROGRES_DECISION
+RECEIVE, APPLY = job_kind(FLOW, "receive"), job_kind(FLOW, "apply")
 
 log = get_logger(__name__)
 
@@ -30,42 +30,40 @@ class UnresolvedDecision(PermanentError):
     """The decision names a case or referral that cannot be found, or not unambiguously."""
 
 
-async def receive(rt: Runtime, ctx: Any) -> None:
-    message = await rt.store.load_message(ctx.job.message_id)
-    decisions = mapping.read_decisions(message, rt.profile)
-    if isinstance(decisions, MappingError):
-        raise InvalidInputError(
-            f"message {ctx.job.message_id}: {decisions.kind}", reason=decisions.kind
-        )
-    for index, item in enumerate(_items(message)):
-        fingerprint = rt.store.fingerprint(item)
-        decision = decisions[index]
+async def receive(rt: Runtime, ctx: StepContext) -> None:
+    message_id = ctx.job.message_id
+    message = await rt.store.messages.payload(message_id) if message_id else None
+    read = mapping.read_message(message)
+    if isinstance(read, MappingError):
+        raise InvalidInputError(f"message {message_id}: {read.kind}", reason=read.kind)
+    for index, item in enumerate(read.interventions):
+        decision = mapping.read_decision(item, rt.profile)
         ctx.enqueue(
             APPLY,
             {"decision": item},
-            key=f"{APPLY}:{fingerprint}",
+            key=f"{APPLY}:{rt.store.fingerprint(item)}",
             refs={
                 "org_referral_id": getattr(decision, "org_referral_id", None),
-                "message_id": ctx.job.message_id,
+                "message_id": message_id,
                 "index": index,
             },
         )
-    ctx.audit("message_fanned_out", flow=FLOW, message_id=ctx.job.message_id, count=len(decisions))
+    ctx.audit(
+        AuditEvent.MESSAGE_FANNED_OUT,
+        flow=FLOW,
+        message_id=message_id,
+        count=len(read.interventions),
+    )
 
 
-def _items(message: Any) -> list[Any]:
-    body = unwrap(message)
-    return list(body.get("interventions") or []) if isinstance(body, dict) else []
-
-
-async def apply(rt: Runtime, ctx: Any) -> None:
-    decision = mapping.read_decision(ctx.job.payload["decision"], rt.profile)
+async def apply(rt: Runtime, ctx: StepContext) -> None:
+    decision = mapping.read_decision((ctx.job.payload or {}).get("decision"), rt.profile)
     if isinstance(decision, MappingError):
-        raise InvalidInputError(f"{FLOW}: decision {decision.kind}", reason=decision.kind)
+        raise MappingFailure(f"{FLOW.value}: decision {decision.kind}", reason=decision.kind)
 
     case_record_id, referral = await _resolve(rt, decision)
-    patch = mapping.referral_patch(decision, referral, case_record_id)
-    updated = await rt.primero.update_referral(
+    patch = mapping.referral_patch(decision)
+    await rt.primero.update_referral(
         case_record_id,
         referral["id"],
         status=patch["status"],
@@ -74,8 +72,8 @@ async def apply(rt: Runtime, ctx: Any) -> None:
     ctx.ledger_record(
         FLOW,
         decision.org_referral_id,
-        state=updated.get("status", decision.status),
-        event="referral_patched",
+        state=LedgerState(decision.status),
+        event=LedgerEvent.REFERRAL_PATCHED,
         org_referral_id=decision.org_referral_id,
         case_record_id=case_record_id,
         case_id=decision.case_id,
@@ -83,7 +81,7 @@ async def apply(rt: Runtime, ctx: Any) -> None:
         service_unique_id=referral.get("service_record_id"),
     )
     ctx.audit(
-        "decision_applied",
+        AuditEvent.DECISION_APPLIED,
         flow=FLOW,
         org_referral_id=decision.org_referral_id,
         referral_id=referral["id"],
@@ -91,16 +89,16 @@ async def apply(rt: Runtime, ctx: Any) -> None:
     )
     log.info(
         "decision_applied",
-        flow=FLOW,
+        flow=FLOW.value,
         org_referral_id=decision.org_referral_id,
         status=decision.status,
     )
 
 
-async def _resolve(rt: Runtime, decision: Any) -> tuple[str, dict[str, Any]]:
+async def _resolve(rt: Runtime, decision: mapping.ProgresDecision) -> tuple[str, dict[str, Any]]:
     """The Primero case record id and referral this decision is about."""
     sent = await rt.store.ledger.find(
-        flow="primero-referral", org_referral_id=decision.org_referral_id
+        flow=Flow.PRIMERO_REFERRAL, org_referral_id=decision.org_referral_id
     )
     known = sent[0] if len(sent) == 1 else None
     if known and known.case_record_id:
@@ -109,13 +107,13 @@ async def _resolve(rt: Runtime, decision: Any) -> tuple[str, dict[str, Any]]:
         cases = await rt.primero.find_cases("case_id", decision.case_id)
         if not cases:
             raise UnresolvedDecision(
-                f"{FLOW} {decision.org_referral_id}: no such case", reason="unknown_case"
+                f"{FLOW.value} {decision.org_referral_id}: no such case", reason="unknown_case"
             )
         if len(cases) > 1:
             raise UnresolvedDecision(
-                f"{FLOW} {decision.org_referral_id}: several cases", reason="ambiguous_case"
+                f"{FLOW.value} {decision.org_referral_id}: several cases", reason="ambiguous_case"
             )
-        case_record_id = cases[0]["id"]
+        case_record_id = str(cases[0]["id"])
     referrals = await rt.primero.list_referrals(case_record_id)
     selected = mapping.select_referral(
         referrals,
@@ -124,6 +122,6 @@ async def _resolve(rt: Runtime, decision: Any) -> tuple[str, dict[str, Any]]:
     )
     if isinstance(selected, MappingError):
         raise UnresolvedDecision(
-            f"{FLOW} {decision.org_referral_id}: {selected.kind}", reason=selected.kind
+            f"{FLOW.value} {decision.org_referral_id}: {selected.kind}", reason=selected.kind
         )
     return case_record_id, selected

@@ -13,16 +13,17 @@ Three steps, each its own job so each can be retried alone:
 - ``feedback``: send the feedback message to DTP.
 
 Interventions of one child are delivered one at a time (a lease on the
-``unhcr_individual_no``), so two interventions for the same child arriving
-together can never create two cases.
+``unhcr_individual_no``, held until the step's outcome is committed), so two
+interventions for the same child arriving together can never create two cases.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import FailureClass, InvalidInputError, TransientError
+from ..errors import FailureClass, InvalidInputError
 from ..logging import get_logger
+from ..mapping import dtp
 from ..mapping import progres_referral as mapping
 from ..mapping.errors import MappingError
 from ..peers.errors import PermanentPeerError
@@ -31,11 +32,14 @@ from ..peers.primero import (
     FilterIgnoredError,
     ForbiddenError,
     TokenNotIssuedError,
+    UnexpectedResponseError,
 )
+from ..profiles.schema import PRIMERO_REFUSED
+from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind
 from .runtime import Runtime
 
-FLOW = "progres-referral"
-RECEIVE, DELIVER, FEEDBACK = f"{FLOW}.receive", f"{FLOW}.deliver", f"{FLOW}.feedback"
+FLOW = Flow.PROGRES_REFERRAL
+RECEIVE, DELIVER, FEEDBACK = (job_kind(FLOW, step) for step in ("receive", "deliver", "feedback"))
 
 log = get_logger(__name__)
 
@@ -46,95 +50,69 @@ log = get_logger(__name__)
 OPERATOR_FIXABLE = (AuthenticationError, ForbiddenError, FilterIgnoredError, TokenNotIssuedError)
 
 
-class IndividualBusy(TransientError):
-    """Another worker is delivering an intervention for the same child right now."""
-
-
-async def receive(rt: Runtime, ctx: Any) -> None:
-    message = await rt.store.load_message(ctx.job.message_id)
+async def receive(rt: Runtime, ctx: StepContext) -> None:
+    message_id = ctx.job.message_id
+    message = await rt.store.messages.payload(message_id) if message_id else None
     read = mapping.read_message(message)
     if isinstance(read, MappingError):
-        raise InvalidInputError(f"message {ctx.job.message_id}: {read.kind}", reason=read.kind)
+        raise InvalidInputError(f"message {message_id}: {read.kind}", reason=read.kind)
     for index, intervention in enumerate(read.interventions):
         number = mapping.intervention_number(intervention)
         fingerprint = rt.store.fingerprint(intervention)
-        key = (
-            f"{DELIVER}:{number}:{fingerprint}"
-            if number
-            else f"{DELIVER}:{ctx.job.message_id}:{index}"
-        )
+        key = f"{DELIVER}:{number}:{fingerprint}" if number else f"{DELIVER}:{message_id}:{index}"
         ctx.enqueue(
             DELIVER,
             {"intervention": intervention, "fingerprint": fingerprint},
             key=key,
-            refs={
-                "progres_interventionnumber": number,
-                "message_id": ctx.job.message_id,
-                "index": index,
-            },
+            refs={"progres_interventionnumber": number, "message_id": message_id, "index": index},
         )
     ctx.audit(
-        "message_fanned_out",
+        AuditEvent.MESSAGE_FANNED_OUT,
         flow=FLOW,
-        message_id=ctx.job.message_id,
+        message_id=message_id,
         count=len(read.interventions),
     )
 
 
-async def deliver(rt: Runtime, ctx: Any) -> None:
-    intervention = ctx.job.payload["intervention"]
-    fingerprint = ctx.job.payload["fingerprint"]
-    number = mapping.intervention_number(intervention)
-    profile = rt.profile
-    mapped = mapping.map_intervention(intervention, profile, rt.today())
+async def deliver(rt: Runtime, ctx: StepContext) -> None:
+    payload = ctx.job.payload or {}
+    intervention = payload.get("intervention")
+    fingerprint = str(payload.get("fingerprint"))
+    mapped = mapping.map_intervention(intervention, rt.profile, rt.today())
     if isinstance(mapped, MappingError):
-        _fail(ctx, rt, number, fingerprint, error=mapped, reason_kind=mapped.kind)
+        _refuse(ctx, rt, intervention, fingerprint, error=mapped)
         return
+    number = mapped.progres_interventionnumber
 
-    lease = f"individual:{mapped.unhcr_individual_no}"
-    if not await rt.store.leases.acquire(lease, ctx.worker_id, ttl=rt.settings.lease_seconds):
-        raise IndividualBusy(
-            f"{FLOW} {number}: case of this individual is being updated", reason="busy"
-        )
-
-    def release() -> Any:
-        return rt.store.leases.release(lease, ctx.worker_id)
-
+    await ctx.hold(f"individual:{mapped.unhcr_individual_no}")
+    existing = await rt.primero.find_cases("unhcr_individual_no", mapped.unhcr_individual_no)
+    plan = mapping.plan_upsert(existing, mapped)
     try:
-        existing = await rt.primero.find_cases("unhcr_individual_no", mapped.unhcr_individual_no)
-        plan = mapping.plan_upsert(existing, mapped)
-        if plan.action == "create":
+        if plan.case_record_id is None:
             written = await rt.primero.create_case(plan.body)
         else:
             written = await rt.primero.patch_case(plan.case_record_id, plan.body)
     except PermanentPeerError as exc:
         if isinstance(exc, OPERATOR_FIXABLE):
-            await release()
             raise
-        ctx.after_commit(release)
-        _fail(
-            ctx,
-            rt,
-            number,
-            fingerprint,
-            error=None,
-            reason_kind="primero_refused",
-            peer_reason=exc.reason,
-        )
+        _refuse(ctx, rt, intervention, fingerprint, peer_reason=exc.reason)
         return
-    except BaseException:
-        await release()
-        raise
-    # The lease is released once the step has committed; a crash simply lets it expire.
-    ctx.after_commit(release)
 
-    case_record_id = plan.case_record_id or written.get("id")
-    case_id = written.get("case_id") or _existing_case_id(existing, case_record_id)
-    owned_by = written.get("owned_by") or mapped.case.get("owned_by")
+    case_record_id = plan.case_record_id or _text(written.get("id"))
+    case_id = _text(written.get("case_id")) or _existing_case_id(existing, case_record_id)
+    if case_record_id is None or case_id is None:
+        # Written, but Primero did not say which case: a Delivery Fail would be false.
+        raise UnexpectedResponseError(
+            "primero",
+            f"{plan.action}_case",
+            "the case was written but its id or case_id is missing from the answer",
+            reason="bad_response",
+        )
+    owned_by = _text(written.get("owned_by")) or str(mapped.case["owned_by"])
     service_unique_id = plan.service_unique_id or _service_unique_id(written, number)
     if plan.ambiguous:
         ctx.audit(
-            "several_cases_matched",
+            AuditEvent.SEVERAL_CASES_MATCHED,
             flow=FLOW,
             progres_interventionnumber=number,
             case_record_id=case_record_id,
@@ -143,8 +121,8 @@ async def deliver(rt: Runtime, ctx: Any) -> None:
     ctx.ledger_record(
         FLOW,
         number,
-        state="delivered",
-        event=f"case_{plan.action}d",
+        state=LedgerState.DELIVERED,
+        event=LedgerEvent.CASE_CREATED if plan.action == "create" else LedgerEvent.CASE_UPDATED,
         fingerprint=fingerprint,
         progres_interventionnumber=number,
         case_record_id=case_record_id,
@@ -166,47 +144,39 @@ async def deliver(rt: Runtime, ctx: Any) -> None:
     )
     log.info(
         "intervention_delivered",
-        flow=FLOW,
+        flow=FLOW.value,
         progres_interventionnumber=number,
         case_id=case_id,
         outcome=plan.action,
     )
 
 
-def _fail(
-    ctx: Any,
+def _refuse(
+    ctx: StepContext,
     rt: Runtime,
-    number: str | None,
+    intervention: Any,
     fingerprint: str,
     *,
-    error: MappingError | None,
-    reason_kind: str,
+    error: MappingError | None = None,
     peer_reason: str | None = None,
 ) -> None:
-    """Record a refused intervention and queue its ``Delivery Fail`` feedback."""
-    intervention = ctx.job.payload["intervention"]
-    known_case_id = (
-        intervention.get("progres_primeroid") if isinstance(intervention, dict) else None
-    )
-    feedback = mapping.failure_feedback(
-        error,
-        reason_kind=reason_kind,
-        intervention_number=number,
-        case_id=known_case_id if isinstance(known_case_id, str) else None,
-        primero_user=rt.profile.focal_point_user_for(intervention),
-        profile=rt.profile,
-    )
+    """Record a refused intervention and queue its ``Delivery Fail``: the mapping's ``error``,
+    else Primero refused it (``peer_reason``)."""
+    reason_kind = error.kind if error is not None else PRIMERO_REFUSED
+    feedback = mapping.refusal_feedback(intervention, error, rt.profile, reason_kind=reason_kind)
+    number = mapping.intervention_number(intervention)
     key_number = number or f"{ctx.job.message_id}:{ctx.job.refs.get('index')}"
     ctx.ledger_record(
         FLOW,
         key_number,
-        state="refused",
-        event=reason_kind,
+        state=LedgerState.REFUSED,
+        event=LedgerEvent.INTERVENTION_REFUSED,
         fingerprint=fingerprint,
         progres_interventionnumber=number,
+        reason=reason_kind,
     )
     ctx.audit(
-        "intervention_refused",
+        AuditEvent.INTERVENTION_REFUSED,
         flow=FLOW,
         progres_interventionnumber=number,
         reason=reason_kind,
@@ -221,39 +191,48 @@ def _fail(
         refs={"progres_interventionnumber": number, "status": feedback["status"]},
     )
     log.info(
-        "intervention_refused", flow=FLOW, progres_interventionnumber=number, reason=reason_kind
+        "intervention_refused",
+        flow=FLOW.value,
+        progres_interventionnumber=number,
+        reason=reason_kind,
     )
 
 
-async def feedback(rt: Runtime, ctx: Any) -> None:
-    message = ctx.job.payload["message"]
+async def feedback(rt: Runtime, ctx: StepContext) -> None:
+    message: dict[str, Any] = (ctx.job.payload or {})["message"]
     receipt = await rt.dtp.send_decision(message)
     number = message.get("progres_interventionnumber")
     if number:
+        refused = message.get("status") == dtp.DELIVERY_FAIL
         ctx.ledger_record(
             FLOW,
             number,
-            state="feedback_sent"
-            if message.get("status") != "Delivery Fail"
-            else "refused_reported",
-            event="feedback_sent",
+            state=LedgerState.REFUSED_REPORTED if refused else LedgerState.FEEDBACK_SENT,
+            event=LedgerEvent.FEEDBACK_SENT,
             progres_interventionnumber=number,
             dtp_request_id=receipt.request_id,
         )
     ctx.audit(
-        "feedback_sent", flow=FLOW, progres_interventionnumber=number, status=message.get("status")
+        AuditEvent.FEEDBACK_SENT,
+        flow=FLOW,
+        progres_interventionnumber=number,
+        status=message.get("status"),
     )
 
 
-def _service_unique_id(case: dict[str, Any], number: str | None) -> str | None:
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _service_unique_id(case: dict[str, Any], number: str) -> str | None:
     for row in case.get("services_section") or []:
         if isinstance(row, dict) and row.get("progres_interventionnumber") == number:
-            return row.get("unique_id")
+            return _text(row.get("unique_id"))
     return None
 
 
 def _existing_case_id(cases: list[dict[str, Any]], record_id: str | None) -> str | None:
     for case in cases:
         if case.get("id") == record_id:
-            return case.get("case_id")
+            return _text(case.get("case_id"))
     return None

@@ -1,4 +1,4 @@
-"""What every flow step needs: settings, store, profile, peer clients and a clock.
+"""What every flow step needs: the store's reads, the profile, the peers and a clock.
 
 One ``Runtime`` per process. The peer clients hold connection pools, so the
 runtime is closed once, when the process stops.
@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+
+from pydantic import SecretStr
 
 from ..peers.dtp import DTPClient
 from ..peers.primero import PrimeroClient
 from ..profiles import Profile, load_profile
 from ..settings import Settings
+from ..store import FlowStore
+from .ports import PrimeroApi, ProgresGateway
 
 
 def _utcnow() -> datetime:
@@ -23,11 +26,10 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Runtime:
-    settings: Settings
-    store: Any
+    store: FlowStore
     profile: Profile
-    primero: PrimeroClient
-    dtp: DTPClient
+    primero: PrimeroApi
+    dtp: ProgresGateway
     clock: Callable[[], datetime] = _utcnow
     #: how far back each poll re-reads before its watermark (clock skew, same-second writes)
     overlap: timedelta = timedelta(seconds=60)
@@ -42,7 +44,7 @@ class Runtime:
         await self.dtp.aclose()
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: Any) -> Runtime:
+    def from_settings(cls, settings: Settings, store: FlowStore) -> Runtime:
         settings.require(
             "primero_url", "primero_username", "primero_password", "dtp_url", "dtp_subscription_key"
         )
@@ -66,7 +68,6 @@ class Runtime:
             decision_path=settings.dtp_decision_path,
         )
         return cls(
-            settings=settings,
             store=store,
             profile=load_profile(settings.profile),
             primero=primero,
@@ -76,9 +77,6 @@ class Runtime:
         )
 
 
-def _secret(value: Any) -> str:
-    """Unwrap a pydantic ``SecretStr`` (or pass a plain string through)."""
-    if value is None:
-        return ""
-    getter = getattr(value, "get_secret_value", None)
-    return getter() if getter else str(value)
+def _secret(value: SecretStr | None) -> str:
+    """Unwrap a pydantic ``SecretStr`` (an unset one is the empty string)."""
+    return value.get_secret_value() if value is not None else ""

@@ -10,13 +10,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MISSING_FIELDS = "missing_fields"
-INVALID_DATA = "invalid_data"
-SERVICE_TYPE = "service_type"
+from ..profiles.schema import INVALID_DATA, MISSING_FIELDS, SERVICE_TYPE
+
 UNKNOWN_CODE = "unknown_code"
 UNREADABLE = "unreadable"
 UNKNOWN_REFERRAL = "unknown_referral"
 AMBIGUOUS_REFERRAL = "ambiguous_referral"
+
+__all__ = [
+    "AMBIGUOUS_REFERRAL",
+    "INVALID_DATA",
+    "KINDS",
+    "MISSING_FIELDS",
+    "SERVICE_TYPE",
+    "UNKNOWN_CODE",
+    "UNKNOWN_REFERRAL",
+    "UNREADABLE",
+    "MappingError",
+    "invalid",
+    "missing",
+    "unknown_code",
+    "unreadable",
+]
 
 KINDS = frozenset(
     {

@@ -123,7 +123,7 @@ def referral_messages(
     for row in services:
         unique_id = _id(row.get("unique_id"))
         referral = by_service.get(unique_id) if unique_id else None
-        if referral is None:
+        if unique_id is None or referral is None:
             continue
         dtp_id = None
         if case_id is not None:
@@ -131,7 +131,7 @@ def referral_messages(
                 case_id, unique_id, profile.primero_referral.org_referral_id_suffix_length
             )
         message_or_error = _message(case, row, user, profile, dtp_id)
-        ok = isinstance(message_or_error, dict)
+        error = message_or_error if isinstance(message_or_error, MappingError) else None
         results.append(
             ReferralResult(
                 case_id=case_id,
@@ -139,9 +139,9 @@ def referral_messages(
                 service_unique_id=unique_id,
                 referral_id=_id(referral.get("id")),
                 org_referral_id=dtp_id,
-                ok=ok,
-                message=message_or_error if ok else None,
-                error=None if ok else message_or_error,
+                ok=error is None,
+                message=None if isinstance(message_or_error, MappingError) else message_or_error,
+                error=error,
             )
         )
     return results
@@ -216,7 +216,7 @@ def _message(
 
     codes = [c for c in (languages or []) if c is not None]
     unknown = []
-    if service_type not in tables.service_types:
+    if not isinstance(service_type, str) or service_type not in tables.service_types:
         unknown.append("services_section.service_type")
     if any(not isinstance(c, str) or c not in tables.languages for c in codes):
         unknown.append("language")
@@ -236,7 +236,7 @@ def _message(
         "service_implementing_agency": agency,
         "owned_by_agency_id": agency,
         "service_response_day_time": day_time,
-        "service_type": tables.service_types[service_type],
+        "service_type": tables.service_types[str(service_type)],
         "service_type_other": type_other,
         "service_referral_notes": notes or tables.default_referral_notes,
         "unhcr_individual_no": values["unhcr_individual_no"],

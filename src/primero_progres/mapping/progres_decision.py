@@ -8,11 +8,11 @@ suffix; two different services matching is an error, never a guess.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..profiles import Profile, load_profile
+from ..profiles import Profile
 from . import dtp
 from .errors import (
     AMBIGUOUS_REFERRAL,
@@ -21,7 +21,7 @@ from .errors import (
     invalid,
     missing,
 )
-from .values import ABSENT, code, read_interventions, text
+from .values import ABSENT, ProgresMessage, code, read_interventions, text
 
 F_ORG_REFERRAL_ID = "progres_orgreferralid"
 F_DECISION = "progres_reviewdecision"
@@ -63,6 +63,7 @@ def read_decision(item: Any, profile: Profile) -> ProgresDecision | MappingError
     parts = split_org_referral_id(raw_id)
     if isinstance(parts, MappingError):
         return parts
+    org_referral_id = str(raw_id).strip()
     tables = profile.progres_decision
     status = tables.decisions.get(raw_decision) if isinstance(raw_decision, str) else None
     reason = code(item.get(F_REASON))
@@ -76,37 +77,40 @@ def read_decision(item: Any, profile: Profile) -> ProgresDecision | MappingError
         wrong.append(F_REASON)
     if comment is ABSENT:
         wrong.append(F_COMMENTS[0])
-    if wrong:
+    if wrong or status is None:
         return invalid(wrong, "fields have values outside the profile's tables or the wrong type")
     rejected_reason = None
-    if reason is not None:
+    if isinstance(reason, str):
         reason_text = tables.rejection_reasons.get(reason, reason)
         rejected_reason = (
             f"{reason_text}{tables.rejected_reason_separator}{comment}" if comment else reason_text
         )
     case_id, service_key = parts
-    return ProgresDecision(raw_id.strip(), case_id, service_key, status, rejected_reason)
+    return ProgresDecision(org_referral_id, case_id, service_key, status, rejected_reason)
+
+
+def read_message(payload: Any) -> ProgresMessage | MappingError:
+    """The raw decisions of a ``PrimeroIncomingReferralDecision`` message, bare or wrapped."""
+    return read_interventions(payload, dtp.PROGRES_DECISION_REQUEST, "decision")
 
 
 def read_decisions(
-    payload: Any, profile: Profile | None = None
+    payload: Any, profile: Profile
 ) -> list[ProgresDecision | MappingError] | MappingError:
-    """Every decision of a ``PrimeroIncomingReferralDecision`` message, bare or wrapped."""
-    profile = profile if profile is not None else load_profile()
-    message = read_interventions(payload, dtp.PROGRES_DECISION_REQUEST, "decision")
+    """Every decision of a ``PrimeroIncomingReferralDecision`` message, read with ``profile``."""
+    message = read_message(payload)
     if isinstance(message, MappingError):
         return message
-    _, items = message
-    return [read_decision(item, profile) for item in items]
+    return [read_decision(item, profile) for item in message.interventions]
 
 
-def _matches(referrals: Any, test: Any) -> list[Mapping[str, Any]]:
+def _matches(referrals: Any, test: Callable[[str], bool]) -> list[dict[str, Any]]:
     if not isinstance(referrals, list):
         return []
     return [
         r
         for r in referrals
-        if isinstance(r, Mapping)
+        if isinstance(r, dict)
         and isinstance(r.get("service_record_id"), str)
         and r["service_record_id"]
         and isinstance(r.get("id"), str)
@@ -114,7 +118,7 @@ def _matches(referrals: Any, test: Any) -> list[Mapping[str, Any]]:
     ]
 
 
-def _one(candidates: list[Mapping[str, Any]]) -> Mapping[str, Any] | MappingError:
+def _one(candidates: list[dict[str, Any]]) -> dict[str, Any] | MappingError:
     services = {r["service_record_id"] for r in candidates}
     if len(services) > 1:
         return MappingError(
@@ -134,7 +138,7 @@ def select_referral(
     known_service_unique_id: str | None = None,
 ) -> dict[str, Any] | MappingError:
     """The referral a decision is about, among the case's referrals."""
-    tests = []
+    tests: list[Callable[[str], bool]] = []
     if known_service_unique_id:
         tests.append(lambda s: s == known_service_unique_id)
     if isinstance(service_key, str) and service_key:
@@ -143,25 +147,15 @@ def select_referral(
     for test in tests:
         candidates = _matches(referrals, test)
         if candidates:
-            return _one(candidates)  # type: ignore[return-value]
+            return _one(candidates)
     return MappingError(
         UNKNOWN_REFERRAL, "no referral of this case matches", ("service_record_id",)
     )
 
 
-def referral_patch(
-    decision: ProgresDecision, referral: Mapping[str, Any], case_record_id: str | None
-) -> dict[str, Any]:
-    """The ``data`` of ``PATCH /cases/:id/referrals/:rid`` for this decision."""
-    body: dict[str, Any] = {"status": decision.status}
+def referral_patch(decision: ProgresDecision) -> dict[str, str]:
+    """The ``data`` of ``PATCH /cases/:id/referrals/:rid`` for this decision, as sent."""
+    body = {"status": decision.status}
     if decision.rejected_reason is not None:
         body["rejected_reason"] = decision.rejected_reason
-    body.update(
-        {
-            "type": "Referral",
-            "record_type": "case",
-            "id": referral.get("id") if isinstance(referral, Mapping) else None,
-            "record_id": case_record_id,
-        }
-    )
     return body

@@ -17,9 +17,10 @@ from typing import Any, Literal
 from ..profiles import Profile
 from ..profiles.schema import ExistingCase
 from . import dtp
-from .errors import INVALID_DATA, MISSING_FIELDS, MappingError, invalid, missing
+from .errors import INVALID_DATA, MISSING_FIELDS, SERVICE_TYPE, MappingError, invalid, missing
 from .values import (
     ABSENT,
+    ProgresMessage,
     code,
     date_part,
     lookup_name,
@@ -83,14 +84,6 @@ READ_FIELDS = ("unhcr_individual_no", "case_id", "owned_by", "status", SERVICES)
 
 
 @dataclass(frozen=True, slots=True)
-class ProgresReferralMessage:
-    """A readable ``PrimeroOutgoingReferral`` message: its raw interventions, in order."""
-
-    request_type: str | None
-    interventions: list[Any]
-
-
-@dataclass(frozen=True, slots=True)
 class MappedIntervention:
     progres_interventionnumber: str
     unhcr_individual_no: str
@@ -114,13 +107,9 @@ class UpsertPlan:
     primero_user: str | None
 
 
-def read_message(payload: Any) -> ProgresReferralMessage | MappingError:
-    """The interventions of a DTP referral message, bare or wrapped in ``{"data": ...}``."""
-    message = read_interventions(payload, dtp.PROGRES_REFERRAL_REQUEST, "referral")
-    if isinstance(message, MappingError):
-        return message
-    request_type, interventions = message
-    return ProgresReferralMessage(request_type, list(interventions))
+def read_message(payload: Any) -> ProgresMessage | MappingError:
+    """The interventions of a ``PrimeroOutgoingReferral`` message, bare or wrapped."""
+    return read_interventions(payload, dtp.PROGRES_REFERRAL_REQUEST, "referral")
 
 
 def intervention_number(intervention: Any) -> str | None:
@@ -143,10 +132,10 @@ def _read(intervention: Mapping[str, Any], key: str) -> Any:
 def _referral_notes(intervention: Mapping[str, Any], separator: str) -> str | None:
     parts: list[str] = []
     description = text(intervention.get(F_DESCRIPTION))
-    if description:
+    if isinstance(description, str):
         parts.append(strip_paragraphs(description))
     reason = text(intervention.get(F_REASON))
-    if reason:
+    if isinstance(reason, str):
         parts.extend(_reason_texts(reason))
     joined = separator.join(p for p in parts if p)
     return joined or None
@@ -217,7 +206,7 @@ def map_intervention(
 
     service_type = tables.service_types.get(values[F_SERVICE_TYPE] or "")
     if service_type is None:
-        return MappingError("service_type", "service type not accepted", (F_SERVICE_TYPE,))
+        return MappingError(SERVICE_TYPE, "service type not accepted", (F_SERVICE_TYPE,))
 
     number = values[F_NUMBER]
     individual = values[F_INDIVIDUAL]
@@ -245,7 +234,7 @@ def map_intervention(
     _put(case, "name_middle", values[F_MIDDLE])
     _put(case, "name_last", values[F_FAMILY])
     _put(case, "name_nickname", values[F_NICKNAME])
-    if born is not None:
+    if isinstance(born, date):
         case["date_of_birth"] = born.isoformat()
         case["age"] = whole_years(born, today)
     _put(case, "sex", sex)
@@ -380,6 +369,26 @@ def success_feedback(
 def failure_reason_kind(error: MappingError | None) -> str:
     """The feedback reason for a mapping error: its own kind when the profile has a text."""
     return error.kind if error is not None else INVALID_DATA
+
+
+def refusal_feedback(
+    intervention: Any,
+    error: MappingError | None,
+    profile: Profile,
+    *,
+    reason_kind: str | None = None,
+) -> dict[str, Any]:
+    """The ``Delivery Fail`` for an intervention that will not become a case: refused by the
+    mapping (``error``) or by Primero (``reason_kind``, e.g. ``primero_refused``)."""
+    known_case_id = intervention.get(F_PRIMERO_ID) if isinstance(intervention, Mapping) else None
+    return failure_feedback(
+        error,
+        reason_kind=reason_kind or failure_reason_kind(error),
+        intervention_number=intervention_number(intervention),
+        case_id=known_case_id if isinstance(known_case_id, str) else None,
+        primero_user=profile.focal_point_user_for(intervention),
+        profile=profile,
+    )
 
 
 def failure_feedback(

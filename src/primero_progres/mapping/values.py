@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
 from .errors import MappingError, invalid, missing, unreadable
 
-ABSENT: Any = object()
+
+class _Absent(Enum):
+    ABSENT = "absent"
+
+
+ABSENT: Final = _Absent.ABSENT
 """Returned for a value of the wrong type, so callers can report ``invalid_data``."""
+Absent = Literal[_Absent.ABSENT]
 
 _PARAGRAPH = re.compile(r"</?p\b[^>]*>", re.IGNORECASE)
 
 
-def text(value: Any) -> str | None:
+def text(value: Any) -> str | Absent | None:
     """A non-empty string, ``None`` when absent or blank, ``ABSENT`` for another type."""
     if value is None:
         return None
@@ -28,14 +36,14 @@ def text(value: Any) -> str | None:
     return ABSENT
 
 
-def lookup_name(value: Any) -> str | None:
+def lookup_name(value: Any) -> str | Absent | None:
     """The ``Name`` of a DTP lookup object (a plain string is taken as the name)."""
     if isinstance(value, Mapping):
         return text(value.get("Name"))
     return text(value)
 
 
-def code(value: Any) -> str | None:
+def code(value: Any) -> str | Absent | None:
     """An option-set code as a string (DTP sends ``"125080000"``, sometimes a number)."""
     if isinstance(value, bool):
         return ABSENT
@@ -44,7 +52,7 @@ def code(value: Any) -> str | None:
     return text(value)
 
 
-def date_part(value: Any) -> date | None:
+def date_part(value: Any) -> date | Absent | None:
     """The calendar date of an ISO date or date-time, ``ABSENT`` when unparsable."""
     if value is None:
         return None
@@ -76,15 +84,29 @@ def timestamp(value: Any) -> datetime | None:
 
 
 def unwrap(payload: Any) -> Any:
-    """The message inside ``{"data": {...}}`` (some DTP versions wrap it), else the payload."""
-    if isinstance(payload, Mapping) and isinstance(payload.get("data"), Mapping):
+    """The message inside ``{"data": {...}, "__query_params": ...}`` (some DTP versions wrap
+    it), else the payload itself; a payload with its own ``request_type`` is never unwrapped.
+
+    The one reader of DTP's envelope: the inbox, the flows and the ``map`` dry run use it.
+    """
+    if (
+        isinstance(payload, Mapping)
+        and "request_type" not in payload
+        and isinstance(payload.get("data"), Mapping)
+    ):
         return payload["data"]
     return payload
 
 
-def read_interventions(
-    payload: Any, request_type: str, what: str
-) -> tuple[Any, list[Any]] | MappingError:
+@dataclass(frozen=True, slots=True)
+class ProgresMessage:
+    """A readable proGres message (referral or decision): its raw interventions, in order."""
+
+    request_type: str | None
+    interventions: list[Any]
+
+
+def read_interventions(payload: Any, request_type: str, what: str) -> ProgresMessage | MappingError:
     """The ``request_type`` and ``interventions`` of a DTP message (bare or wrapped).
 
     Both proGres messages share this envelope; ``what`` names the expected one in errors.
@@ -100,4 +122,4 @@ def read_interventions(
         return missing(["interventions"])
     if not isinstance(items, list):
         return invalid(["interventions"], "interventions is not a list")
-    return found, items
+    return ProgresMessage(None if found is None else request_type, list(items))

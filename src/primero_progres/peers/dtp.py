@@ -24,7 +24,6 @@ import json
 import ssl
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -33,14 +32,19 @@ import httpx2 as httpx
 
 from ..errors import InvalidInputError
 from ..logging import get_logger
-from .errors import PermanentPeerError, TransientPeerError
+from ..mapping.dtp import DECISION_REQUEST, REFERRAL_REQUEST
+from .errors import (
+    PermanentPeerError,
+    TransientPeerError,
+    is_transient_status,
+    parse_retry_after,
+)
 from .tls import client_ssl_context
 
 log = get_logger(__name__)
 
 SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
 _REQUEST_ID_HEADERS = ("apim-request-id", "x-request-id", "x-ms-request-id", "request-id")
-_TRANSIENT_STATUSES = frozenset({408, 429})
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,8 @@ class DTPClient:
         pkcs12_password: str | None = None,
         ca: Path | None = None,
         timeout: float = 30.0,
-        referral_path: str = "ReceiveIncomingReferral",
-        decision_path: str = "ReceiveDecisionOutgoingReferral",
+        referral_path: str = REFERRAL_REQUEST,
+        decision_path: str = DECISION_REQUEST,
     ) -> None:
         ssl_context: ssl.SSLContext = client_ssl_context(
             client_cert=client_cert,
@@ -147,13 +151,13 @@ class DTPClient:
             status_code=status,
             duration_ms=duration_ms,
         )
-        if status in _TRANSIENT_STATUSES or status >= 500:
+        if is_transient_status(status):
             raise TransientPeerError(
                 "dtp",
                 operation,
                 f"HTTP {status}",
                 status_code=status,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
         raise PermanentPeerError("dtp", operation, f"HTTP {status}", status_code=status)
 
@@ -186,19 +190,3 @@ def _request_id(response: httpx.Response) -> str | None:
         return None
     value = body.get("request_id") if isinstance(body, dict) else None
     return value if isinstance(value, str) and value else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -6,8 +6,35 @@ response body may echo personal data and is never copied into a message.
 
 from __future__ import annotations
 
+import time
+from email.utils import parsedate_to_datetime
+
 from .._compat import Peer
 from ..errors import PermanentError, TransientError
+
+#: besides every 5xx, the statuses after which the same request may later succeed
+_TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+def is_transient_status(status_code: int) -> bool:
+    """Whether a peer's error status is worth retrying: 408, 429 and 5xx, for both peers."""
+    return status_code in _TRANSIENT_STATUSES or status_code >= 500
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class PeerError(Exception):

@@ -201,7 +201,11 @@ class PrimeroClient:
         started = time.monotonic()
         try:
             response = await self._http.request(
-                method, path, params=params, json=json, headers=headers
+                method,
+                path,
+                params=tuple(params) if params is not None else None,
+                json=json,
+                headers=headers,
             )
         except httpx.TimeoutException as exc:
             log.warning("primero_timeout", operation=operation, method=method)

@@ -10,13 +10,12 @@ Primero's fixed messages.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-from .errors import PermanentPeerError, TransientPeerError
+from .._compat import Peer
+from .errors import PermanentPeerError, TransientPeerError, is_transient_status, parse_retry_after
 
-PEER = "primero"
+PEER: Peer = "primero"
 
 _POINTER = re.compile(r"\A(/[A-Za-z0-9_]+)+\Z")
 _FIELD_NAME = re.compile(r"\A[a-z][a-z0-9_]{0,63}\Z")
@@ -115,7 +114,8 @@ def safe_details(body: Any) -> tuple[str, ...]:
 
 
 def retry_after_seconds(header: str | None, body: Any) -> float | None:
-    """Seconds from ``Retry-After`` (delay or HTTP date) or the 503 envelope's detail."""
+    """Seconds from ``Retry-After`` (delay or HTTP date) or, failing that, the 503 envelope's
+    ``"detail": "Retry-After: N"``."""
     candidates = [header]
     errors = body.get("errors") if isinstance(body, dict) else None
     for item in errors if isinstance(errors, list) else []:
@@ -123,17 +123,9 @@ def retry_after_seconds(header: str | None, body: Any) -> float | None:
         if isinstance(detail, str) and detail.startswith("Retry-After:"):
             candidates.append(detail.partition(":")[2])
     for candidate in candidates:
-        if candidate is None:
-            continue
-        text = candidate.strip()
-        if text.isdigit():
-            return float(text)
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            continue
-        if moment.tzinfo is not None:
-            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+        seconds = parse_retry_after(candidate)
+        if seconds is not None:
+            return seconds
     return None
 
 
@@ -141,7 +133,7 @@ def error_for_status(
     operation: str, status_code: int, body: Any, retry_after_header: str | None
 ) -> PrimeroTransientError | PrimeroPermanentError:
     """The typed failure for an HTTP error status."""
-    if status_code == 429 or status_code >= 500:
+    if is_transient_status(status_code):
         return PrimeroTransientError(
             PEER,
             operation,

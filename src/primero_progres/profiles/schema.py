@@ -13,7 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-REQUIRED_FAILURE_REASONS = ("invalid_data", "missing_fields", "service_type", "primero_refused")
+#: The reasons flow 1 gives DTP with a ``Delivery Fail``, each worded by the profile
+#: (``progres_referral.failure_reasons``); the first three are also mapping error kinds.
+INVALID_DATA = "invalid_data"
+MISSING_FIELDS = "missing_fields"
+SERVICE_TYPE = "service_type"
+PRIMERO_REFUSED = "primero_refused"
+REQUIRED_FAILURE_REASONS = (INVALID_DATA, MISSING_FIELDS, SERVICE_TYPE, PRIMERO_REFUSED)
 
 
 class _Strict(BaseModel):
@@ -150,23 +156,6 @@ class Profile(_Strict):
     primero_decision: PrimeroDecisionTables
     primero_referral: PrimeroReferralTables
     progres_decision: ProgresDecisionTables
-
-    @property
-    def module_id(self) -> str:
-        return self.primero.module_id
-
-    @property
-    def focal_point_user(self) -> str:
-        """The default intake user (when no route matches)."""
-        return self.focal_point.default_user
-
-    @property
-    def unicef_agency(self) -> str:
-        return self.implementing_agency.unicef
-
-    @property
-    def unhcr_agency(self) -> str:
-        return self.implementing_agency.unhcr
 
     def focal_point_user_for(self, intervention: Any) -> str:
         """The intake user for this intervention: first matching route, else the default."""

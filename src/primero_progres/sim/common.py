@@ -21,6 +21,16 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class SimulatorConfigError(ValueError):
+    """A simulator option or seed file is unusable (the ``simulate`` commands exit 2)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.message = message
+        #: a short machine-readable code, e.g. ``bad_seed``
+        self.reason = reason
+
+
 class FaultRule(BaseModel):
     """One fault: which requests it hits and what it does to them."""
 

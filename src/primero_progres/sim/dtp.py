@@ -26,17 +26,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx2 as httpx
+import structlog
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import ConfigurationError
-from ..logging import get_logger
 from ..peers.tls import uvicorn_tls_options
-from .common import FaultInjector, install_faults
+from .common import FaultInjector, SimulatorConfigError, install_faults
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 REFERRAL_ENDPOINT = "ReceiveIncomingReferral"
 DECISION_ENDPOINT = "ReceiveDecisionOutgoingReferral"
@@ -344,7 +343,7 @@ def serve(
     if tls_cert is not None:
         options = uvicorn_tls_options(cert=tls_cert, key=tls_key, client_ca=client_ca)
     elif tls_key is not None or client_ca is not None:
-        raise ConfigurationError(
+        raise SimulatorConfigError(
             "--tls-key and --client-ca need --tls-cert", reason="tls_incomplete"
         )
     app = create_app(

@@ -23,9 +23,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ConfigurationError
 from ..profiles import load_profile
-from .common import FaultInjector, install_faults
+from .common import FaultInjector, SimulatorConfigError, install_faults
 from .primero_auth import WWW_AUTHENTICATE, Authenticator, AuthFailure, Throttled
 from .primero_config import PrimeroSimConfig, load_config, profile_users
 from .primero_records import parse_index_query
@@ -360,9 +359,11 @@ def load_seed(path: Path) -> dict[str, Any]:
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"cannot read seed file {path.name}", reason="bad_seed") from exc
+        raise SimulatorConfigError(
+            f"cannot read seed file {path.name}", reason="bad_seed"
+        ) from exc
     if not isinstance(payload, dict):
-        raise ConfigurationError("seed file must hold a JSON object", reason="bad_seed")
+        raise SimulatorConfigError("seed file must hold a JSON object", reason="bad_seed")
     return payload
 
 

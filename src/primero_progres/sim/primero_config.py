@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ConfigurationError
 from ..profiles import Profile
+from .common import SimulatorConfigError
 
 Scope = Literal["all", "agency", "group", "self"]
 #: a form field, or ``<subform>.<field>`` for a field of a subform row
@@ -136,18 +136,18 @@ def profile_users(profile: Profile) -> list[dict[str, Any]]:
 
 
 def load_config(path: Path) -> PrimeroSimConfig:
-    """A configuration file (JSON); every problem is a ConfigurationError naming the key."""
+    """A configuration file (JSON); every problem is a SimulatorConfigError naming the key."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(
+        raise SimulatorConfigError(
             f"cannot read the configuration file {path.name} ({type(exc).__name__})",
             reason="bad_sim_config",
         ) from exc
     try:
         return PrimeroSimConfig.model_validate(document)
     except ValidationError as exc:
-        raise ConfigurationError(
+        raise SimulatorConfigError(
             f"invalid configuration {path.name}: {describe(exc)}", reason="bad_sim_config"
         ) from None
 

@@ -253,7 +253,8 @@ class PrimeroState:
                 records = [
                     case for case in records if matches(self.render_case(case), name, wanted)
                 ]
-            order_by = params.get("order_by") if isinstance(params.get("order_by"), str) else None
+            order_by_param = params.get("order_by")
+            order_by = order_by_param if isinstance(order_by_param, str) else None
             order = params.get("order")
             descending = order != "asc" if order_by else True
             records.sort(key=sort_key(order_by or "created_at"), reverse=descending)

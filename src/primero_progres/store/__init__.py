@@ -1,9 +1,16 @@
-"""The durable state: schema, migrations, job queue, ledger, cursors, leases, crypto."""
+"""The durable state: schema, migrations, job queue, ledger, cursors, leases, audit, crypto.
 
+Nothing outside this package opens a connection or names a table: everything goes through
+``Store`` and its parts, and a flow step's writes are typed commands (``step.py``).
+"""
+
+from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
 from .crypto import Cipher, PayloadUnreadable, generate_key
+from .jobs import UnreadableJob
+from .leases import LeaseBusy
 from .messages import Receipt
 from .models import (
-    AuditEvent,
+    AuditEntry,
     DeadReason,
     EnqueueResult,
     Exchange,
@@ -13,21 +20,51 @@ from .models import (
     JobState,
     PurgeResult,
 )
+from .step import FlowStore, Handler, StepBuffer, StepContext
 from .store import Store
+from .vocabulary import (
+    AuditEvent,
+    Flow,
+    LedgerEvent,
+    LedgerState,
+    decision_key,
+    flow_of,
+    job_kind,
+    poll_kind,
+)
 
 __all__ = [
+    "AuditEntry",
     "AuditEvent",
+    "AuditRecord",
     "Cipher",
+    "Command",
+    "CursorMove",
     "DeadReason",
+    "Enqueue",
     "EnqueueResult",
     "Exchange",
     "ExchangeEvent",
+    "Flow",
+    "FlowStore",
+    "Handler",
     "InboundMessage",
     "Job",
     "JobState",
+    "LeaseBusy",
+    "LedgerEvent",
+    "LedgerRecord",
+    "LedgerState",
     "PayloadUnreadable",
     "PurgeResult",
     "Receipt",
+    "StepBuffer",
+    "StepContext",
     "Store",
+    "UnreadableJob",
+    "decision_key",
+    "flow_of",
     "generate_key",
+    "job_kind",
+    "poll_kind",
 ]

@@ -3,47 +3,41 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .commands import CursorMove
+from .database import Database
+from .dialect import upsert_insert
 from .schema import cursors
-
-if TYPE_CHECKING:
-    from .store import Store
-
-
-async def set_cursor_in(conn: AsyncConnection, now: datetime, flow: str, value: str) -> None:
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(cursors)
-    stmt = insert.values(flow=flow, value=value, updated_at=now)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["flow"], set_={"value": value, "updated_at": now}
-        )
-    )
+from .vocabulary import Flow
 
 
 class Cursors:
-    """``store.cursors``."""
+    """``store.cursors``: read here, moved by a ``CursorMove`` command (a step's, or
+    ``store.apply`` for an operator's)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def get(self, flow: str) -> str | None:
-        async with self._store.engine.connect() as conn:
+    async def get(self, flow: Flow) -> str | None:
+        async with self._db.engine.connect() as conn:
             value: str | None = await conn.scalar(
-                sa.select(cursors.c.value).where(cursors.c.flow == flow)
+                sa.select(cursors.c.value).where(cursors.c.flow == str(flow))
             )
         return value
 
     async def all(self) -> dict[str, str]:
-        async with self._store.engine.connect() as conn:
+        async with self._db.engine.connect() as conn:
             rows = (await conn.execute(sa.select(cursors.c.flow, cursors.c.value))).all()
         return {flow: value for flow, value in rows}
 
-    async def set(self, flow: str, value: str) -> None:
-        """Operator override (e.g. rewind a watermark); flows use ``ctx.set_cursor``."""
-        async with self._store.engine.begin() as conn:
-            await set_cursor_in(conn, self._store.now(), flow, value)
+    async def write(self, conn: AsyncConnection, at: datetime, move: CursorMove) -> None:
+        flow = Flow(move.flow).value
+        stmt = upsert_insert(conn, cursors).values(flow=flow, value=move.value, updated_at=at)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["flow"], set_={"value": move.value, "updated_at": at}
+            )
+        )

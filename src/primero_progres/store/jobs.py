@@ -9,212 +9,48 @@ doubles as a fencing token: a worker may only finish a job it still holds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .audit import audit_in
-from .models import UNFINISHED, DeadReason, EnqueueResult, Job, JobState
-from .safe import safe_ids
+from .audit import AuditLog
+from .commands import AuditRecord, Command, Enqueue
+from .crypto import PayloadUnreadable
+from .database import Database
+from .dialect import upsert_insert
+from .models import DeadReason, EnqueueResult, Job, JobState
 from .schema import inbound_messages, jobs
-
-if TYPE_CHECKING:
-    from .store import Store
+from .vocabulary import AuditEvent, flow_of
 
 PAYLOAD_CONTEXT = "jobs"
 
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _insert(conn: AsyncConnection) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(jobs)
+#: applies a step's commands in the caller's transaction (``Store`` provides it)
+CommandWriter = Callable[[AsyncConnection, datetime, Sequence[Command]], Awaitable[None]]
 
 
-async def enqueue_in(
-    conn: AsyncConnection,
-    store: Store,
-    kind: str,
-    payload: Mapping[str, Any] | None,
-    *,
-    key: str | None = None,
-    refs: Mapping[str, Any] | None = None,
-    delay: float = 0.0,
-    message_id: str | None = None,
-) -> EnqueueResult:
-    """Insert a pending job in the caller's transaction; an existing ``key`` is a no-op."""
-    now = store.now()
-    job_id = new_id()
-    sealed = (
-        store.cipher.encrypt(dict(payload), context=PAYLOAD_CONTEXT, row_id=job_id)
-        if payload is not None
-        else None
-    )
-    stmt = _insert(conn).values(
-        id=job_id,
-        kind=kind,
-        key=key,
-        state=JobState.PENDING.value,
-        attempts=0,
-        next_attempt_at=now + timedelta(seconds=max(delay, 0.0)),
-        payload=sealed,
-        message_id=message_id,
-        refs=safe_ids(refs or {}, what="job refs"),
-        created_at=now,
-        updated_at=now,
-    )
-    if key is None:
-        await conn.execute(stmt)
-        return EnqueueResult(job_id, True)
-    result = await conn.execute(
-        stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
-    )
-    if result.first() is not None:
-        return EnqueueResult(job_id, True)
-    existing = await conn.scalar(sa.select(jobs.c.id).where(jobs.c.key == key))
-    assert existing is not None
-    return EnqueueResult(existing, False)
+class UnreadableJob(PayloadUnreadable):
+    """A job was claimed but its payload does not decrypt; ``job`` is held by the claimer."""
+
+    def __init__(self, job: Job, cause: PayloadUnreadable) -> None:
+        super().__init__(cause.message, reason=cause.reason)
+        self.job = job
 
 
-async def claim_in(
-    conn: AsyncConnection,
-    *,
-    owner: str,
-    now: datetime,
-    lease_seconds: float,
-    kinds: list[str] | None,
-) -> sa.Row[Any] | None:
-    """Take one due job (pending and due, or running with an expired lease)."""
-    due = sa.or_(
-        sa.and_(jobs.c.state == JobState.PENDING.value, jobs.c.next_attempt_at <= now),
-        sa.and_(jobs.c.state == JobState.RUNNING.value, jobs.c.lease_expires_at < now),
-    )
-    if kinds is not None:
-        due = sa.and_(due, jobs.c.kind.in_(kinds))
-    pick = (
-        sa.select(jobs.c.id)
-        .where(due)
-        .order_by(jobs.c.next_attempt_at, jobs.c.created_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    stmt = (
-        sa.update(jobs)
-        .where(jobs.c.id == pick)
-        .values(
-            state=JobState.RUNNING.value,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            attempts=jobs.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(*jobs.c)
-    )
-    result = await conn.execute(stmt)
-    return result.first()
-
-
-def _held(job_id: str, owner: str, attempts: int) -> Any:
-    return sa.and_(
-        jobs.c.id == job_id,
-        jobs.c.state == JobState.RUNNING.value,
-        jobs.c.lease_owner == owner,
-        jobs.c.attempts == attempts,
-    )
-
-
-async def _update_held(conn: AsyncConnection, job: Job, owner: str, **values: Any) -> bool:
-    """Write ``values`` only while ``owner`` still holds this attempt (the fencing token)."""
-    result = await conn.execute(
-        sa.update(jobs).where(_held(job.id, owner, job.attempts)).values(**values)
-    )
-    return result.rowcount == 1
-
-
-def _unleased(now: datetime) -> dict[str, Any]:
-    """The columns every way out of RUNNING clears."""
-    return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
-
-
-async def finish_in(conn: AsyncConnection, job: Job, *, owner: str, now: datetime) -> bool:
-    """Mark a held job done and drop its payload (and its inbound message's payload)."""
-    if not await _update_held(
-        conn, job, owner, state=JobState.DONE.value, payload=None, **_unleased(now)
-    ):
-        return False
-    if job.message_id is not None:
-        await conn.execute(
-            sa.update(inbound_messages)
-            .where(inbound_messages.c.id == job.message_id)
-            .values(payload=None)
-        )
-    return True
-
-
-async def retry_in(
-    conn: AsyncConnection, job: Job, *, owner: str, now: datetime, delay: float
-) -> bool:
-    return await _update_held(
-        conn,
-        job,
-        owner,
-        state=JobState.PENDING.value,
-        next_attempt_at=now + timedelta(seconds=delay),
-        **_unleased(now),
-    )
-
-
-async def release_in(conn: AsyncConnection, job: Job, *, owner: str, now: datetime) -> bool:
-    """Give a job back untouched (graceful shutdown): the attempt does not count."""
-    return await _update_held(
-        conn,
-        job,
-        owner,
-        state=JobState.PENDING.value,
-        attempts=jobs.c.attempts - 1,
-        **_unleased(now),
-    )
-
-
-async def kill_in(
-    conn: AsyncConnection, job: Job, *, owner: str, now: datetime, reason: DeadReason
-) -> bool:
-    return await _update_held(
-        conn,
-        job,
-        owner,
-        state=JobState.DEAD.value,
-        dead_reason=reason.as_json(),
-        **_unleased(now),
-    )
-
-
-async def renew_in(
-    conn: AsyncConnection, job: Job, *, owner: str, now: datetime, lease_seconds: float
-) -> bool:
-    return await _update_held(
-        conn, job, owner, lease_expires_at=now + timedelta(seconds=lease_seconds)
-    )
-
-
-def row_to_job(row: Any, payload: dict[str, Any] | None = None) -> Job:
+def _job(row: Any, payload: dict[str, Any] | None = None) -> Job:
     reason = row.dead_reason
     return Job(
         id=row.id,
         kind=row.kind,
         key=row.key,
-        state=row.state,
+        state=JobState(row.state),
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at,
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
-        dead_reason=DeadReason(**reason) if reason else None,
+        dead_reason=DeadReason.from_json(reason) if reason else None,
         message_id=row.message_id,
         refs=dict(row.refs or {}),
         created_at=row.created_at,
@@ -224,11 +60,29 @@ def row_to_job(row: Any, payload: dict[str, Any] | None = None) -> Job:
     )
 
 
-class JobQueue:
-    """Read API and operator actions on the queue (``store.jobs``)."""
+def _held(job: Job, owner: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        jobs.c.id == job.id,
+        jobs.c.state == JobState.RUNNING.value,
+        jobs.c.lease_owner == owner,
+        jobs.c.attempts == job.attempts,
+    )
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+
+def _unleased(now: datetime) -> dict[str, Any]:
+    """The columns every way out of RUNNING clears."""
+    return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+
+
+class JobQueue:
+    """``store.jobs``: enqueue, the worker's claim/commit/retry/kill/release, operator views."""
+
+    def __init__(self, db: Database, audit: AuditLog, write_commands: CommandWriter) -> None:
+        self._db = db
+        self._audit = audit
+        self._write_commands = write_commands
+
+    # ------------------------------------------------------------------ queue
 
     async def enqueue(
         self,
@@ -240,37 +94,190 @@ class JobQueue:
         delay: float = 0.0,
         message_id: str | None = None,
     ) -> EnqueueResult:
-        async with self._store.engine.begin() as conn:
-            return await enqueue_in(
-                conn,
-                self._store,
-                kind,
-                payload,
-                key=key,
-                refs=refs,
-                delay=delay,
-                message_id=message_id,
-            )
+        """Add a job now, outside any step; an existing ``key`` is a no-op."""
+        command = Enqueue(kind, payload, key, refs or {}, delay, message_id)
+        async with self._db.engine.begin() as conn:
+            return await self.insert(conn, self._db.now(), command)
 
-    async def get(self, job_id: str, *, decrypt: bool = False) -> Job | None:
-        async with self._store.engine.connect() as conn:
-            row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
+    async def insert(self, conn: AsyncConnection, now: datetime, command: Enqueue) -> EnqueueResult:
+        """``enqueue`` in the caller's transaction."""
+        job_id = str(uuid.uuid4())
+        sealed = (
+            self._db.cipher.encrypt(dict(command.payload), context=PAYLOAD_CONTEXT, row_id=job_id)
+            if command.payload is not None
+            else None
+        )
+        stmt = upsert_insert(conn, jobs).values(
+            id=job_id,
+            kind=command.kind,
+            key=command.key,
+            state=JobState.PENDING.value,
+            attempts=0,
+            next_attempt_at=now + timedelta(seconds=max(command.delay, 0.0)),
+            payload=sealed,
+            message_id=command.message_id,
+            refs=dict(command.refs),
+            created_at=now,
+            updated_at=now,
+        )
+        if command.key is None:
+            await conn.execute(stmt)
+            return EnqueueResult(job_id, True)
+        result = await conn.execute(
+            stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
+        )
+        if result.first() is not None:
+            return EnqueueResult(job_id, True)
+        existing = await conn.scalar(sa.select(jobs.c.id).where(jobs.c.key == command.key))
+        assert existing is not None
+        return EnqueueResult(existing, False)
+
+    # ------------------------------------------------------------------ the worker's side
+
+    async def claim(
+        self, owner: str, *, kinds: Collection[str] | None, lease_seconds: float
+    ) -> Job | None:
+        """Take one due job (pending and due, or running with an expired lease), its payload
+        decrypted. Raises ``UnreadableJob`` (holding the claimed job) if it does not decrypt."""
+        now = self._db.now()
+        due = sa.or_(
+            sa.and_(jobs.c.state == JobState.PENDING.value, jobs.c.next_attempt_at <= now),
+            sa.and_(jobs.c.state == JobState.RUNNING.value, jobs.c.lease_expires_at < now),
+        )
+        if kinds is not None:
+            due = sa.and_(due, jobs.c.kind.in_(sorted(kinds)))
+        pick = (
+            sa.select(jobs.c.id)
+            .where(due)
+            .order_by(jobs.c.next_attempt_at, jobs.c.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        stmt = (
+            sa.update(jobs)
+            .where(jobs.c.id == pick)
+            .values(
+                state=JobState.RUNNING.value,
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=jobs.c.attempts + 1,
+                updated_at=now,
+            )
+            .returning(*jobs.c)
+        )
+        async with self._db.engine.begin() as conn:
+            row = (await conn.execute(stmt)).first()
         if row is None:
             return None
-        return row_to_job(row, self.decrypt(row) if decrypt else None)
+        try:
+            return _job(row, self._decrypt(row))
+        except PayloadUnreadable as exc:
+            raise UnreadableJob(_job(row), exc) from exc
 
-    def decrypt(self, row: Any) -> dict[str, Any] | None:
+    async def commit_step(self, job: Job, owner: str, commands: Sequence[Command]) -> bool:
+        """Mark a held job done, drop its payloads, and apply the step's ``commands``, in one
+        transaction. False (and nothing written) if ``owner`` no longer holds the job."""
+        async with self._db.engine.begin() as conn:
+            now = self._db.now()
+            if not await self._update_held(
+                conn, job, owner, state=JobState.DONE.value, payload=None, **_unleased(now)
+            ):
+                return False
+            if job.message_id is not None:
+                await conn.execute(
+                    sa.update(inbound_messages)
+                    .where(inbound_messages.c.id == job.message_id)
+                    .values(payload=None)
+                )
+            await self._write_commands(conn, now, commands)
+        return True
+
+    async def retry(self, job: Job, owner: str, *, delay: float) -> bool:
+        now = self._db.now()
+        async with self._db.engine.begin() as conn:
+            return await self._update_held(
+                conn,
+                job,
+                owner,
+                state=JobState.PENDING.value,
+                next_attempt_at=now + timedelta(seconds=delay),
+                **_unleased(now),
+            )
+
+    async def kill(self, job: Job, owner: str, reason: DeadReason) -> bool:
+        """Dead-letter a held job (payload kept for replay), with a ``job.dead`` audit entry."""
+        async with self._db.engine.begin() as conn:
+            now = self._db.now()
+            held = await self._update_held(
+                conn,
+                job,
+                owner,
+                state=JobState.DEAD.value,
+                dead_reason=reason.as_json(),
+                **_unleased(now),
+            )
+            if held:
+                ids = {
+                    **job.refs,
+                    "job_id": job.id,
+                    "kind": job.kind,
+                    "attempts": job.attempts,
+                    "failure_class": reason.failure_class.value,
+                    "reason": reason.reason,
+                }
+                record = AuditRecord(AuditEvent.JOB_DEAD, flow_of(job.kind), ids)
+                await self._audit.write(conn, now, record)
+        return held
+
+    async def release(self, job: Job, owner: str) -> bool:
+        """Give a job back untouched (graceful shutdown): the attempt does not count."""
+        now = self._db.now()
+        async with self._db.engine.begin() as conn:
+            return await self._update_held(
+                conn,
+                job,
+                owner,
+                state=JobState.PENDING.value,
+                attempts=jobs.c.attempts - 1,
+                **_unleased(now),
+            )
+
+    async def renew(self, job: Job, owner: str, *, lease_seconds: float) -> bool:
+        now = self._db.now()
+        async with self._db.engine.begin() as conn:
+            return await self._update_held(
+                conn, job, owner, lease_expires_at=now + timedelta(seconds=lease_seconds)
+            )
+
+    async def _update_held(
+        self, conn: AsyncConnection, job: Job, owner: str, **values: Any
+    ) -> bool:
+        """Write ``values`` only while ``owner`` still holds this attempt (the fencing token)."""
+        result = await conn.execute(sa.update(jobs).where(_held(job, owner)).values(**values))
+        return result.rowcount == 1
+
+    def _decrypt(self, row: Any) -> dict[str, Any] | None:
         if row.payload is None:
             return None
-        payload: dict[str, Any] = self._store.cipher.decrypt(
+        payload: dict[str, Any] = self._db.cipher.decrypt(
             row.payload, context=PAYLOAD_CONTEXT, row_id=row.id
         )
         return payload
 
+    # ------------------------------------------------------------------ operators
+
+    async def get(self, job_id: str, *, decrypt: bool = False) -> Job | None:
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
+        if row is None:
+            return None
+        return _job(row, self._decrypt(row) if decrypt else None)
+
     async def list(
         self,
         *,
-        state: str | None = None,
+        state: JobState | str | None = None,
         kind: str | None = None,
         message_id: str | None = None,
         limit: int = 100,
@@ -278,37 +285,28 @@ class JobQueue:
     ) -> list[Job]:
         query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id)
         if state is not None:
-            query = query.where(jobs.c.state == state)
+            query = query.where(jobs.c.state == str(state))
         if kind is not None:
             query = query.where(jobs.c.kind == kind)
         if message_id is not None:
             query = query.where(jobs.c.message_id == message_id)
-        async with self._store.engine.connect() as conn:
+        async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()
-        return [row_to_job(row) for row in rows]
-
-    async def has_unfinished(self, kind: str) -> bool:
-        async with self._store.engine.connect() as conn:
-            found = await conn.scalar(
-                sa.select(jobs.c.id)
-                .where(jobs.c.kind == kind, jobs.c.state.in_(UNFINISHED))
-                .limit(1)
-            )
-        return found is not None
+        return [_job(row) for row in rows]
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of jobs; for metrics and operator views."""
         query = sa.select(jobs.c.kind, jobs.c.state, sa.func.count()).group_by(
             jobs.c.kind, jobs.c.state
         )
-        async with self._store.engine.connect() as conn:
+        async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {(kind, state): count for kind, state, count in rows}
 
     async def replay(self, job_id: str) -> bool:
         """Send a dead job back to the queue: attempts reset, payload kept."""
-        now = self._store.now()
-        async with self._store.engine.begin() as conn:
+        now = self._db.now()
+        async with self._db.engine.begin() as conn:
             result = await conn.execute(
                 sa.update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.state == JobState.DEAD.value)
@@ -320,6 +318,26 @@ class JobQueue:
                     updated_at=now,
                 )
             )
-            if result.rowcount == 1:
-                await audit_in(conn, now, "job.replayed", None, {"job_id": job_id})
-        return result.rowcount == 1
+            replayed = result.rowcount == 1
+            if replayed:
+                record = AuditRecord(AuditEvent.JOB_REPLAYED, None, {"job_id": job_id})
+                await self._audit.write(conn, now, record)
+        return replayed
+
+    async def purge_payloads(self, conn: AsyncConnection, cutoff: datetime) -> int:
+        """Drop the payloads of done jobs, and of dead letters last touched before ``cutoff``."""
+        done = await conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.state == JobState.DONE.value, jobs.c.payload.is_not(None))
+            .values(payload=None)
+        )
+        dead = await conn.execute(
+            sa.update(jobs)
+            .where(
+                jobs.c.state == JobState.DEAD.value,
+                jobs.c.payload.is_not(None),
+                jobs.c.updated_at <= cutoff,
+            )
+            .values(payload=None)
+        )
+        return done.rowcount + dead.rowcount

@@ -1,63 +1,81 @@
-"""Named leases in the database, so one process at a time does a thing (e.g. poll a flow),
-even with several processes on several machines."""
+"""Named leases in the database, so one process at a time does a thing (poll a flow, write one
+child's case), even with several processes on several machines."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..errors import TransientError
+from .database import Database
+from .dialect import upsert_insert
 from .schema import leases
 
-if TYPE_CHECKING:
-    from .store import Store
 
-
-async def acquire_in(
-    conn: AsyncConnection, store: Store, name: str, owner: str, seconds: float
-) -> bool:
-    """Take or renew ``name`` for ``owner`` unless someone else holds an unexpired lease."""
-    now = store.now()
-    expires = now + timedelta(seconds=seconds)
-    updated = await conn.execute(
-        sa.update(leases)
-        .where(leases.c.name == name, sa.or_(leases.c.owner == owner, leases.c.expires_at < now))
-        .values(owner=owner, expires_at=expires)
-    )
-    if updated.rowcount == 1:
-        return True
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(leases)
-    inserted = await conn.execute(
-        insert.values(name=name, owner=owner, expires_at=expires)
-        .on_conflict_do_nothing(index_elements=["name"])
-        .returning(leases.c.name)
-    )
-    return inserted.first() is not None
+class LeaseBusy(TransientError):
+    """Someone else holds the lease: try again later."""
 
 
 class Leases:
     """``store.leases``."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def acquire(self, name: str, owner: str, ttl: float) -> bool:
+    @asynccontextmanager
+    async def hold(self, name: str, owner: str, *, ttl: float) -> AsyncIterator[None]:
+        """Hold ``name`` for the block, released however the block ends (a crash lets it expire).
+
+        Raises ``LeaseBusy`` when another owner holds it.
+        """
+        if not await self.acquire(name, owner, ttl=ttl):
+            kind = name.partition(":")[0]
+            raise LeaseBusy(f"another worker holds the {kind} lease", reason="busy")
+        try:
+            yield
+        finally:
+            await self.release(name, owner)
+
+    async def acquire(self, name: str, owner: str, *, ttl: float) -> bool:
         """Take or renew ``name`` for ``ttl`` seconds; False if someone else holds it."""
-        async with self._store.engine.begin() as conn:
-            return await acquire_in(conn, self._store, name, owner, ttl)
+        async with self._db.engine.begin() as conn:
+            return await self.take(conn, self._db.now(), name, owner, ttl)
+
+    async def take(
+        self, conn: AsyncConnection, now: datetime, name: str, owner: str, ttl: float
+    ) -> bool:
+        """``acquire`` in the caller's transaction."""
+        expires = now + timedelta(seconds=ttl)
+        updated = await conn.execute(
+            sa.update(leases)
+            .where(
+                leases.c.name == name, sa.or_(leases.c.owner == owner, leases.c.expires_at < now)
+            )
+            .values(owner=owner, expires_at=expires)
+        )
+        if updated.rowcount == 1:
+            return True
+        inserted = await conn.execute(
+            upsert_insert(conn, leases)
+            .values(name=name, owner=owner, expires_at=expires)
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(leases.c.name)
+        )
+        return inserted.first() is not None
 
     async def release(self, name: str, owner: str) -> None:
-        async with self._store.engine.begin() as conn:
+        async with self._db.engine.begin() as conn:
             await conn.execute(
                 sa.delete(leases).where(leases.c.name == name, leases.c.owner == owner)
             )
 
     async def holder(self, name: str) -> str | None:
-        now = self._store.now()
-        async with self._store.engine.connect() as conn:
+        now = self._db.now()
+        async with self._db.engine.connect() as conn:
             owner: str | None = await conn.scalar(
                 sa.select(leases.c.owner).where(leases.c.name == name, leases.c.expires_at >= now)
             )

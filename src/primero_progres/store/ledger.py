@@ -1,92 +1,28 @@
-"""The ledger of exchanges: one row per referral crossing the bridge, keyed by IDs only,
-with its history of events. It is what makes every delivery idempotent."""
+"""The ledger of exchanges: one row per referral or decision crossing the bridge, keyed by IDs
+only, with its history of events. It is what makes every delivery idempotent."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .. import FLOWS
+from .commands import LedgerRecord
+from .database import Database
 from .models import Exchange, ExchangeEvent
-from .safe import safe_ids
 from .schema import ID_COLUMNS, exchange_events, exchanges
-
-if TYPE_CHECKING:
-    from .store import Store
+from .vocabulary import DECISION_KEY_SEPARATOR, REFUSED_STATES, Flow
 
 
-def check_ids(ids: Mapping[str, Any]) -> dict[str, str]:
-    """The ID columns among ``ids`` (reads: anything else is a programming error)."""
+def _id_filters(ids: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
     unknown = set(ids) - set(ID_COLUMNS)
     if unknown:
         raise ValueError(f"ledger: unknown ID column(s) {sorted(unknown)}")
-    return {name: str(value) for name, value in ids.items() if value is not None}
-
-
-def split_ids(ids: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
-    """Writes: ID columns go to the exchange row, other keys to the event detail."""
-    columns = {k: v for k, v in ids.items() if k in ID_COLUMNS}
-    extra = {k: v for k, v in ids.items() if k not in ID_COLUMNS}
-    return check_ids(columns), extra
-
-
-async def record_in(
-    conn: AsyncConnection,
-    now: datetime,
-    flow: str,
-    key: str,
-    *,
-    state: str | None = None,
-    event: str | None = None,
-    direction: str | None = None,
-    detail: Mapping[str, Any] | None = None,
-    fingerprint: str | None = None,
-    ids: Mapping[str, Any] | None = None,
-) -> str:
-    """Upsert the exchange ``(flow, key)`` and append ``event`` to its history."""
-    if flow not in FLOWS:
-        raise ValueError(f"ledger: unknown flow {flow!r}")
-    id_values = check_ids(ids or {})
-    safe_detail = safe_ids(detail or {}, what="ledger event detail")
-    row = (
-        await conn.execute(
-            sa.select(exchanges.c.id).where(exchanges.c.flow == flow, exchanges.c.key == key)
-        )
-    ).first()
-    changes: dict[str, Any] = dict(id_values, updated_at=now)
-    if state is not None:
-        changes["state"] = state
-    if fingerprint is not None:
-        changes["content_fingerprint"] = fingerprint
-    if row is None:
-        exchange_id = str(uuid.uuid4())
-        changes.setdefault("state", event or "received")
-        await conn.execute(
-            sa.insert(exchanges).values(
-                id=exchange_id, flow=flow, key=key, created_at=now, **changes
-            )
-        )
-    else:
-        exchange_id = row.id
-        await conn.execute(
-            sa.update(exchanges).where(exchanges.c.id == exchange_id).values(**changes)
-        )
-    if event is not None or state is not None:
-        await conn.execute(
-            sa.insert(exchange_events).values(
-                exchange_id=exchange_id,
-                at=now,
-                event=event or state,
-                direction=direction,
-                detail=safe_detail,
-            )
-        )
-    return exchange_id
+    return [exchanges.c[name] == str(value) for name, value in ids.items() if value is not None]
 
 
 def _exchange(row: Any) -> Exchange:
@@ -94,46 +30,26 @@ def _exchange(row: Any) -> Exchange:
 
 
 class Ledger:
-    """``store.ledger``: reads for handlers and operator views (writes go through a job)."""
+    """``store.ledger``: reads for flows and operator views; written by ``LedgerRecord``
+    commands."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def get(self, flow: str, key: str) -> Exchange | None:
-        async with self._store.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(exchanges).where(exchanges.c.flow == flow, exchanges.c.key == key)
-                )
-            ).first()
+    async def get(self, flow: Flow, key: str) -> Exchange | None:
+        query = sa.select(exchanges).where(exchanges.c.flow == str(flow), exchanges.c.key == key)
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
         return _exchange(row) if row else None
 
-    async def find(self, flow: str | None = None, **ids: Any) -> list[Exchange]:
-        id_values = check_ids(ids)
-        query = sa.select(exchanges).order_by(exchanges.c.created_at, exchanges.c.id)
+    async def find(self, flow: Flow | None = None, **ids: Any) -> list[Exchange]:
+        """Exchanges whose ID columns equal ``ids`` (``case_id=...``), oldest first."""
+        query = sa.select(exchanges).where(*_id_filters(ids))
         if flow is not None:
-            query = query.where(exchanges.c.flow == flow)
-        for name, value in id_values.items():
-            query = query.where(exchanges.c[name] == value)
-        async with self._store.engine.connect() as conn:
+            query = query.where(exchanges.c.flow == str(flow))
+        query = query.order_by(exchanges.c.created_at, exchanges.c.id)
+        async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_exchange(r) for r in rows]
-
-    async def list(
-        self,
-        *,
-        flow: str | None = None,
-        state: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Exchange]:
-        query = sa.select(exchanges).order_by(exchanges.c.updated_at.desc(), exchanges.c.id)
-        if flow is not None:
-            query = query.where(exchanges.c.flow == flow)
-        if state is not None:
-            query = query.where(exchanges.c.state == state)
-        async with self._store.engine.connect() as conn:
-            rows = (await conn.execute(query.limit(limit).offset(offset))).all()
         return [_exchange(r) for r in rows]
 
     async def events(self, exchange_id: str) -> list[ExchangeEvent]:
@@ -142,9 +58,104 @@ class Ledger:
             .where(exchange_events.c.exchange_id == exchange_id)
             .order_by(exchange_events.c.id)
         )
-        async with self._store.engine.connect() as conn:
+        async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [
             ExchangeEvent(r.id, r.exchange_id, r.at, r.event, r.direction, dict(r.detail))
             for r in rows
         ]
+
+    async def cases_waiting_for_decision(
+        self, statuses: Collection[str], *, after: str | None = None, limit: int
+    ) -> list[str]:
+        """Primero record ids of cases holding a delivered proGres referral that can still send
+        a decision, in id order, the page after ``after`` (``limit`` at most).
+
+        One decision goes out per (service, status), so a service stays watched until a flow-2
+        exchange exists for every one of ``statuses``: an accepted referral later rejected must
+        still send its rejection. Only ids leave the database, so a poll's memory does not grow
+        with the ledger.
+        """
+        if not statuses:
+            return []
+        delivered = exchanges.alias("delivered")
+        decided = exchanges.alias("decided")
+        open_status = [
+            ~sa.exists().where(
+                decided.c.flow == Flow.PRIMERO_DECISION.value,
+                # decision_key(service_unique_id, status), spelled in SQL
+                decided.c.key
+                == delivered.c.service_unique_id.concat(DECISION_KEY_SEPARATOR + status),
+            )
+            for status in sorted(statuses)
+        ]
+        query = (
+            sa.select(delivered.c.case_record_id)
+            .where(
+                delivered.c.flow == Flow.PROGRES_REFERRAL.value,
+                delivered.c.case_record_id.is_not(None),
+                delivered.c.state.not_in([s.value for s in REFUSED_STATES]),
+                sa.or_(*open_status),
+            )
+            .distinct()
+            .order_by(delivered.c.case_record_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(delivered.c.case_record_id > after)
+        async with self._db.engine.connect() as conn:
+            return list((await conn.scalars(query)).all())
+
+    async def write(self, conn: AsyncConnection, at: datetime, record: LedgerRecord) -> str:
+        """Apply ``record`` in the caller's transaction; the exchange id."""
+        flow = Flow(record.flow).value
+        row = (
+            await conn.execute(
+                sa.select(exchanges.c.id).where(
+                    exchanges.c.flow == flow, exchanges.c.key == record.key
+                )
+            )
+        ).first()
+        changes: dict[str, Any] = dict(record.ids, updated_at=at, state=str(record.state))
+        if record.fingerprint is not None:
+            changes["content_fingerprint"] = record.fingerprint
+        if row is None:
+            exchange_id = str(uuid.uuid4())
+            await conn.execute(
+                sa.insert(exchanges).values(
+                    id=exchange_id, flow=flow, key=record.key, created_at=at, **changes
+                )
+            )
+        else:
+            exchange_id = row.id
+            await conn.execute(
+                sa.update(exchanges).where(exchanges.c.id == exchange_id).values(**changes)
+            )
+        await conn.execute(
+            sa.insert(exchange_events).values(
+                exchange_id=exchange_id,
+                at=at,
+                event=str(record.event or record.state),
+                direction=record.direction,
+                detail=dict(record.detail),
+            )
+        )
+        return exchange_id
+
+    # last: a method named ``list`` would shadow the builtin in the annotations below it
+    async def list(
+        self,
+        *,
+        flow: Flow | None = None,
+        state: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Exchange]:
+        query = sa.select(exchanges).order_by(exchanges.c.updated_at.desc(), exchanges.c.id)
+        if flow is not None:
+            query = query.where(exchanges.c.flow == str(flow))
+        if state is not None:
+            query = query.where(exchanges.c.state == str(state))
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit).offset(offset))).all()
+        return [_exchange(r) for r in rows]

@@ -5,18 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .audit import audit_in
-from .jobs import enqueue_in
-from .models import InboundMessage
-from .schema import inbound_messages
-
-if TYPE_CHECKING:
-    from .store import Store
+from .audit import AuditLog
+from .commands import AuditRecord, Enqueue
+from .database import Database
+from .dialect import upsert_insert
+from .jobs import JobQueue
+from .models import UNFINISHED, InboundMessage
+from .schema import inbound_messages, jobs
+from .vocabulary import AuditEvent, Flow, job_kind
 
 PAYLOAD_CONTEXT = "inbound_messages"
 
@@ -42,40 +44,39 @@ def _message(row: Any) -> InboundMessage:
 
 
 class Messages:
-    """``store.messages``."""
+    """``store.messages``: the inbox's durable side."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database, queue: JobQueue, audit: AuditLog) -> None:
+        self._db = db
+        self._jobs = queue
+        self._audit = audit
 
     async def receive(
         self,
         *,
         request_type: str,
-        flow: str,
+        flow: Flow,
         message: Mapping[str, Any],
         intervention_numbers: Sequence[str] = (),
         org_referral_ids: Sequence[str] = (),
     ) -> Receipt:
         """Store ``message`` and enqueue ``<flow>.receive``; the same content twice is a
         duplicate answered with the first message's id and no new work."""
-        store = self._store
-        now = store.now()
+        now = self._db.now()
         message_id = str(uuid.uuid4())
-        fingerprint = store.fingerprint(message)
-        async with store.engine.begin() as conn:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-                inbound_messages
-            )
+        fingerprint = self._db.cipher.fingerprint(message)
+        async with self._db.engine.begin() as conn:
             result = await conn.execute(
-                insert.values(
+                upsert_insert(conn, inbound_messages)
+                .values(
                     id=message_id,
                     request_type=request_type,
-                    flow=flow,
+                    flow=Flow(flow).value,
                     fingerprint=fingerprint,
                     intervention_numbers=list(intervention_numbers),
                     org_referral_ids=list(org_referral_ids),
                     received_at=now,
-                    payload=store.cipher.encrypt(
+                    payload=self._db.cipher.encrypt(
                         dict(message), context=PAYLOAD_CONTEXT, row_id=message_id
                     ),
                 )
@@ -90,23 +91,24 @@ class Messages:
                 )
                 assert first is not None
                 return Receipt(first, True, None)
-            refs = {"message_id": message_id, "intervention_numbers": list(intervention_numbers)}
+            refs: dict[str, Any] = {
+                "message_id": message_id,
+                "intervention_numbers": list(intervention_numbers),
+            }
             if org_referral_ids:
                 refs["org_referral_ids"] = list(org_referral_ids)
-            job = await enqueue_in(
-                conn,
-                store,
-                f"{flow}.receive",
-                None,
+            receive = Enqueue(
+                job_kind(Flow(flow), "receive"),
                 key=f"inbox:{message_id}",
                 refs=refs,
                 message_id=message_id,
             )
-            await audit_in(conn, now, "inbox.received", flow, refs)
+            job = await self._jobs.insert(conn, now, receive)
+            await self._audit.write(conn, now, AuditRecord(AuditEvent.INBOX_RECEIVED, flow, refs))
         return Receipt(message_id, False, job.id)
 
     async def get(self, message_id: str) -> InboundMessage | None:
-        async with self._store.engine.connect() as conn:
+        async with self._db.engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(inbound_messages).where(inbound_messages.c.id == message_id)
@@ -116,23 +118,40 @@ class Messages:
 
     async def payload(self, message_id: str) -> dict[str, Any] | None:
         """The decrypted message, or None once purged (its receive job is done)."""
-        async with self._store.engine.connect() as conn:
+        async with self._db.engine.connect() as conn:
             token = await conn.scalar(
                 sa.select(inbound_messages.c.payload).where(inbound_messages.c.id == message_id)
             )
         if token is None:
             return None
-        data: dict[str, Any] = self._store.cipher.decrypt(
+        data: dict[str, Any] = self._db.cipher.decrypt(
             token, context=PAYLOAD_CONTEXT, row_id=message_id
         )
         return data
 
-    async def list(self, *, flow: str | None = None, limit: int = 100) -> list[InboundMessage]:
+    async def list(self, *, flow: Flow | None = None, limit: int = 100) -> list[InboundMessage]:
         query = sa.select(inbound_messages).order_by(
             inbound_messages.c.received_at.desc(), inbound_messages.c.id
         )
         if flow is not None:
-            query = query.where(inbound_messages.c.flow == flow)
-        async with self._store.engine.connect() as conn:
+            query = query.where(inbound_messages.c.flow == str(flow))
+        async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         return [_message(r) for r in rows]
+
+    async def purge_payloads(self, conn: AsyncConnection, cutoff: datetime) -> int:
+        """Drop the payloads of messages received before ``cutoff`` with no unfinished job."""
+        busy = sa.select(jobs.c.id).where(
+            jobs.c.message_id == inbound_messages.c.id,
+            jobs.c.state.in_([s.value for s in UNFINISHED]),
+        )
+        result = await conn.execute(
+            sa.update(inbound_messages)
+            .where(
+                inbound_messages.c.payload.is_not(None),
+                inbound_messages.c.received_at <= cutoff,
+                ~sa.exists(busy),
+            )
+            .values(payload=None)
+        )
+        return result.rowcount

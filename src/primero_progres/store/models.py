@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from ..errors import FailureClass
+
 
 class JobState(StrEnum):
     PENDING = "pending"
@@ -16,19 +18,27 @@ class JobState(StrEnum):
     DEAD = "dead"
 
 
-UNFINISHED = (JobState.PENDING.value, JobState.RUNNING.value)
+UNFINISHED = (JobState.PENDING, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
 class DeadReason:
     """Why a job was dead-lettered: failure class, machine code, and a safe message."""
 
-    failure_class: str
+    failure_class: FailureClass
     reason: str
     message: str
 
+    @classmethod
+    def from_json(cls, value: dict[str, str]) -> DeadReason:
+        return cls(FailureClass(value["failure_class"]), value["reason"], value["message"])
+
     def as_json(self) -> dict[str, str]:
-        return {"failure_class": self.failure_class, "reason": self.reason, "message": self.message}
+        return {
+            "failure_class": self.failure_class.value,
+            "reason": self.reason,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,7 @@ class Job:
     id: str
     kind: str
     key: str | None
-    state: str
+    state: JobState
     attempts: int
     next_attempt_at: datetime
     lease_owner: str | None
@@ -96,7 +106,7 @@ class InboundMessage:
 
 
 @dataclass(frozen=True)
-class AuditEvent:
+class AuditEntry:
     id: int
     at: datetime
     event: str

@@ -1,49 +1,51 @@
-"""The Store: one handle on the durable state, for both SQLite and PostgreSQL."""
+"""The Store: the only owner of connections and tables, for both SQLite and PostgreSQL.
+
+Each part of the durable state has one API here (``store.jobs``, ``.polls``, ``.ledger``,
+``.cursors``, ``.leases``, ``.messages``, ``.audit``); writes a step asks for are typed
+commands (``commands.py``) applied in one transaction.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .audit import AuditLog, audit_in
+from .audit import AuditLog
+from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
 from .crypto import Cipher
 from .cursors import Cursors
+from .database import Clock, Database, utcnow
 from .engine import create_engine
 from .jobs import JobQueue
 from .leases import Leases
 from .ledger import Ledger
 from .messages import Messages
-from .models import UNFINISHED, JobState, PurgeResult
-from .schema import inbound_messages, jobs
+from .models import PurgeResult
+from .polls import Polls
+from .vocabulary import AuditEvent
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Store:
-    """Engine, cipher and clock, plus the read/write APIs on each part of the state."""
+    """Engine, cipher and clock, and the API of each part of the state."""
 
     def __init__(self, engine: AsyncEngine, cipher: Cipher, clock: Clock = utcnow) -> None:
-        self.engine = engine
-        self.cipher = cipher
-        self.clock = clock
-        self.jobs = JobQueue(self)
-        self.ledger = Ledger(self)
-        self.cursors = Cursors(self)
-        self.leases = Leases(self)
-        self.messages = Messages(self)
-        self.audit = AuditLog(self)
+        self._db = Database(engine, cipher, clock)
+        self.audit = AuditLog(self._db)
+        self.ledger = Ledger(self._db)
+        self.cursors = Cursors(self._db)
+        self.leases = Leases(self._db)
+        self.jobs = JobQueue(self._db, self.audit, self._write)
+        self.messages = Messages(self._db, self.jobs, self.audit)
+        self.polls = Polls(self._db, self.jobs, self.leases)
 
     @classmethod
     async def open(cls, url: str, *, encryption: Cipher, clock: Clock = utcnow) -> Store:
@@ -53,21 +55,43 @@ class Store:
         await self.engine.dispose()
 
     @property
+    def engine(self) -> AsyncEngine:
+        return self._db.engine
+
+    @property
+    def cipher(self) -> Cipher:
+        return self._db.cipher
+
+    @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     def now(self) -> datetime:
-        return self.clock()
+        return self._db.now()
 
-    def fingerprint(self, obj: Any) -> str:
+    def fingerprint(self, obj: object) -> str:
         """Keyed content hash (HMAC-SHA256 of canonical JSON): not guessable from the data."""
         return self.cipher.fingerprint(obj)
 
-    async def load_message(self, message_id: str | None) -> dict[str, Any] | None:
-        """The decrypted inbound message of a receive job (None once purged)."""
-        if message_id is None:
-            return None
-        return await self.messages.payload(message_id)
+    async def apply(self, commands: Sequence[Command]) -> None:
+        """Apply ``commands`` in one transaction, outside any job (operator actions, imports)."""
+        async with self.engine.begin() as conn:
+            await self._write(conn, self.now(), commands)
+
+    async def _write(
+        self, conn: AsyncConnection, now: datetime, commands: Sequence[Command]
+    ) -> None:
+        for item in commands:
+            if isinstance(item, Enqueue):
+                await self.jobs.insert(conn, now, item)
+            elif isinstance(item, LedgerRecord):
+                await self.ledger.write(conn, now, item)
+            elif isinstance(item, AuditRecord):
+                await self.audit.write(conn, now, item)
+            elif isinstance(item, CursorMove):
+                await self.cursors.write(conn, now, item)
+            else:
+                raise TypeError(f"not a store command: {type(item).__name__}")
 
     async def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations shipped inside the package."""
@@ -95,39 +119,12 @@ class Store:
         now = self.now()
         cutoff = now - timedelta(days=retention_days)
         async with self.engine.begin() as conn:
-            done = await conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.state == JobState.DONE.value, jobs.c.payload.is_not(None))
-                .values(payload=None)
+            result = PurgeResult(
+                jobs=await self.jobs.purge_payloads(conn, cutoff),
+                messages=await self.messages.purge_payloads(conn, cutoff),
             )
-            dead = await conn.execute(
-                sa.update(jobs)
-                .where(
-                    jobs.c.state == JobState.DEAD.value,
-                    jobs.c.payload.is_not(None),
-                    jobs.c.updated_at <= cutoff,
-                )
-                .values(payload=None)
-            )
-            busy = sa.select(jobs.c.id).where(
-                jobs.c.message_id == inbound_messages.c.id, jobs.c.state.in_(UNFINISHED)
-            )
-            messages = await conn.execute(
-                sa.update(inbound_messages)
-                .where(
-                    inbound_messages.c.payload.is_not(None),
-                    inbound_messages.c.received_at <= cutoff,
-                    ~sa.exists(busy),
-                )
-                .values(payload=None)
-            )
-            result = PurgeResult(jobs=done.rowcount + dead.rowcount, messages=messages.rowcount)
             if result.jobs or result.messages:
-                await audit_in(
-                    conn,
-                    now,
-                    "payloads.purged",
-                    None,
-                    {"jobs_count": result.jobs, "messages_count": result.messages},
-                )
+                counts = {"jobs_count": result.jobs, "messages_count": result.messages}
+                record = AuditRecord(AuditEvent.PAYLOADS_PURGED, None, counts)
+                await self.audit.write(conn, now, record)
         return result

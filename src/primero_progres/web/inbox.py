@@ -16,17 +16,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from ..logging import get_logger
+from ..mapping.dtp import PROGRES_DECISION_REQUEST, PROGRES_REFERRAL_REQUEST
+from ..mapping.values import unwrap
 from ..runtime.metrics import INBOUND_MESSAGES
 from ..settings import Settings
-from ..store import Store
+from ..store import Flow, Store
 from .errors import documented, error_response
 
 log = get_logger(__name__)
 
 #: request_type -> flow
 ROUTES = {
-    "PrimeroOutgoingReferral": "progres-referral",
-    "PrimeroIncomingReferralDecision": "progres-decision",
+    PROGRES_REFERRAL_REQUEST: Flow.PROGRES_REFERRAL,
+    PROGRES_DECISION_REQUEST: Flow.PROGRES_DECISION,
 }
 _ID_MAX = 128
 
@@ -97,7 +99,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_message(body: bytes) -> tuple[str, str, dict[str, Any]]:
+def parse_message(body: bytes) -> tuple[str, Flow, dict[str, Any]]:
     """Validate the envelope; return (request_type, flow, normalised message)."""
     try:
         data = json.loads(body)
@@ -105,8 +107,7 @@ def parse_message(body: bytes) -> tuple[str, str, dict[str, Any]]:
         raise InboxRejection(400, "malformed_json", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InboxRejection(400, "not_an_object", "the body must be a JSON object")
-    if "request_type" not in data and isinstance(data.get("data"), dict):
-        data = data["data"]
+    data = dict(unwrap(data))
     request_type = data.get("request_type")
     if request_type is None:
         raise InboxRejection(400, "missing_request_type", "request_type is missing")

@@ -1,0 +1,66 @@
+"""What the flows need from each peer, as protocols the peer clients satisfy.
+
+The flows call these and nothing else of a client, so another implementation of a port
+(a second proGres gateway, an in-memory fake in the unit tests) plugs in without a change
+to the flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class PrimeroApi(Protocol):
+    """The Primero v2 calls of the four flows (``peers.primero.PrimeroClient``)."""
+
+    def iter_cases(
+        self,
+        *,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        updated_since: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def find_cases(self, field: str, value: str) -> list[dict[str, Any]]: ...
+
+    async def create_case(self, data: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def patch_case(self, record_id: str, data: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def list_referrals(self, record_id: str) -> list[dict[str, Any]]: ...
+
+    async def update_referral(
+        self,
+        record_id: str,
+        referral_id: str,
+        *,
+        status: str,
+        rejected_reason: str | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def get_user(self, user_name: str) -> dict[str, Any] | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class GatewayReceipt(Protocol):
+    """What the gateway answered to an accepted message."""
+
+    @property
+    def request_id(self) -> str | None: ...
+
+
+class ProgresGateway(Protocol):
+    """The way to proGres: its two message kinds (``peers.dtp.DTPClient`` today)."""
+
+    async def send_referral(self, message: dict[str, Any]) -> GatewayReceipt:
+        """Flow 3: a Primero referral to UNHCR."""
+        ...
+
+    async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
+        """Flow 1 feedback and flow 2 decisions."""
+        ...
+
+    async def aclose(self) -> None: ...

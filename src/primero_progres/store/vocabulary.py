@@ -1,0 +1,104 @@
+"""The words the durable state is written in: flows, job kinds, ledger states and events,
+audit events.
+
+They are enums so that a flow cannot write a state or event no reader knows. Their values are
+what the database holds and what operators read: add members, never rename one.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Flow(StrEnum):
+    """The four flows; a job kind is ``<flow>.<step>`` and the ledger is keyed by flow."""
+
+    PROGRES_REFERRAL = "progres-referral"
+    PRIMERO_DECISION = "primero-decision"
+    PRIMERO_REFERRAL = "primero-referral"
+    PROGRES_DECISION = "progres-decision"
+
+
+class LedgerState(StrEnum):
+    """Where an exchange (one referral or decision crossing the bridge) stands."""
+
+    #: flow 1: the case is written in Primero and its feedback queued
+    DELIVERED = "delivered"
+    #: flow 1: the intervention was refused and its ``Delivery Fail`` queued
+    REFUSED = "refused"
+    #: flow 1: DTP took the ``Pending Acknowledgement`` feedback
+    FEEDBACK_SENT = "feedback_sent"
+    #: flow 1: DTP took the ``Delivery Fail`` feedback
+    REFUSED_REPORTED = "refused_reported"
+    #: flows 2 and 3: the message to DTP is queued
+    QUEUED = "queued"
+    #: flows 2 and 3: DTP took the message
+    SENT = "sent"
+    #: flow 3: the referral cannot be mapped; looked at again by the next poll
+    UNMAPPABLE = "unmappable"
+    #: flow 4: the Primero referral now has this status
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+#: flow-1 states after which no decision can follow (flow 2 stops watching the case)
+REFUSED_STATES = (LedgerState.REFUSED, LedgerState.REFUSED_REPORTED)
+
+
+class LedgerEvent(StrEnum):
+    """What happened to an exchange; its history is a list of these."""
+
+    CASE_CREATED = "case_created"
+    CASE_UPDATED = "case_updated"
+    INTERVENTION_REFUSED = "intervention_refused"
+    FEEDBACK_SENT = "feedback_sent"
+    DECISION_QUEUED = "decision_queued"
+    DECISION_SENT = "decision_sent"
+    REFERRAL_NOT_MAPPABLE = "referral_not_mappable"
+    REFERRAL_QUEUED = "referral_queued"
+    REFERRAL_SENT = "referral_sent"
+    REFERRAL_PATCHED = "referral_patched"
+
+
+class AuditEvent(StrEnum):
+    """Entries of the audit trail (each with allow-listed IDs only)."""
+
+    INBOX_RECEIVED = "inbox.received"
+    JOB_DEAD = "job.dead"
+    JOB_REPLAYED = "job.replayed"
+    PAYLOADS_PURGED = "payloads.purged"
+    MESSAGE_FANNED_OUT = "message_fanned_out"
+    SEVERAL_CASES_MATCHED = "several_cases_matched"
+    INTERVENTION_REFUSED = "intervention_refused"
+    FEEDBACK_SENT = "feedback_sent"
+    DECISION_NOT_MAPPABLE = "decision_not_mappable"
+    DECISION_SENT = "decision_sent"
+    REFERRAL_NOT_MAPPABLE = "referral_not_mappable"
+    REFERRAL_SENT = "referral_sent"
+    DECISION_APPLIED = "decision_applied"
+    POLL_FINISHED = "poll_finished"
+
+
+def job_kind(flow: Flow, step: str) -> str:
+    """``<flow>.<step>``: the kind of a job, which names its handler."""
+    return f"{flow.value}.{step}"
+
+
+def poll_kind(flow: Flow) -> str:
+    return job_kind(flow, "poll")
+
+
+def flow_of(kind: str) -> Flow | None:
+    """The flow a job kind belongs to (None for kinds outside the four flows)."""
+    try:
+        return Flow(kind.split(".", 1)[0])
+    except ValueError:
+        return None
+
+
+DECISION_KEY_SEPARATOR = ":"
+
+
+def decision_key(service_unique_id: str | None, status: str) -> str:
+    """The ledger key of a flow-2 exchange: one decision per (service, status), ever."""
+    return f"{service_unique_id}{DECISION_KEY_SEPARATOR}{status}"
