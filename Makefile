@@ -20,11 +20,16 @@ demo: install
 test: install
 	$(VENV)/bin/pytest
 
+# Every benchmark in bench/ prints its figures; none is a pass/fail test.
 bench: install
-	$(PY) bench/mapping.py
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
+# Style (ruff), types (mypy; --strict on mapping, profiles, store, flows) and the layering
+# contracts of docs/architecture.md (import-linter); configuration in pyproject.toml.
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

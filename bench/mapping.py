@@ -13,6 +13,7 @@ import time
 from datetime import date
 
 from primero_progres.mapping import primero_referral, progres_referral
+from primero_progres.mapping.errors import MappingError
 from primero_progres.profiles import load_profile
 
 TARGET_INTERVENTIONS_PER_SECOND = 20_000
@@ -91,7 +92,7 @@ def main(count: int = 10_000) -> int:
     start = time.perf_counter()
     mapped = [progres_referral.map_intervention(i, profile, today) for i in batch]
     flow1_seconds = time.perf_counter() - start
-    failed = sum(isinstance(m, progres_referral.MappingError) for m in mapped)
+    failed = sum(isinstance(m, MappingError) for m in mapped)
     flow1_rate = count / flow1_seconds
 
     case_batch = cases(count, 4, rng)
