@@ -376,3 +376,55 @@ def test_a_worker_from_settings_takes_them_unless_overridden() -> None:
     worker = Worker.from_settings(None, {}, settings, concurrency=1)  # type: ignore[arg-type]
     assert (worker.concurrency, worker.lease_seconds, worker.poll_interval) == (1, 42.0, 0.5)
     assert worker.retry.max_attempts == 2
+
+
+async def test_a_lease_a_step_holds_is_released_after_its_outcome_is_committed(
+    store: Store,
+) -> None:
+    seen_during: list[str | None] = []
+
+    async def holds(ctx: StepContext) -> None:
+        await ctx.hold("individual:803-1")
+        seen_during.append(await store.leases.holder("individual:803-1"))
+
+        async def after() -> None:
+            seen_during.append(await store.leases.holder("individual:803-1"))
+
+        ctx.after_commit(after)
+
+    await store.jobs.enqueue("toy.step", {})
+    await Worker(store, {"toy.step": holds}, worker_id="w").run_until_idle()
+    assert seen_during == ["w/0", "w/0"], "held until the commit and its callbacks"
+    assert await store.leases.holder("individual:803-1") is None
+
+
+@pytest.mark.parametrize("error", [PermanentError("no"), TransientError("later")])
+async def test_a_lease_a_failed_step_held_is_released(store: Store, error: Exception) -> None:
+    async def fails(ctx: StepContext) -> None:
+        await ctx.hold("individual:803-1")
+        raise error
+
+    await store.jobs.enqueue("toy.step", {})
+    await Worker(store, {"toy.step": fails}, retry=RetryPolicy(60, 60, 5)).run_until_idle()
+    assert await store.leases.holder("individual:803-1") is None
+
+
+async def test_a_step_whose_lease_is_held_elsewhere_is_retried(
+    timed_store: Store, clock: FakeClock
+) -> None:
+    async def holds(ctx: StepContext) -> None:
+        await ctx.hold("individual:803-1")
+        await record_once(ctx)
+
+    assert await timed_store.leases.acquire("individual:803-1", "other/0", ttl=30)
+    retry = RetryPolicy(base_seconds=10, cap_seconds=10, max_attempts=5, random=lambda: 1.0)
+    worker = Worker(timed_store, {"toy.step": holds}, retry=retry)
+    job_id = (await timed_store.jobs.enqueue("toy.step", {})).id
+    await worker.run_until_idle()
+    job = await timed_store.jobs.get(job_id)
+    assert job is not None and (job.state, job.attempts) == ("pending", 1)
+    assert await timed_store.leases.holder("individual:803-1") == "other/0"
+    clock.advance(31)
+    assert await worker.run_until_idle() == 1
+    done = await timed_store.jobs.get(job_id)
+    assert done is not None and done.state == "done"

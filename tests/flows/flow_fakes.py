@@ -1,0 +1,304 @@
+"""In-memory fakes of what a flow step talks to: the store's typed protocol and the two peers.
+
+The store fake applies a step's typed commands the way ``store.jobs.commit_step`` does (in
+order, job keys unique), so a test can run one step after another without a database.
+The peers' fakes answer from dictionaries and record every call. The real store and
+clients are covered by tests/store, tests/peers and the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from primero_progres.store import (
+    AuditRecord,
+    CursorMove,
+    Enqueue,
+    Exchange,
+    Flow,
+    Job,
+    JobState,
+    LeaseBusy,
+    LedgerRecord,
+    StepBuffer,
+)
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+def make_job(
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    refs: dict[str, Any] | None = None,
+    message_id: str | None = None,
+    key: str | None = None,
+) -> Job:
+    return Job(
+        id=f"job-{kind}",
+        kind=kind,
+        key=key,
+        state=JobState.RUNNING,
+        attempts=1,
+        next_attempt_at=NOW,
+        lease_owner="fake/0",
+        lease_expires_at=NOW,
+        dead_reason=None,
+        message_id=message_id,
+        refs=dict(refs or {}),
+        created_at=NOW,
+        updated_at=NOW,
+        has_payload=payload is not None,
+        payload=payload,
+    )
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.exchanges: dict[tuple[str, str], Exchange] = {}
+        #: (flow, key, event, detail) in the order they were recorded
+        self.history: list[tuple[str, str, str, dict[str, Any]]] = []
+        #: what ``cases_waiting_for_decision`` pages through (the real query: tests/store)
+        self.waiting: list[str] = []
+        self.waiting_calls: list[tuple[str | None, int]] = []
+
+    async def get(self, flow: Flow, key: str) -> Exchange | None:
+        return self.exchanges.get((str(flow), key))
+
+    async def find(self, flow: Flow | None = None, **ids: Any) -> list[Exchange]:
+        return [
+            e
+            for (f, _), e in self.exchanges.items()
+            if (flow is None or f == str(flow))
+            and all(getattr(e, name) == value for name, value in ids.items())
+        ]
+
+    async def cases_waiting_for_decision(
+        self, statuses: Collection[str], *, after: str | None = None, limit: int
+    ) -> list[str]:
+        self.waiting_calls.append((after, limit))
+        later = [i for i in sorted(self.waiting) if after is None or i > after]
+        return later[:limit]
+
+    def apply(self, record: LedgerRecord) -> None:
+        flow = Flow(record.flow).value
+        current = self.exchanges.get((flow, record.key))
+        values: dict[str, Any] = {**record.ids, "state": str(record.state), "updated_at": NOW}
+        if record.fingerprint is not None:
+            values["content_fingerprint"] = record.fingerprint
+        if current is None:
+            empty = dict.fromkeys(
+                (
+                    "progres_interventionnumber",
+                    "case_record_id",
+                    "case_id",
+                    "service_unique_id",
+                    "referral_id",
+                    "org_referral_id",
+                    "content_fingerprint",
+                )
+            )
+            current = Exchange(
+                id=f"x-{len(self.exchanges) + 1}",
+                flow=flow,
+                key=record.key,
+                created_at=NOW,
+                **{**empty, **values},
+            )
+        else:
+            current = replace(current, **values)
+        self.exchanges[(flow, record.key)] = current
+        event = str(record.event or record.state)
+        self.history.append((flow, record.key, event, dict(record.detail)))
+
+
+class FakeCursors:
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get(self, flow: Flow) -> str | None:
+        return self.values.get(str(flow))
+
+
+class FakeMessages:
+    def __init__(self) -> None:
+        self.payloads: dict[str, dict[str, Any]] = {}
+
+    async def payload(self, message_id: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.payloads.get(message_id))
+
+
+class FakeStore:
+    """``FlowStore`` in memory, plus what the committed steps wrote."""
+
+    def __init__(self) -> None:
+        self.ledger = FakeLedger()
+        self.cursors = FakeCursors()
+        self.messages = FakeMessages()
+        self.jobs: list[Enqueue] = []
+        self.audit: list[AuditRecord] = []
+        #: leases another worker holds: ``hold`` raises LeaseBusy for them
+        self.busy: set[str] = set()
+        self.held: list[str] = []
+
+    def fingerprint(self, obj: object) -> str:
+        canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canonical).hexdigest()
+
+    def context(self, job: Job) -> StepBuffer:
+        async def hold(lease: str) -> None:
+            if lease in self.busy:
+                raise LeaseBusy("another worker holds the lease", reason="busy")
+            self.held.append(lease)
+
+        return StepBuffer(job, worker_id="fake/0", hold=hold)
+
+    def commit(self, ctx: StepBuffer) -> None:
+        """What ``store.jobs.commit_step`` does with the step's commands."""
+        keys = {job.key for job in self.jobs if job.key is not None}
+        for command in ctx.commands:
+            if isinstance(command, Enqueue):
+                if command.key is None or command.key not in keys:
+                    self.jobs.append(command)
+                    keys.add(command.key)
+            elif isinstance(command, LedgerRecord):
+                self.ledger.apply(command)
+            elif isinstance(command, AuditRecord):
+                self.audit.append(command)
+            elif isinstance(command, CursorMove):
+                self.cursors.values[Flow(command.flow).value] = command.value
+
+    def jobs_of(self, kind: str) -> list[Enqueue]:
+        return [job for job in self.jobs if job.kind == kind]
+
+    def audit_of(self, event: str) -> list[dict[str, Any]]:
+        return [dict(entry.ids) for entry in self.audit if entry.event == event]
+
+
+@dataclass
+class FakePrimero:
+    """``PrimeroApi`` over dictionaries; ``errors`` makes an operation raise."""
+
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    referrals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[str, Exception] = field(default_factory=dict)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    #: drop these fields from write answers (a Primero that answers less than it should)
+    answer_without: tuple[str, ...] = ()
+
+    def _call(self, operation: str, argument: Any) -> None:
+        self.calls.append((operation, argument))
+        if operation in self.errors:
+            raise self.errors[operation]
+
+    def calls_of(self, operation: str) -> list[Any]:
+        return [argument for name, argument in self.calls if name == operation]
+
+    async def iter_cases(
+        self,
+        *,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        updated_since: datetime | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        self._call("iter_cases", {"filters": filters, "since": updated_since, "ids": ids})
+        for case in list(self.cases.values()):
+            if ids is not None and case["id"] not in ids:
+                continue
+            if filters and not all(_overlaps(case.get(k), v) for k, v in filters.items()):
+                continue
+            yield copy.deepcopy(case)
+
+    async def find_cases(self, field: str, value: str) -> list[dict[str, Any]]:
+        self._call("find_cases", (field, value))
+        return [copy.deepcopy(c) for c in self.cases.values() if c.get(field) == value]
+
+    async def create_case(self, data: dict[str, Any]) -> dict[str, Any]:
+        self._call("create_case", data)
+        number = len(self.cases) + 1
+        case = {**copy.deepcopy(data), "id": f"rec-{number}", "case_id": f"case-{number}"}
+        for index, row in enumerate(case.get("services_section") or []):
+            row.setdefault("unique_id", f"svc-{number}-{index}")
+        self.cases[case["id"]] = case
+        return self._answer(case)
+
+    async def patch_case(self, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        self._call("patch_case", (record_id, data))
+        case = self.cases[record_id]
+        rows = case.setdefault("services_section", [])
+        for row in data.get("services_section") or []:
+            same = [r for r in rows if r.get("unique_id") == row.get("unique_id")]
+            if row.get("unique_id") and same:
+                same[0].update(row)
+            else:
+                rows.append({"unique_id": f"svc-{record_id}-{len(rows)}", **row})
+        case.update({k: v for k, v in data.items() if k != "services_section"})
+        return self._answer({**copy.deepcopy(data), "id": record_id})
+
+    def _answer(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in copy.deepcopy(record).items() if k not in self.answer_without}
+
+    async def list_referrals(self, record_id: str) -> list[dict[str, Any]]:
+        self._call("list_referrals", record_id)
+        return copy.deepcopy(self.referrals.get(record_id, []))
+
+    async def update_referral(
+        self,
+        record_id: str,
+        referral_id: str,
+        *,
+        status: str,
+        rejected_reason: str | None = None,
+    ) -> dict[str, Any]:
+        self._call("update_referral", (record_id, referral_id, status, rejected_reason))
+        [referral] = [r for r in self.referrals[record_id] if r["id"] == referral_id]
+        referral["status"] = status
+        return copy.deepcopy(referral)
+
+    async def get_user(self, user_name: str) -> dict[str, Any] | None:
+        self._call("get_user", user_name)
+        return copy.deepcopy(self.users.get(user_name))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _overlaps(value: Any, wanted: str | Sequence[str]) -> bool:
+    options = {wanted} if isinstance(wanted, str) else set(wanted)
+    values = value if isinstance(value, list) else [value]
+    return bool(options & set(values))
+
+
+@dataclass(frozen=True)
+class Receipt:
+    request_id: str | None
+
+
+@dataclass
+class FakeGateway:
+    """``ProgresGateway`` that keeps what it was sent; ``error`` makes every send raise."""
+
+    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    error: Exception | None = None
+
+    async def send_referral(self, message: dict[str, Any]) -> Receipt:
+        return self._send("referral", message)
+
+    async def send_decision(self, message: dict[str, Any]) -> Receipt:
+        return self._send("decision", message)
+
+    def _send(self, endpoint: str, message: dict[str, Any]) -> Receipt:
+        if self.error is not None:
+            raise self.error
+        self.sent.append((endpoint, copy.deepcopy(message)))
+        return Receipt(f"req-{len(self.sent)}")
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,129 @@
+"""Flow 3's steps against in-memory fakes: the poll, unmappable referrals, sending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flow_fakes import FakeGateway, FakePrimero, FakeStore, make_job
+
+from primero_progres import demo_data
+from primero_progres.flows import primero_referral as flow3
+
+SERVICE = "0e000000-0000-4000-8000-0000000000a1"
+OTHER_SERVICE = "0e000000-0000-4000-8000-0000000000b2"
+
+
+def referred_case(record_id: str, service: str, stamp: str, **fields: Any) -> dict[str, Any]:
+    row = {
+        "unique_id": service,
+        "service_type": "alternative_care",
+        "service_implementing_agency": "UNHCR",
+    }
+    return demo_data.primero_case(
+        f"case-{record_id}",
+        record_id,
+        associated_user_names=[demo_data.PRIMERO_CASEWORKER, demo_data.UNHCR_CASEWORKER],
+        services_section=[row],
+        last_updated_at=stamp,
+        **fields,
+    )
+
+
+@pytest.fixture
+def two_referred(primero: FakePrimero) -> None:
+    primero.cases = {
+        "rec-1": referred_case("rec-1", SERVICE, "2026-11-29T10:00:00Z"),
+        "rec-2": referred_case("rec-2", OTHER_SERVICE, "2026-11-29T10:05:00Z"),
+        "rec-3": demo_data.primero_case("case-rec-3", "rec-3"),  # not associated with UNHCR
+    }
+    primero.referrals = {
+        "rec-1": [{"id": "ref-1", "service_record_id": SERVICE}],
+        "rec-2": [{"id": "ref-2", "service_record_id": OTHER_SERVICE}],
+    }
+    primero.users = {u["user_name"]: u for u in demo_data.PRIMERO_USERS}
+
+
+@pytest.mark.usefixtures("two_referred")
+async def test_the_poll_queues_one_referral_per_referred_unhcr_service(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+
+    [listing] = primero.calls_of("iter_cases")
+    assert listing["filters"] == {"associated_user_names": [demo_data.UNHCR_CASEWORKER]}
+    assert primero.calls_of("list_referrals") == ["rec-1", "rec-2"]
+    assert primero.calls_of("get_user") == [demo_data.PRIMERO_CASEWORKER], "once per run"
+    sends = fake_store.jobs_of(flow3.SEND)
+    assert [s.key for s in sends] == [
+        f"{flow3.SEND}:case-rec-1:{SERVICE}",
+        f"{flow3.SEND}:case-rec-2:{OTHER_SERVICE}",
+    ]
+    assert dict(sends[0].payload or {})["message"]["id"] == f"case-rec-1#{SERVICE[-12:]}"
+    queued = await fake_store.ledger.get(flow3.FLOW, f"case-rec-1:{SERVICE}")
+    assert queued is not None
+    assert (queued.state, queued.referral_id, queued.org_referral_id) == (
+        "queued",
+        "ref-1",
+        f"case-rec-1#{SERVICE[-12:]}",
+    )
+    assert fake_store.cursors.values == {"primero-referral": "2026-11-29T10:05:00Z"}
+
+
+@pytest.mark.usefixtures("two_referred")
+async def test_a_referral_is_queued_once_however_often_it_is_read(
+    run: Any, fake_store: FakeStore
+) -> None:
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+    assert len(fake_store.jobs_of(flow3.SEND)) == 2
+
+
+@pytest.mark.usefixtures("two_referred")
+async def test_an_unmappable_referral_is_recorded_then_sent_once_fixed(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.cases["rec-1"]["language"] = ["language99"]
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+
+    key = f"case-rec-1:{SERVICE}"
+    unmappable = await fake_store.ledger.get(flow3.FLOW, key)
+    assert unmappable is not None and unmappable.state == "unmappable"
+    assert fake_store.ledger.history[0][1:] == (
+        key,
+        "referral_not_mappable",
+        {"reason": "unknown_code"},
+    )
+    [reported] = fake_store.audit_of("referral_not_mappable")
+    assert (reported["reason"], reported["fields"]) == ("unknown_code", ["language"])
+    assert [s.key for s in fake_store.jobs_of(flow3.SEND)] == [
+        f"{flow3.SEND}:case-rec-2:{OTHER_SERVICE}"
+    ]
+
+    primero.cases["rec-1"]["language"] = ["language2"]
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+    fixed = await fake_store.ledger.get(flow3.FLOW, key)
+    assert fixed is not None and fixed.state == "queued"
+    assert len(fake_store.jobs_of(flow3.SEND)) == 2
+
+
+async def test_send_delivers_the_referral_and_records_it(
+    run: Any, fake_store: FakeStore, gateway: FakeGateway
+) -> None:
+    refs = {
+        "case_record_id": "rec-1",
+        "case_id": "case-1",
+        "service_unique_id": SERVICE,
+        "referral_id": "ref-1",
+        "org_referral_id": f"case-1#{SERVICE[-12:]}",
+    }
+    message = {"id": refs["org_referral_id"], "request_type": "ReceiveIncomingReferral"}
+    await run(flow3.send, make_job(flow3.SEND, {"message": message}, refs=refs))
+
+    assert gateway.sent == [("referral", message)]
+    sent = await fake_store.ledger.get(flow3.FLOW, f"case-1:{SERVICE}")
+    assert sent is not None and (sent.state, sent.org_referral_id) == (
+        "sent",
+        refs["org_referral_id"],
+    )
+    assert fake_store.audit_of("referral_sent") == [refs]

@@ -1,0 +1,221 @@
+"""Flow 1's steps against in-memory fakes: fan-out, delivery, refusals, feedback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flow_fakes import FakeGateway, FakePrimero, FakeStore, make_job
+
+from primero_progres import demo_data
+from primero_progres.errors import InvalidInputError
+from primero_progres.flows import progres_referral as flow1
+from primero_progres.peers.primero_errors import (
+    AuthenticationError,
+    InvalidRecordError,
+    UnexpectedResponseError,
+)
+from primero_progres.store import LeaseBusy
+
+FLOW = "progres-referral"
+NUMBER = "DEMO-26-PRTITV-0000001"
+LEASE = "individual:DEMO-00000001"
+FOCAL_POINT = "progresv4_primero_intake@cpims-gambella.primero.org"
+
+
+def deliver_job(intervention: dict[str, Any], fingerprint: str = "fp-1") -> Any:
+    return make_job(
+        flow1.DELIVER,
+        {"intervention": intervention, "fingerprint": fingerprint},
+        refs={"progres_interventionnumber": intervention.get("progres_interventionnumber")},
+        message_id="m-1",
+    )
+
+
+async def test_receive_fans_out_one_delivery_per_intervention(
+    run: Any, fake_store: FakeStore
+) -> None:
+    first, second = demo_data.intervention(NUMBER), demo_data.intervention("DEMO-26-PRTITV-2")
+    fake_store.messages.payloads["m-1"] = demo_data.referral_message(first, second)
+    job = make_job(flow1.RECEIVE, message_id="m-1")
+    await run(flow1.receive, job)
+    await run(flow1.receive, job)  # the same message again: nothing new
+
+    delivers = fake_store.jobs_of(flow1.DELIVER)
+    assert [(d.key, d.message_id, dict(d.refs)) for d in delivers] == [
+        (
+            f"{flow1.DELIVER}:{item['progres_interventionnumber']}:{fake_store.fingerprint(item)}",
+            "m-1",
+            {
+                "progres_interventionnumber": item["progres_interventionnumber"],
+                "message_id": "m-1",
+                "index": index,
+            },
+        )
+        for index, item in enumerate((first, second))
+    ]
+    assert delivers[0].payload == {
+        "intervention": first,
+        "fingerprint": fake_store.fingerprint(first),
+    }
+    assert fake_store.audit_of("message_fanned_out")[0] == {"message_id": "m-1", "count": 2}
+
+
+async def test_an_unreadable_message_is_invalid_input_and_writes_nothing(
+    run: Any, fake_store: FakeStore
+) -> None:
+    fake_store.messages.payloads["m-1"] = {"interventions": "not a list"}
+    with pytest.raises(InvalidInputError) as caught:
+        await run(flow1.receive, make_job(flow1.RECEIVE, message_id="m-1"))
+    assert caught.value.reason == "invalid_data"
+    assert fake_store.jobs == [] and fake_store.audit == []
+
+
+async def test_deliver_creates_the_case_under_the_childs_lease_and_queues_the_feedback(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+
+    assert fake_store.held == [LEASE]
+    [created] = primero.calls_of("create_case")
+    assert created["unhcr_individual_no"] == "DEMO-00000001"
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None
+    assert (exchange.state, exchange.case_record_id, exchange.case_id) == (
+        "delivered",
+        "rec-1",
+        "case-1",
+    )
+    assert (exchange.service_unique_id, exchange.content_fingerprint) == ("svc-1-0", "fp-1")
+    assert [event for _, _, event, _ in fake_store.ledger.history] == ["case_created"]
+    [feedback] = fake_store.jobs_of(flow1.FEEDBACK)
+    assert feedback.key == f"{flow1.FEEDBACK}:{NUMBER}:fp-1"
+    assert feedback.payload == {
+        "message": {
+            "status": "Pending Acknowledgement",
+            "primero_user": FOCAL_POINT,
+            "case_id": "case-1",
+            "progres_interventionnumber": NUMBER,
+        }
+    }
+
+
+async def test_deliver_updates_the_case_that_already_holds_the_intervention(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.cases["rec-9"] = {
+        "id": "rec-9",
+        "case_id": "case-9",
+        "unhcr_individual_no": "DEMO-00000001",
+        "owned_by": "someone_else",
+        "services_section": [{"unique_id": "svc-9", "progres_interventionnumber": NUMBER}],
+    }
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+
+    assert primero.calls_of("create_case") == []
+    [(record_id, body)] = primero.calls_of("patch_case")
+    assert record_id == "rec-9"
+    assert [row["unique_id"] for row in body["services_section"]] == ["svc-9"]
+    assert "case_id" not in body, "Primero refuses a case_id in a PATCH"
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None
+    assert (exchange.case_id, exchange.service_unique_id) == ("case-9", "svc-9")
+    assert [event for _, _, event, _ in fake_store.ledger.history] == ["case_updated"]
+
+
+async def test_a_busy_child_is_retried_later_without_calling_primero(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    fake_store.busy.add(LEASE)
+    with pytest.raises(LeaseBusy) as caught:
+        await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    assert caught.value.retryable and caught.value.reason == "busy"
+    assert primero.calls == [] and fake_store.jobs == []
+
+
+async def test_an_unmappable_intervention_is_refused_with_a_delivery_fail(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    intervention = demo_data.intervention(NUMBER, **{"individuals.progres_givenname": None})
+    await run(flow1.deliver, deliver_job(intervention))
+
+    assert primero.calls == [] and fake_store.held == []
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.state == "refused"
+    assert fake_store.ledger.history[0][2:] == (
+        "intervention_refused",
+        {"reason": "missing_fields"},
+    )
+    [feedback] = fake_store.jobs_of(flow1.FEEDBACK)
+    message = dict(feedback.payload or {})["message"]
+    assert message["status"] == "Delivery Fail"
+    assert message["closure_reason"].endswith("Missing fields: individuals.progres_givenname")
+    [refused] = fake_store.audit_of("intervention_refused")
+    assert (refused["reason"], refused["failure_class"], refused["fields"]) == (
+        "missing_fields",
+        "mapping",
+        ["individuals.progres_givenname"],
+    )
+
+
+async def test_a_primero_refusal_is_reported_to_dtp_as_a_delivery_fail(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.errors["create_case"] = InvalidRecordError(
+        "primero", "create_case", "HTTP 422", status_code=422
+    )
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+
+    assert fake_store.held == [LEASE], "released once the refusal is committed"
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.state == "refused"
+    [refused] = fake_store.audit_of("intervention_refused")
+    assert (refused["reason"], refused["failure_class"], refused["peer_status"]) == (
+        "primero_refused",
+        "permanent",
+        "http_422",
+    )
+    [feedback] = fake_store.jobs_of(flow1.FEEDBACK)
+    assert dict(feedback.payload or {})["message"]["status"] == "Delivery Fail"
+
+
+async def test_a_refusal_the_operator_must_fix_is_raised_not_reported(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.errors["create_case"] = AuthenticationError(
+        "primero", "create_case", "HTTP 401", status_code=401
+    )
+    with pytest.raises(AuthenticationError):
+        await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    assert fake_store.jobs == [] and fake_store.ledger.exchanges == {}
+
+
+async def test_a_written_case_without_its_case_id_is_an_error_not_a_false_feedback(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.answer_without = ("case_id",)
+    with pytest.raises(UnexpectedResponseError) as caught:
+        await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    assert caught.value.reason == "bad_response"
+    assert fake_store.jobs == []
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [("Pending Acknowledgement", "feedback_sent"), ("Delivery Fail", "refused_reported")],
+)
+async def test_feedback_records_what_dtp_was_told(
+    run: Any, fake_store: FakeStore, gateway: FakeGateway, status: str, state: str
+) -> None:
+    message = {"status": status, "progres_interventionnumber": NUMBER, "case_id": "case-1"}
+    await run(flow1.feedback, make_job(flow1.FEEDBACK, {"message": message}))
+
+    assert gateway.sent == [("decision", message)]
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.state == state
+    assert fake_store.ledger.history == [
+        (FLOW, NUMBER, "feedback_sent", {"dtp_request_id": "req-1"})
+    ]
+    assert fake_store.audit_of("feedback_sent") == [
+        {"progres_interventionnumber": NUMBER, "status": status}
+    ]

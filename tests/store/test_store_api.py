@@ -1,0 +1,131 @@
+"""The store's typed API on both databases: commands, the waiting-for-decision query, leases,
+polls."""
+
+from __future__ import annotations
+
+import pytest
+
+from primero_progres.store import (
+    AuditEvent,
+    AuditRecord,
+    CursorMove,
+    Enqueue,
+    Flow,
+    LeaseBusy,
+    LedgerRecord,
+    LedgerState,
+    Store,
+    decision_key,
+)
+
+STATUSES = ("accepted", "rejected")
+
+
+def delivered(
+    number: str, record_id: str | None, service: str | None, state: LedgerState
+) -> LedgerRecord:
+    return LedgerRecord.of(
+        Flow.PROGRES_REFERRAL,
+        number,
+        state=state,
+        case_record_id=record_id,
+        service_unique_id=service,
+    )
+
+
+def decision(service: str, status: str) -> LedgerRecord:
+    return LedgerRecord.of(
+        Flow.PRIMERO_DECISION,
+        decision_key(service, status),
+        state=LedgerState.SENT,
+        service_unique_id=service,
+    )
+
+
+async def test_cases_waiting_for_a_decision(store: Store) -> None:
+    await store.apply(
+        [
+            delivered("I-1", "rec-a", "svc-a", LedgerState.FEEDBACK_SENT),  # nothing decided
+            delivered("I-2", "rec-b", "svc-b", LedgerState.FEEDBACK_SENT),  # accepted only
+            decision("svc-b", "accepted"),
+            delivered("I-3", "rec-c", "svc-c", LedgerState.FEEDBACK_SENT),  # both decided
+            decision("svc-c", "accepted"),
+            decision("svc-c", "rejected"),
+            delivered("I-4", "rec-d", "svc-d", LedgerState.REFUSED),
+            delivered("I-5", "rec-e", "svc-e", LedgerState.REFUSED_REPORTED),
+            delivered("I-6", None, "svc-f", LedgerState.DELIVERED),  # no case known
+            delivered("I-7", "rec-a", "svc-g", LedgerState.DELIVERED),  # same case, again
+            delivered("I-8", "rec-h", "svc-h", LedgerState.DELIVERED),
+            decision("svc-x", "rejected"),  # another service's decision
+        ]
+    )
+    waiting = store.ledger.cases_waiting_for_decision
+    assert await waiting(STATUSES, limit=100) == ["rec-a", "rec-b", "rec-h"]
+    assert await waiting(["accepted"], limit=100) == ["rec-a", "rec-h"]
+    assert await waiting([], limit=100) == []
+    assert await waiting(STATUSES, limit=2) == ["rec-a", "rec-b"]
+    assert await waiting(STATUSES, after="rec-b", limit=2) == ["rec-h"]
+    assert await waiting(STATUSES, after="rec-h", limit=2) == []
+
+
+async def test_commands_apply_in_one_transaction_or_not_at_all(store: Store) -> None:
+    job = Enqueue("toy.step", {"n": 1}, key="k-1")
+    with pytest.raises(ValueError):
+        await store.apply([job, CursorMove("no-such-flow", "x")])  # type: ignore[arg-type]
+    assert await store.jobs.list(kind="toy.step") == []
+
+    await store.apply(
+        [
+            job,
+            CursorMove(Flow.PRIMERO_REFERRAL, "2026-11-29T12:00:00Z"),
+            AuditRecord(AuditEvent.POLL_FINISHED, Flow.PRIMERO_REFERRAL, {"count": 1}),
+        ]
+    )
+    assert [j.key for j in await store.jobs.list(kind="toy.step")] == ["k-1"]
+    assert await store.cursors.get(Flow.PRIMERO_REFERRAL) == "2026-11-29T12:00:00Z"
+    [entry] = await store.audit.list(event=AuditEvent.POLL_FINISHED)
+    assert (entry.flow, entry.ids) == ("primero-referral", {"count": 1})
+
+
+def test_a_ledger_record_refuses_an_unknown_id_column_at_once() -> None:
+    with pytest.raises(ValueError, match="unknown ID column"):
+        LedgerRecord(Flow.PROGRES_REFERRAL, "I-1", LedgerState.DELIVERED, ids={"name": "x"})
+
+
+async def test_a_held_lease_is_released_however_the_block_ends(store: Store) -> None:
+    async with store.leases.hold("individual:803-1", "a", ttl=60):
+        assert await store.leases.holder("individual:803-1") == "a"
+        with pytest.raises(LeaseBusy) as caught:
+            async with store.leases.hold("individual:803-1", "b", ttl=60):
+                pass
+        assert caught.value.retryable and caught.value.reason == "busy"
+        assert "803-1" not in caught.value.message, "lease names may hold an individual's id"
+    assert await store.leases.holder("individual:803-1") is None
+
+    with pytest.raises(RuntimeError):
+        async with store.leases.hold("individual:803-1", "b", ttl=60):
+            raise RuntimeError("the step failed")
+    assert await store.leases.holder("individual:803-1") is None
+
+
+async def test_a_scheduler_standing_down_hands_its_flow_over_at_once(store: Store) -> None:
+    polls = store.polls
+    first = await polls.try_trigger(
+        Flow.PRIMERO_DECISION, interval=60, owner="m1", lease_seconds=30
+    )
+    assert first is not None
+    assert await polls.try_trigger(
+        Flow.PRIMERO_DECISION, interval=60, owner="m2", lease_seconds=30
+    ) is None
+    await polls.stand_down(Flow.PRIMERO_DECISION, "m1")
+    assert await polls.try_trigger(
+        Flow.PRIMERO_DECISION, interval=60, owner="m2", lease_seconds=30
+    ) is None, "the first poll is still unfinished"
+    assert await store.leases.holder("poll:primero-decision") == "m2"
+
+
+async def test_run_now_queues_a_poll_outside_the_schedule(store: Store) -> None:
+    job_id = await store.polls.run_now(Flow.PRIMERO_DECISION, {"full_scan": True})
+    job = await store.jobs.get(job_id, decrypt=True)
+    assert job is not None
+    assert (job.kind, job.key, job.payload) == ("primero-decision.poll", None, {"full_scan": True})
