@@ -3,6 +3,7 @@ only, with its history of events. It is what makes every delivery idempotent."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection
 from datetime import datetime
@@ -16,6 +17,38 @@ from .database import Database
 from .models import Exchange, ExchangeEvent
 from .schema import ID_COLUMNS, exchange_events, exchanges
 from .vocabulary import DECISION_KEY_SEPARATOR, REFUSED_STATES, Flow
+
+
+@functools.lru_cache(maxsize=8)
+def _waiting_query(statuses: tuple[str, ...]) -> sa.Select[str]:
+    """The query of ``cases_waiting_for_decision``, built once per profile: a poll asks it a
+    page at a time, and building statements per page leaves garbage that grows with pages."""
+    delivered = exchanges.alias("delivered")
+    decided = exchanges.alias("decided")
+    open_status = [
+        ~sa.exists().where(
+            decided.c.flow == Flow.PRIMERO_DECISION.value,
+            # decision_key(service_unique_id, status), spelled in SQL
+            decided.c.key == delivered.c.service_unique_id.concat(DECISION_KEY_SEPARATOR + status),
+        )
+        for status in statuses
+    ]
+    # The flow test is wrapped so that no index on ``flow`` serves it: the database then walks
+    # the ``case_record_id`` index from ``after`` and stops after a page, instead of reading
+    # every flow-1 row for each page (SQLite: 7x faster at 100,000 rows; bench/flow2_poll.py).
+    flow_1 = sa.func.coalesce(delivered.c.flow, "") == Flow.PROGRES_REFERRAL.value
+    return (
+        sa.select(delivered.c.case_record_id)
+        .where(
+            flow_1,
+            delivered.c.case_record_id > sa.bindparam("after", type_=sa.String),
+            delivered.c.state.not_in([s.value for s in REFUSED_STATES]),
+            sa.or_(*open_status),
+        )
+        .distinct()
+        .order_by(delivered.c.case_record_id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
 
 
 def _id_filters(ids: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
@@ -78,33 +111,10 @@ class Ledger:
         """
         if not statuses:
             return []
-        delivered = exchanges.alias("delivered")
-        decided = exchanges.alias("decided")
-        open_status = [
-            ~sa.exists().where(
-                decided.c.flow == Flow.PRIMERO_DECISION.value,
-                # decision_key(service_unique_id, status), spelled in SQL
-                decided.c.key
-                == delivered.c.service_unique_id.concat(DECISION_KEY_SEPARATOR + status),
-            )
-            for status in sorted(statuses)
-        ]
-        query = (
-            sa.select(delivered.c.case_record_id)
-            .where(
-                delivered.c.flow == Flow.PROGRES_REFERRAL.value,
-                delivered.c.case_record_id.is_not(None),
-                delivered.c.state.not_in([s.value for s in REFUSED_STATES]),
-                sa.or_(*open_status),
-            )
-            .distinct()
-            .order_by(delivered.c.case_record_id)
-            .limit(limit)
-        )
-        if after is not None:
-            query = query.where(delivered.c.case_record_id > after)
+        query = _waiting_query(tuple(sorted(statuses)))
         async with self._db.engine.connect() as conn:
-            return list((await conn.scalars(query)).all())
+            ids = await conn.scalars(query, {"after": after or "", "limit": limit})
+            return list(ids.all())
 
     async def write(self, conn: AsyncConnection, at: datetime, record: LedgerRecord) -> str:
         """Apply ``record`` in the caller's transaction; the exchange id."""
