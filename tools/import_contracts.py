@@ -26,6 +26,15 @@ def _within(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
+def _violation(graph: ImportGraph, importer: str, imported: str) -> dict[str, Any]:
+    lines = graph.get_import_details(importer=importer, imported=imported)
+    return {
+        "importer": importer,
+        "imported": imported,
+        "lines": sorted({d["line_number"] for d in lines}),
+    }
+
+
 def _render(check: ContractCheck) -> None:
     for violation in check.metadata["violations"]:
         where = ", ".join(f"l.{n}" for n in violation["lines"])
@@ -62,14 +71,7 @@ class AllowlistContract(Contract):
                         continue
                     if third_party and top not in roots:
                         continue
-                    lines = graph.get_import_details(importer=importer, imported=imported)
-                    violations.append(
-                        {
-                            "importer": importer,
-                            "imported": imported,
-                            "lines": sorted({d["line_number"] for d in lines}),
-                        }
-                    )
+                    violations.append(_violation(graph, importer, imported))
         return ContractCheck(kept=not violations, metadata={"violations": violations})
 
     def render_broken_contract(self, check: ContractCheck) -> None:
@@ -97,14 +99,7 @@ class ExclusiveContract(Contract):
             for importer in sorted(importers):
                 if _within(importer, protected) or any(_within(importer, a) for a in allowed):
                     continue
-                lines = graph.get_import_details(importer=importer, imported=protected)
-                violations.append(
-                    {
-                        "importer": importer,
-                        "imported": protected,
-                        "lines": sorted({d["line_number"] for d in lines}),
-                    }
-                )
+                violations.append(_violation(graph, importer, protected))
         return ContractCheck(kept=not violations, metadata={"violations": violations})
 
     def render_broken_contract(self, check: ContractCheck) -> None:

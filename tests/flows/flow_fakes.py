@@ -28,6 +28,7 @@ from primero_progres.store import (
     LedgerRecord,
     StepBuffer,
 )
+from primero_progres.store.schema import ID_COLUMNS
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -93,17 +94,7 @@ class FakeLedger:
         if record.fingerprint is not None:
             values["content_fingerprint"] = record.fingerprint
         if current is None:
-            empty = dict.fromkeys(
-                (
-                    "progres_interventionnumber",
-                    "case_record_id",
-                    "case_id",
-                    "service_unique_id",
-                    "referral_id",
-                    "org_referral_id",
-                    "content_fingerprint",
-                )
-            )
+            empty = dict.fromkeys((*ID_COLUMNS, "content_fingerprint"))
             current = Exchange(
                 id=f"x-{len(self.exchanges) + 1}",
                 flow=flow,

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidInputError, MappingFailure, PermanentError
+from ..errors import MappingFailure, PermanentError
 from ..logging import get_logger
 from ..mapping import progres_decision as mapping
 from ..mapping.errors import MappingError
 from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind
+from .inbound import fanned_out, read_inbound
 from .runtime import Runtime
 
 FLOW = Flow.PROGRES_DECISION
@@ -31,11 +32,7 @@ class UnresolvedDecision(PermanentError):
 
 
 async def receive(rt: Runtime, ctx: StepContext) -> None:
-    message_id = ctx.job.message_id
-    message = await rt.store.messages.payload(message_id) if message_id else None
-    read = mapping.read_message(message)
-    if isinstance(read, MappingError):
-        raise InvalidInputError(f"message {message_id}: {read.kind}", reason=read.kind)
+    read = await read_inbound(rt, ctx, mapping.read_message)
     for index, item in enumerate(read.interventions):
         decision = mapping.read_decision(item, rt.profile)
         ctx.enqueue(
@@ -44,16 +41,11 @@ async def receive(rt: Runtime, ctx: StepContext) -> None:
             key=f"{APPLY}:{rt.store.fingerprint(item)}",
             refs={
                 "org_referral_id": getattr(decision, "org_referral_id", None),
-                "message_id": message_id,
+                "message_id": ctx.job.message_id,
                 "index": index,
             },
         )
-    ctx.audit(
-        AuditEvent.MESSAGE_FANNED_OUT,
-        flow=FLOW,
-        message_id=message_id,
-        count=len(read.interventions),
-    )
+    fanned_out(ctx, FLOW, len(read.interventions))
 
 
 async def apply(rt: Runtime, ctx: StepContext) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import FailureClass, InvalidInputError
+from ..errors import FailureClass
 from ..logging import get_logger
 from ..mapping import dtp
 from ..mapping import progres_referral as mapping
@@ -36,6 +36,7 @@ from ..peers.primero import (
 )
 from ..profiles.schema import PRIMERO_REFUSED
 from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind
+from .inbound import fanned_out, read_inbound
 from .runtime import Runtime
 
 FLOW = Flow.PROGRES_REFERRAL
@@ -51,11 +52,8 @@ OPERATOR_FIXABLE = (AuthenticationError, ForbiddenError, FilterIgnoredError, Tok
 
 
 async def receive(rt: Runtime, ctx: StepContext) -> None:
+    read = await read_inbound(rt, ctx, mapping.read_message)
     message_id = ctx.job.message_id
-    message = await rt.store.messages.payload(message_id) if message_id else None
-    read = mapping.read_message(message)
-    if isinstance(read, MappingError):
-        raise InvalidInputError(f"message {message_id}: {read.kind}", reason=read.kind)
     for index, intervention in enumerate(read.interventions):
         number = mapping.intervention_number(intervention)
         fingerprint = rt.store.fingerprint(intervention)
@@ -66,12 +64,7 @@ async def receive(rt: Runtime, ctx: StepContext) -> None:
             key=key,
             refs={"progres_interventionnumber": number, "message_id": message_id, "index": index},
         )
-    ctx.audit(
-        AuditEvent.MESSAGE_FANNED_OUT,
-        flow=FLOW,
-        message_id=message_id,
-        count=len(read.interventions),
-    )
+    fanned_out(ctx, FLOW, len(read.interventions))
 
 
 async def deliver(rt: Runtime, ctx: StepContext) -> None:
