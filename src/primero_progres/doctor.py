@@ -252,7 +252,7 @@ class DoctorContext:
 
     async def forms(self) -> FormIndex:
         client = await self.primero()
-        module_id = self.profile().module_id
+        module_id = self.profile().primero.module_id
         forms = await self._once("forms", lambda: client.list_forms(module_id=module_id))
         return FormIndex(forms)
 
@@ -472,13 +472,13 @@ async def profile_valid(ctx: DoctorContext) -> Outcome:
     except ProfileError as exc:
         first = "; ".join(str(p) for p in exc.problems[:3])
         return fail(f"{len(exc.problems)} problem(s): {first}", "primero-progres profile check")
-    return ok(f"{profile.name}: module {profile.module_id}")
+    return ok(f"{profile.name}: module {profile.primero.module_id}")
 
 
 async def profile_module(ctx: DoctorContext) -> Outcome:
     profile = ctx.profile()
     forms = await ctx.forms()
-    module = profile.module_id
+    module = profile.primero.module_id
     if not [form for form in forms.forms if not form.get("is_nested")]:
         return fail(
             f"Primero has no case forms in module {module}",
@@ -561,8 +561,8 @@ async def profile_writable_fields(ctx: DoctorContext) -> Outcome:
     if missing:
         return fail(
             "Primero would drop these silently from every write: " + ", ".join(missing),
-            f"put them on forms of {ctx.profile().module_id} the API user's role may read and "
-            "write",
+            f"put them on forms of {ctx.profile().primero.module_id} the API user's role may "
+            "read and write",
         )
     return ok(f"the {len(fields)} form fields flow 1 writes are on read-write forms")
 

@@ -60,12 +60,12 @@ class Stack:
     async def start(self) -> None:
         # the Primero of the profile: its lookups hold the profile's codes, its users exist
         profile = load_profile(self.settings_overrides.get("profile", "gambella"))
-        options = {"config": PrimeroSimConfig.for_profile(profile), **self.primero_options}
+        sim_options = {"config": PrimeroSimConfig.for_profile(profile), **self.primero_options}
         self.primero = ServerThread(
             primero_sim.create_app(
                 users={demo_data.API_USER: demo_data.API_PASSWORD},
                 seed={"users": [*profile_users(profile), *demo_data.PRIMERO_USERS]},
-                **options,
+                **sim_options,
             )
         ).start()
         self.dtp = ServerThread(

@@ -15,6 +15,7 @@ from primero_progres.peers.primero_errors import (
     InvalidRecordError,
     UnexpectedResponseError,
 )
+from primero_progres.profiles.schema import ExistingCase
 from primero_progres.store import LeaseBusy
 
 FLOW = "progres-referral"
@@ -121,6 +122,26 @@ async def test_deliver_updates_the_case_that_already_holds_the_intervention(
     assert exchange is not None
     assert (exchange.case_id, exchange.service_unique_id) == ("case-9", "svc-9")
     assert [event for _, _, event, _ in fake_store.ledger.history] == ["case_updated"]
+
+
+async def test_the_feedback_names_the_owner_a_keep_profile_leaves_in_place(
+    run: Any, rt: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    rt.profile = rt.profile.model_copy(
+        update={"existing_case": ExistingCase(owned_by="keep", status="keep")}
+    )
+    primero.cases["rec-9"] = {
+        "id": "rec-9",
+        "case_id": "case-9",
+        "unhcr_individual_no": "DEMO-00000001",
+        "owned_by": "caseworker_9",
+    }
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+
+    [(_, body)] = primero.calls_of("patch_case")
+    assert "owned_by" not in body
+    [feedback] = fake_store.jobs_of(flow1.FEEDBACK)
+    assert dict(feedback.payload or {})["message"]["primero_user"] == "caseworker_9"
 
 
 async def test_a_busy_child_is_retried_later_without_calling_primero(

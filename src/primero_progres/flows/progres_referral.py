@@ -101,7 +101,11 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
             "the case was written but its id or case_id is missing from the answer",
             reason="bad_response",
         )
-    owned_by = _text(written.get("owned_by")) or str(mapped.case["owned_by"])
+    # who owns the case now: Primero's answer, else the plan's (the owner a ``keep`` profile
+    # leaves in place), else the focal point the mapping chose
+    owned_by = (
+        _text(written.get("owned_by")) or plan.primero_user or str(mapped.case["owned_by"])
+    )
     service_unique_id = plan.service_unique_id or _service_unique_id(written, number)
     if plan.ambiguous:
         ctx.audit(
