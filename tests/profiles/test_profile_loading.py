@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -49,7 +50,7 @@ def test_gambella_settings() -> None:
     assert p.primero.module_id == "primeromodule-cp"
     assert p.focal_point.default_user == "progresv4_primero_intake@cpims-gambella.primero.org"
     assert p.focal_point_user_for({}) == p.focal_point.default_user
-    assert p.unhcr_caseworkers == ["unhcr_cw"]
+    assert p.unhcr_caseworkers == ["unhcr_cw@cpims-gambella.primero.org"]
     assert (p.implementing_agency.unicef, p.implementing_agency.unhcr) == ("UNICEF", "UNHCR")
     assert p.default_contact.model_dump() == {
         "position": "CPIMS+ Administrator",
@@ -199,6 +200,26 @@ def test_one_bad_value_is_named_with_its_line_and_a_hint(
     assert hint in problem.message
 
 
+#: Every Primero user name on the Gambella instance is <name>@cpims-gambella.primero.org, like
+#: its focal point's (``progresv4_primero_intake@...``); production's UNHCR caseworker is
+#: ``unhcr_cw@cpims-gambella.primero.org``, and a bare ``unhcr_cw`` matches nobody there.
+GAMBELLA_USER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*@cpims-gambella\.primero\.org")
+
+
+def test_every_gambella_user_name_has_the_instance_form() -> None:
+    profile = load_profile("gambella")
+    names = [
+        profile.focal_point.default_user,
+        *(route.user for route in profile.focal_point.routes),
+        *profile.unhcr_caseworkers,
+    ]
+    # the commented route examples are copied by people adopting the profile: hold them too
+    names += re.findall(r"^\s*#.*\buser:\s*(\S+)", GAMBELLA_TEXT, flags=re.MULTILINE)
+    assert "unhcr_cw@cpims-gambella.primero.org" in profile.unhcr_caseworkers
+    assert len(names) >= 4
+    assert [n for n in names if not GAMBELLA_USER_NAME.fullmatch(n)] == []
+
+
 def test_yaml_1_2_keeps_no_as_a_string(tmp_path: Path) -> None:
     path = variant(tmp_path, "    Nuer: language2", "    NO: language2")
     assert load_profile(path).progres_referral.languages["NO"] == "language2"
@@ -209,7 +230,11 @@ def test_yaml_1_2_keeps_no_as_a_string(tmp_path: Path) -> None:
     [
         ("  routes: []", "  routes:\n    - user: someone", "focal_point.routes.0"),
         ('    "125080001": rejected', '    "125080001": maybe', "progres_decision.decisions"),
-        ("unhcr_caseworkers:\n  - unhcr_cw", "unhcr_caseworkers: []", "unhcr_caseworkers"),
+        (
+            "unhcr_caseworkers:\n  - unhcr_cw@cpims-gambella.primero.org",
+            "unhcr_caseworkers: []",
+            "unhcr_caseworkers",
+        ),
         ("    primero_refused: >-", "    primero_refusedx: >-",
          "progres_referral.failure_reasons"),
     ],

@@ -12,7 +12,7 @@ API_PASSWORD = "demo-password"
 DTP_SUBSCRIPTION_KEY = "demo-subscription-key"
 INBOX_TOKEN = "demo-inbox-token"
 PRIMERO_CASEWORKER = "primero_cp"
-UNHCR_CASEWORKER = "unhcr_cw"
+UNHCR_CASEWORKER = "unhcr_cw@cpims-gambella.primero.org"
 
 PRIMERO_USERS: list[dict[str, Any]] = [
     {"user_name": API_USER, "full_name": "Bridge API user", "position": "Integration"},
