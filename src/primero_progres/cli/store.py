@@ -12,7 +12,7 @@ import typer
 
 from ..errors import ConfigurationError
 from ..settings import Settings
-from ..store import Flow, Store, generate_key
+from ..store import Flow, Store, backup_sqlite, generate_key
 
 T = TypeVar("T")
 ConfigOption = Annotated[
@@ -55,6 +55,27 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(config)
         with_store(settings, lambda store: store.upgrade())
         typer.echo("database is up to date")
+
+    @db.command("backup")
+    def db_backup(
+        path: Annotated[
+            Path, typer.Argument(help="The backup file to create (never overwritten).")
+        ],
+        config: ConfigOption = None,
+    ) -> None:
+        """Copy the live SQLite database to PATH, consistently, while the bridge runs.
+
+        For PostgreSQL use pg_dump (docs/operate.md).
+        """
+        settings = load_settings(config, require_encryption_key=False)
+        try:
+            result = backup_sqlite(settings.database_url, path)
+        except ConfigurationError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(
+            json.dumps({"backup": str(result.path), "pages": result.pages, "bytes": result.bytes})
+        )
 
     @app.command()
     def keygen() -> None:

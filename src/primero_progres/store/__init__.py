@@ -4,6 +4,7 @@ Nothing outside this package opens a connection or names a table: everything goe
 ``Store`` and its parts, and a flow step's writes are typed commands (``step.py``).
 """
 
+from .backup import BackupResult, BackupTargetExists, BackupUnsupported, backup_sqlite
 from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
 from .crypto import Cipher, PayloadUnreadable, generate_key
 from .jobs import UnreadableJob
@@ -37,6 +38,9 @@ __all__ = [
     "AuditEntry",
     "AuditEvent",
     "AuditRecord",
+    "BackupResult",
+    "BackupTargetExists",
+    "BackupUnsupported",
     "Cipher",
     "Command",
     "CursorMove",
@@ -62,6 +66,7 @@ __all__ = [
     "StepContext",
     "Store",
     "UnreadableJob",
+    "backup_sqlite",
     "decision_key",
     "flow_of",
     "generate_key",
