@@ -106,6 +106,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    #: serve HTTPS with this certificate chain (PEM; may hold the key too), so DTP can call
+    #: the inbox without a reverse proxy in front
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("inbox_tokens", mode="before")

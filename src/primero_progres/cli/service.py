@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -45,6 +46,7 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     from ..web import create_app
     from ..worker import Worker
 
+    tls = tls_options(settings) if http else {}
     store = await Store.open(settings.database_url, encryption=settings.cipher())
     await store.upgrade()
     stop = asyncio.Event()
@@ -64,9 +66,10 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
                 port=settings.port,
                 log_level="warning",
                 access_log=False,
+                **tls,
             )
             server = uvicorn.Server(config)
-            log.info("serve.started", host=settings.host, port=settings.port)
+            log.info("serve.started", host=settings.host, port=settings.port, tls=bool(tls))
             await server.serve()
         else:
             _stop_on_signals(stop)
@@ -76,6 +79,21 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         await asyncio.gather(*tasks, return_exceptions=True)
         await handlers.aclose()
         await store.close()
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's HTTPS options from TLS_CERT / TLS_KEY; the files are checked before anything
+    starts, so a wrong path or a key that does not match stops ``serve`` with exit code 2."""
+    if settings.tls_cert is None:
+        if settings.tls_key is not None:
+            raise ConfigurationError(
+                "PRIMERO_PROGRES_TLS_KEY is set without PRIMERO_PROGRES_TLS_CERT",
+                reason="tls_key_without_cert",
+            )
+        return {}
+    from ..peers.tls import uvicorn_tls_options
+
+    return uvicorn_tls_options(cert=settings.tls_cert, key=settings.tls_key)
 
 
 def _run(service: Coroutine[Any, Any, None]) -> None:
@@ -95,18 +113,27 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
         port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+        tls_cert: Annotated[
+            Path | None,
+            typer.Option(help="Serve HTTPS with this certificate chain (PEM; may hold the key)."),
+        ] = None,
+        tls_key: Annotated[Path | None, typer.Option(help="The certificate's key (PEM).")] = None,
     ) -> None:
         """HTTP API + worker + scheduler in one process (the embedded default)."""
         settings = load_settings(config)
-        if host is not None or port is not None:
-            settings = settings.model_copy(
-                update={
-                    "host": host or settings.host,
-                    "port": settings.port if port is None else port,
-                }
-            )
+        given = {"host": host, "port": port, "tls_cert": tls_cert, "tls_key": tls_key}
+        overrides = {name: value for name, value in given.items() if value is not None}
+        if overrides:
+            settings = settings.model_copy(update=overrides)
         configure_logging(level=settings.log_level)
         _run(run_service(settings, http=True))
+
+    @app.command()
+    def healthcheck(config: ConfigOption = None) -> None:
+        """Exit 0 if this host's ``serve`` answers GET /healthz (container and monitor probes)."""
+        settings = load_settings(config, require_encryption_key=False)
+        if not probe_health(settings):
+            raise typer.Exit(1)
 
     @app.command()
     def worker(
@@ -151,6 +178,37 @@ def register(app: typer.Typer) -> None:
         configure_logging(level="WARNING", json=False)
         if not asyncio.run(run_demo(typer.echo)):
             raise typer.Exit(1)
+
+
+def probe_health(settings: Settings, *, timeout: float = 5.0) -> bool:
+    """GET /healthz of the ``serve`` these settings describe, over loopback.
+
+    With built-in TLS the certificate is not verified: it names the public host, and this
+    only asks whether the process answers, not whom it talks to.
+    """
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    host = settings.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if settings.tls_cert is not None else "http"
+    context = None
+    if scheme == "https":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    url = f"{scheme}://{host}:{settings.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:
+            return bool(answer.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 async def run_poll(settings: Settings, flow: Flow, *, full_scan: bool) -> None:
