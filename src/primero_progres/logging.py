@@ -42,6 +42,7 @@ _ALWAYS = frozenset(
         "path",
         "port",
         "host",
+        "scheme",
         "worker",
         "cursor",
         "watermark",

@@ -58,6 +58,10 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     ]
     if scheduler:
         tasks.append(asyncio.create_task(Scheduler(store, flows.poll_triggers(settings)).run(stop)))
+    # Also under uvicorn: it handles SIGTERM/SIGINT itself, then hands the signal back to the
+    # previous handler, this one; without it the default action would end the process before
+    # the worker, scheduler and store below are stopped.
+    _stop_on_signals(stop)
     try:
         if http:
             config = uvicorn.Config(
@@ -69,10 +73,10 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
                 **tls,
             )
             server = uvicorn.Server(config)
-            log.info("serve.started", host=settings.host, port=settings.port, tls=bool(tls))
+            scheme = "https" if tls else "http"
+            log.info("serve.started", host=settings.host, port=settings.port, scheme=scheme)
             await server.serve()
         else:
-            _stop_on_signals(stop)
             await stop.wait()
     finally:
         stop.set()
