@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def healthcheck(config: ConfigOption = None) -> None:
-        """Exit 0 if this host's ``serve`` answers GET /healthz (container and monitor probes)."""
+        """Exit 0 if the serve process on this host answers GET /healthz (container, monitor)."""
         settings = load_settings(config, require_encryption_key=False)
         if not probe_health(settings):
             raise typer.Exit(1)

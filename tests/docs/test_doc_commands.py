@@ -1,0 +1,93 @@
+"""Every runnable command block of the documentation runs, as written (see doc_blocks.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from doc_blocks import EXAMPLE_PORTS, Block, runnable_blocks
+
+from primero_progres.sim.common import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+WITH_COMMANDS = [d for d in DOCUMENTS if runnable_blocks(d)]
+LINKED = ("tests", "deploy", "docs", "src")
+
+
+def _script(blocks: list[Block], ports: dict[str, str]) -> str:
+    parts = ["set -euo pipefail"]
+    for number, block in enumerate(blocks):
+        code = block.code
+        for example, port in ports.items():
+            code = re.sub(rf"(?<![0-9]){example}(?![0-9])", port, code)
+        # on a line of its own even after output that does not end with a newline
+        parts += [f"printf '\\n@@block {number}\\n'", code]
+    parts.append("printf '\\n@@end\\n'")
+    return "\n".join(parts) + "\n"
+
+
+def _run(document: Path, workdir: Path) -> tuple[int, str]:
+    for name in LINKED:
+        (workdir / name).symlink_to(REPO / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIMERO_PROGRES_")}
+    env.pop("VIRTUAL_ENV", None)
+    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env.update(HOME=str(workdir))
+    ports = {example: str(free_port()) for example in EXAMPLE_PORTS}
+    script = workdir / ".doc-commands.sh"
+    script.write_text(_script(runnable_blocks(document), ports))
+    output = workdir / ".doc-commands.out"
+    with output.open("wb") as sink:
+        # own process group: whatever the document left running in the background is stopped
+        process = subprocess.Popen(
+            ["bash", str(script)],
+            cwd=workdir,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            code = process.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    return code, output.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("document", WITH_COMMANDS, ids=lambda d: d.name)
+def test_runnable_commands_of(document: Path, tmp_path: Path) -> None:
+    blocks = runnable_blocks(document)
+    code, output = _run(document, tmp_path)
+    outputs = re.split(r"^@@block \d+$|^@@end$", output, flags=re.MULTILINE)
+    started = len(re.findall(r"^@@block \d+$", output, flags=re.MULTILINE))
+    where = blocks[max(started, 1) - 1]
+    assert code == 0 and output.rstrip().endswith("@@end"), (
+        f"{document.name}: the block at line {where.line} failed (exit {code}):\n{output[-4000:]}"
+    )
+    for block, text in zip(blocks, outputs[1:], strict=False):
+        for expected in block.expect:
+            assert expected in text, f"{document.name}:{block.line}: no {expected!r} in:\n{text}"
+
+
+def test_the_operator_documents_have_runnable_commands() -> None:
+    names = {d.name for d in WITH_COMMANDS}
+    assert {"install.md", "operate.md", "adopt.md", "cutover.md", "README.md"} <= names
+
+
+def test_a_marker_must_precede_a_sh_block(tmp_path: Path) -> None:
+    document = tmp_path / "bad.md"
+    document.write_text("<!-- runnable -->\n```console\n$ true\n```\n")
+    with pytest.raises(ValueError, match="must precede a sh block"):
+        runnable_blocks(document)
+    document.write_text("text\n<!-- runnable expect='ok' -->\n```sh\necho ok\n```\n")
+    (block,) = runnable_blocks(document)
+    assert (block.line, block.code, block.expect) == (3, "echo ok", ("ok",))
