@@ -41,6 +41,21 @@ def _env(**values: str) -> dict[str, str]:
     return env
 
 
+def _serve_env(port: int) -> dict[str, str]:
+    return _env(
+        PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(),
+        PRIMERO_PROGRES_INBOX_TOKENS="t1",
+        PRIMERO_PROGRES_PORT=str(port),
+        # peers that are not there: the flows' jobs just wait and retry
+        PRIMERO_PROGRES_PRIMERO_URL="http://127.0.0.1:9",
+        PRIMERO_PROGRES_PRIMERO_USERNAME="bridge",
+        PRIMERO_PROGRES_PRIMERO_PASSWORD="unused",
+        PRIMERO_PROGRES_DTP_URL="http://127.0.0.1:9",
+        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY="unused",
+        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
+    )
+
+
 def _wait_ready(server: subprocess.Popen[bytes], url: str, **client: Any) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -56,18 +71,7 @@ def _wait_ready(server: subprocess.Popen[bytes], url: str, **client: Any) -> Non
 
 def test_serve_on_the_default_sqlite_file(tmp_path: Path) -> None:
     port = _free_port()
-    env = _env(
-        PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(),
-        PRIMERO_PROGRES_INBOX_TOKENS="t1",
-        PRIMERO_PROGRES_PORT=str(port),
-        # peers that are not there: the flows' jobs just wait and retry
-        PRIMERO_PROGRES_PRIMERO_URL="http://127.0.0.1:9",
-        PRIMERO_PROGRES_PRIMERO_USERNAME="bridge",
-        PRIMERO_PROGRES_PRIMERO_PASSWORD="unused",
-        PRIMERO_PROGRES_DTP_URL="http://127.0.0.1:9",
-        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY="unused",
-        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
-    )
+    env = _serve_env(port)
     server = _cli("serve", cwd=tmp_path, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -114,17 +118,7 @@ def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
 def test_serve_with_built_in_tls_answers_the_inbox_over_https(tmp_path: Path) -> None:
     tls = make_tls_files(tmp_path / "tls")
     port = _free_port()
-    env = _env(
-        PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(),
-        PRIMERO_PROGRES_INBOX_TOKENS="t1",
-        PRIMERO_PROGRES_PORT=str(port),
-        PRIMERO_PROGRES_PRIMERO_URL="http://127.0.0.1:9",
-        PRIMERO_PROGRES_PRIMERO_USERNAME="bridge",
-        PRIMERO_PROGRES_PRIMERO_PASSWORD="unused",
-        PRIMERO_PROGRES_DTP_URL="http://127.0.0.1:9",
-        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY="unused",
-        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
-    )
+    env = _serve_env(port)
     # the certificate and key as separate files, given on the command line
     key_file, cert_file = tmp_path / "server.key", tmp_path / "server.crt"
     pem = tls.server.read_text()
