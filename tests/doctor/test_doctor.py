@@ -255,7 +255,7 @@ async def test_a_disabled_focal_point_user_fails(peers: Peers) -> None:
 async def test_a_missing_caseworker_and_route_user_fail(peers: Peers, tmp_path: Path) -> None:
     data = PROFILE.model_dump()
     data["focal_point"]["routes"] = [{"business_unit": "bu-1", "user": "unit_intake"}]
-    data["unhcr_caseworkers"] = ["unhcr_cw", "unhcr_cw2"]
+    data["unhcr_caseworkers"] = [*PROFILE.unhcr_caseworkers, "unhcr_cw2"]
     profile_file = tmp_path / "routed.yaml"
     profile_file.write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML
     failed = fails(await doctor(settings_for(peers, profile=str(profile_file))))
