@@ -30,6 +30,14 @@ from .store.crypto import Cipher, generate_key
 
 PREFIX = "PRIMERO_PROGRES_"
 DEFAULT_DATABASE_URL = "sqlite:///./primero-progres.db"
+#: the credentials every deployment holds; the deploy examples pass each one as a file
+SECRET_FIELDS = (
+    "encryption_key",
+    "inbox_tokens",
+    "primero_password",
+    "dtp_subscription_key",
+    "database_url",
+)
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("primero_progres_config_file", default=None)
 
 def env_name(field: str) -> str:
