@@ -103,7 +103,7 @@ def test_default_instance_is_the_profile_s_with_its_users() -> None:
         config = httpx.get(f"{url}/_sim/config").json()
         assert "food" in config["lookups"]["lookup-service-type"]
         assert config["field_lookups"]["sex"] == "lookup-gender"
-        for user_name in (FOCAL_POINT, "unhcr_cw"):
+        for user_name in (FOCAL_POINT, "unhcr_cw@cpims-gambella.primero.org"):
             found = httpx.get(
                 f"{url}/api/v2/users", params={"user_name": user_name}, auth=("bridge", "pw")
             ).json()["data"]
