@@ -93,7 +93,7 @@ async def test_backup_while_the_inbox_writes_is_consistent_and_readable(tmp_path
         assert {j.message_id for j in jobs} == {m.id for m in messages}
         oldest = min(messages, key=lambda m: m.intervention_numbers[0])
         assert oldest.intervention_numbers == ["BAK-26-PRTITV-0000000"]
-        assert await restored.load_message(oldest.id) == _message(0)
+        assert await restored.messages.payload(oldest.id) == _message(0)
     finally:
         await restored.close()
 
