@@ -2,4 +2,4 @@
 
 from typing import Literal
 
-Peer = Literal["primero", "dtp"]
+Peer = Literal["primero", "dtp", "ping"]

@@ -1,4 +1,4 @@
-"""Typed peer failures, shared by the Primero and DTP clients.
+"""Typed peer failures, shared by the Primero, DTP and PING clients.
 
 Texts name the peer, the operation, the HTTP status and system IDs only: a
 response body may echo personal data and is never copied into a message.
