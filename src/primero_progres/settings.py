@@ -40,6 +40,41 @@ SECRET_FIELDS = (
 )
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("primero_progres_config_file", default=None)
 
+#: the PING settings every PING deployment must set (docs/ping.md explains each)
+PING_REQUIRED = (
+    "ping_url",
+    "ping_token_url",
+    "ping_token_path",
+    "ping_client_id",
+    "ping_username",
+    "ping_password",
+    "ping_scope",
+    "ping_subscription_key",
+    "ping_partner_id",
+    "ping_interop_id",
+    "ping_shp_referrals_pending",
+    "ping_shp_referral_detail",
+    "ping_shp_intervention_update",
+    "ping_shp_referral_create",
+    "ping_shp_decisions_list",
+    "ping_shp_decision_detail",
+    "ping_shp_referral_update",
+)
+_PING_IDS = (
+    "ping_partner_id",
+    "ping_interop_id",
+    "ping_shp_referrals_pending",
+    "ping_shp_referral_detail",
+    "ping_shp_intervention_update",
+    "ping_shp_referral_create",
+    "ping_shp_decisions_list",
+    "ping_shp_decision_detail",
+    "ping_shp_referral_update",
+)
+#: partner, interop and shipping-process ids: the partner id goes into a URL path
+_ID_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
 def env_name(field: str) -> str:
     return f"{PREFIX}{field.upper()}"
 
@@ -96,6 +131,32 @@ class Settings(BaseSettings):
     dtp_decision_path: str = DECISION_REQUEST
     dtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    #: which UNHCR gateway speaks for proGres: the DTP gateway or the PING middleware
+    unhcr_gateway: Literal["dtp", "ping"] = "dtp"
+
+    ping_url: str | None = None
+    ping_token_url: str | None = None
+    ping_token_path: str | None = None
+    ping_client_id: SecretStr | None = None
+    ping_username: str | None = None
+    ping_password: SecretStr | None = None
+    ping_scope: str | None = None
+    ping_subscription_key: SecretStr | None = None
+    ping_partner_id: str | None = None
+    ping_interop_id: str | None = None
+    ping_shp_referrals_pending: str | None = None
+    ping_shp_referral_detail: str | None = None
+    ping_shp_intervention_update: str | None = None
+    ping_shp_referral_create: str | None = None
+    ping_shp_decisions_list: str | None = None
+    ping_shp_decision_detail: str | None = None
+    ping_shp_referral_update: str | None = None
+    #: value of the ``x-ms-cpim-geo`` cookie sent to the token endpoint; empty: no cookie
+    ping_token_geo: str = "EU"
+    ping_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: a cached token is renewed this long before it expires
+    ping_token_margin_seconds: float = Field(default=120.0, ge=0)
+
     profile: str = "gambella"
     poll_interval_seconds: float = Field(default=900.0, gt=0)
     #: each poll re-reads this far before its watermark (same-second writes, clock skew)
@@ -127,12 +188,26 @@ class Settings(BaseSettings):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
-    @field_validator("primero_url", "dtp_url")
+    @field_validator("primero_url", "dtp_url", "ping_url", "ping_token_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @field_validator("ping_token_path")
+    @classmethod
+    def _absolute_path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or "?" in value or " " in value):
+            raise ValueError("must be a path starting with / (without query or spaces)")
+        return value
+
+    @field_validator(*_PING_IDS)
+    @classmethod
+    def _ping_id(cls, value: str | None) -> str | None:
+        if value is not None and (not value or not set(value) <= _ID_ALPHABET):
+            raise ValueError("must be an id of letters, digits, '.', '_' or '-' (e.g. SHP-2358)")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -210,8 +285,25 @@ class Settings(BaseSettings):
                 f"not set: {', '.join(missing)}", reason="missing_settings"
             )
 
+    def require_ping(self) -> None:
+        """Raise ``ConfigurationError`` naming every PING setting a PING deployment lacks."""
+        missing = [
+            env_name(f) for f in PING_REQUIRED if _blank(getattr(self, f))
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"{env_name('unhcr_gateway')}=ping needs: {', '.join(missing)}",
+                reason="missing_settings",
+            )
+
     def inbox_token_values(self) -> list[bytes]:
         return [t.get_secret_value().encode() for t in self.inbox_tokens]
+
+
+def _blank(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _check_toml(path: Path) -> None:
