@@ -14,7 +14,7 @@ import typer
 
 simulate_app = typer.Typer(
     name="simulate",
-    help="Run a simulator of a peer (Primero, DTP) on a local port, for tests and demos.",
+    help="Run a simulator of a peer (Primero, DTP, PING) on a local port, for tests and demos.",
     no_args_is_help=True,
 )
 
@@ -140,6 +140,84 @@ def _run(peer: str, serve: Callable[[], None]) -> None:
     except (ConfigurationError, SimulatorConfigError) as exc:
         typer.echo(f"simulate {peer}: {exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+@simulate_app.command("ping")
+def simulate_ping(
+    subscription_key: Annotated[
+        str,
+        typer.Option(
+            "--subscription-key",
+            help="The Ocp-Apim-Subscription-Key APIM accepts.",
+            envvar="PING_SIM_SUBSCRIPTION_KEY",
+        ),
+    ],
+    password: Annotated[
+        str,
+        typer.Option("--password", help="Password of the B2C user.", envvar="PING_SIM_PASSWORD"),
+    ],
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8903,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    client_id: Annotated[
+        str, typer.Option("--client-id", help="B2C application (client) id the token grant needs.")
+    ] = "sim-client",
+    username: Annotated[str, typer.Option("--username", help="B2C user name.")] = "bridge",
+    scope: Annotated[str | None, typer.Option("--scope", help="Scope the grant must ask.")] = None,
+    token_path: Annotated[
+        str | None, typer.Option("--token-path", help="Path of the B2C token endpoint.")
+    ] = None,
+    partner_id: Annotated[str, typer.Option("--partner-id", help="PING partner id.")] = "PNR-1363",
+    interop_id: Annotated[str, typer.Option("--interop-id", help="PING interop id.")] = "INT-1436",
+    seed: Annotated[
+        Path | None,
+        typer.Option(
+            "--seed",
+            help='JSON file {"interventions": [...], "referrals": [...]}.',
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
+    synthetic: Annotated[
+        int, typer.Option("--synthetic", min=0, help="Add N invented interventions (markers).")
+    ] = 0,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, help="Rows per page.")] = 50,
+    token_seconds: Annotated[
+        int, typer.Option("--token-seconds", min=1, help="expires_in of issued tokens.")
+    ] = 3600,
+    async_delay: Annotated[
+        float,
+        typer.Option("--async-delay", min=0, help="Seconds an async item stays queued."),
+    ] = 0.0,
+) -> None:
+    """PING simulator: B2C token, APIM checks, queries, ingestion, check status, /_sim/ controls."""
+    from pydantic import ValidationError
+
+    from ..sim.ping import DEFAULT_SCOPE, DEFAULT_TOKEN_PATH, read_seed, serve
+    from ..sim.ping_state import Modes, Seed, synthetic_interventions
+
+    try:
+        tables = read_seed(seed) if seed is not None else Seed()
+    except ValidationError as exc:
+        typer.echo(f"simulate ping: --seed is not a valid seed ({exc.error_count()} problems)",
+                   err=True)
+        raise typer.Exit(2) from None
+    tables.interventions.extend(synthetic_interventions(synthetic))
+    serve(
+        port=port,
+        host=host,
+        seed=tables,
+        modes=Modes(page_size=page_size, token_seconds=token_seconds,
+                    async_delay_seconds=async_delay),
+        subscription_key=subscription_key,
+        client_id=client_id,
+        username=username,
+        password=password,
+        scope=scope or DEFAULT_SCOPE,
+        token_path=token_path or DEFAULT_TOKEN_PATH,
+        partner_id=partner_id,
+        interop_id=interop_id,
+    )
 
 
 def register(app: typer.Typer) -> None:

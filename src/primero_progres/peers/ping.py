@@ -28,7 +28,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -260,7 +260,7 @@ def repair_check_status(text: str) -> str:
     """
 
     def escape(match: re.Match[str]) -> str:
-        inner = _UNESCAPED_QUOTE.sub(r"\\\"", match.group(1))
+        inner = _UNESCAPED_QUOTE.sub(lambda _quote: '\\"', match.group(1))
         return f'"Data":"{{{inner}}}"'
 
     return _EMBEDDED_OBJECT.sub(escape, text)
@@ -327,6 +327,7 @@ class PingClient:
         token_geo: str | None = "EU",
         max_pages: int = DEFAULT_MAX_PAGES,
         verify: bool | ssl.SSLContext = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_pages < 1:
             raise ValueError("max_pages must be positive")
@@ -347,6 +348,7 @@ class PingClient:
         self._token_headers = {"Cookie": f"x-ms-cpim-geo={token_geo}"} if token_geo else {}
         self._subscription_key = subscription_key
         self._token_margin = token_margin
+        self._clock = clock
         self._token: str | None = None
         self._token_expires: float | None = None
         self._token_lock = asyncio.Lock()
@@ -600,7 +602,14 @@ class PingClient:
         body = {"ShippingProcessId": shipping_process_id, "InteropID": self.interop_id,
                 "PartnerId": self.partner_id, "SPHTransactionId": transaction_id}
         response = await self._call("check_status", CHECK_STATUS_PATH, body, shipping_process_id)
-        status = _transaction_status(transaction_id, response.text)
+        status, refused = _transaction_status(transaction_id, response.text)
+        if refused:
+            raise PingRejectedError(
+                "check_status",
+                f"{shipping_process_id}: PING answered with an ErrorMessage",
+                status_code=response.status_code,
+                reason="ping_error_message",
+            )
         log.info(
             "ping_transaction_status",
             peer=PEER,
@@ -707,7 +716,7 @@ class PingClient:
             return await self._fetch_token(), True
 
     def _token_expired(self) -> bool:
-        return self._token_expires is not None and time.monotonic() >= self._token_expires
+        return self._token_expires is not None and self._clock() >= self._token_expires
 
     async def _fetch_token(self) -> str:
         """ROPC grant at B2C (PING.md §3); B2C is not behind APIM, so no subscription key."""
@@ -750,7 +759,7 @@ class PingClient:
                 reason="token_not_issued",
             )
         lifetime = _int_or_none(body.get("expires_in"))
-        now = time.monotonic()
+        now = self._clock()
         if lifetime is None:
             self._token_expires = None  # used until APIM refuses it
         else:
@@ -762,7 +771,7 @@ class PingClient:
             peer=PEER,
             operation="token",
             status_code=status,
-            duration_ms=round((now - started) * 1000, 1),
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
         return token
 
@@ -823,10 +832,14 @@ def _transport_error(operation: str, exc: httpx.HTTPError) -> PingTransientError
     )
 
 
-def _transaction_status(transaction_id: str, text: str) -> TransactionStatus:
+def _transaction_status(transaction_id: str, text: str) -> tuple[TransactionStatus, bool]:
+    """The status in a check-status answer, and whether PING set an ``ErrorMessage``."""
     repaired = False
     try:
         body, repaired = _parse_repairing(text)
+        error = _member(body, "ErrorMessage") if isinstance(body, Mapping) else None
+        if _text_or_none(error) is not None and not _is_no_data(error):
+            return TransactionStatus(transaction_id, "unknown", (), repaired, False), True
         data = _member(body, "Data") if isinstance(body, Mapping) else body
         if isinstance(data, str):
             if not data.strip() or _is_no_data(data):
@@ -841,7 +854,7 @@ def _transaction_status(transaction_id: str, text: str) -> TransactionStatus:
         if not isinstance(data, list):
             raise ValueError("Data is not a list")
     except ValueError:
-        return TransactionStatus(transaction_id, "unknown", (), repaired, True, raw=text)
+        return TransactionStatus(transaction_id, "unknown", (), repaired, True, raw=text), False
     items = []
     for entry in data:
         if not isinstance(entry, Mapping):
@@ -855,7 +868,8 @@ def _transaction_status(transaction_id: str, text: str) -> TransactionStatus:
                 message=_text_or_none(_member(entry, "Message")),
             )
         )
-    return TransactionStatus(transaction_id, _overall(items), tuple(items), repaired, False)
+    status = TransactionStatus(transaction_id, _overall(items), tuple(items), repaired, False)
+    return status, False
 
 
 def client_from_settings(settings: Settings) -> PingClient:
