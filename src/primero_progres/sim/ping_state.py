@@ -637,6 +637,9 @@ class PingState:
 
     def ingest(self, shipping_process_id: str, items: list[Any]) -> dict[str, Any]:
         """``/data``: apply each item's field updates to the row its key fields name."""
+        if shipping_process_id not in (self.shp["intervention_update"],
+                                       self.shp["referral_update"]):
+            raise PingProblem("Shipping process not configured for synchronous ingestion")
         with self.lock:
             problems: list[str] = []
             applied = 0
@@ -660,10 +663,8 @@ class PingState:
         comments = attachments_of(item)
         if shipping_process_id == self.shp["intervention_update"]:
             self._update_intervention(values, comments, dry_run=dry_run)
-        elif shipping_process_id == self.shp["referral_update"]:
-            self._update_referral(values, comments, dry_run=dry_run)
         else:
-            raise PingProblem("Shipping process not configured for synchronous ingestion")
+            self._update_referral(values, comments, dry_run=dry_run)
 
     def _update_intervention(
         self, values: dict[str, Any], comments: list[str], *, dry_run: bool
