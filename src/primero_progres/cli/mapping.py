@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..mapping import primero_decision, primero_referral, progres_decision, progres_referral
+from ..mapping import ping, primero_decision, primero_referral, progres_decision, progres_referral
 from ..mapping.errors import MappingError, unreadable
 from ..profiles import Profile, ProfileError, check_profile, load_profile, profile_json_schema
 from ..profiles.loader import BUILT_IN
@@ -31,6 +31,22 @@ class Kind(StrEnum):
     primero_case = "primero-case"
     primero_decision = "primero-decision"
     progres_decision = "progres-decision"
+    ping_referral = "ping-referral"
+    ping_primero_decision = "ping-primero-decision"
+    ping_primero_case = "ping-primero-case"
+    ping_decision = "ping-decision"
+
+
+PING_KINDS = frozenset(
+    {Kind.ping_referral, Kind.ping_primero_decision, Kind.ping_primero_case, Kind.ping_decision}
+)
+#: ``ExternalId`` of the write-backs a dry run shows (the flows send their ledger id)
+DRY_RUN_ID = "dry-run"
+
+
+class Gateway(StrEnum):
+    dtp = "dtp"
+    ping = "ping"
 
 
 class _Unreadable(Exception):
@@ -191,6 +207,113 @@ def map_progres_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]
     return results
 
 
+def _ping_rows(payload: Any) -> list[dict[str, Any]]:
+    """The rows of a PING retrieve answer (``{"Data": [...]}``, "No Data Available") or a list."""
+    if isinstance(payload, Mapping) and "Data" in payload:
+        payload = payload["Data"]
+        if payload is None or payload == "No Data Available":
+            return []
+    if not isinstance(payload, list) or not all(isinstance(r, Mapping) for r in payload):
+        raise _Unreadable('not PING rows: a retrieve answer {"Data": [rows]} or a list of rows')
+    return [dict(r) for r in payload]
+
+
+def map_ping_referral(payload: Any, profile: Profile, today: date) -> list[dict[str, Any]]:
+    tables = profile.ping_tables().progres_referral
+    results = []
+    for number, rows in ping.group_rows(_ping_rows(payload), tables.group_by):
+        lp_id = rows[0].get(tables.lp_intervention_id)
+        unit = rows[0].get(tables.business_unit)
+        keys = ping.InterventionKeys(
+            lp_id if isinstance(lp_id, str) else "", unit if isinstance(unit, str) else "", number
+        )
+        read = ping.map_ping_referral(rows, keys, profile, today)
+        out: dict[str, Any] = {"progres_interventionnumber": number,
+                               "lp_intervention_id": keys.lp_intervention_id, "ok": read.ok}
+        if read.mapped is not None:
+            out["case"] = read.mapped.case
+            update = ping.referral_received_update(
+                read.keys, case_id=read.mapped.case.get("case_id"), profile=profile, today=today
+            )
+        else:
+            out["error"] = _error(read.error) if read.error else None
+            update = ping.referral_failed_update(read.keys, read.error, profile=profile,
+                                                 today=today)
+        out["update"] = update.as_item(DRY_RUN_ID)
+        results.append(out)
+    return results
+
+
+def map_ping_primero_decision(
+    payload: Any, profile: Profile, today: date, keys: ping.InterventionKeys | None
+) -> list[dict[str, Any]]:
+    results = []
+    for case in _cases(payload):
+        for decision in primero_decision.qualifying_decisions(case, profile):
+            found = keys or ping.keys_from_packed_number(decision.progres_interventionnumber)
+            used = found or ping.InterventionKeys("<lp_intervention_id>", "<business_unit>")
+            update = ping.decision_update(decision, used, profile=profile, today=today)
+            out: dict[str, Any] = {
+                "case_id": decision.case_id,
+                "progres_interventionnumber": decision.progres_interventionnumber,
+                "ok": isinstance(update, ping.FieldUpdate),
+            }
+            if isinstance(update, ping.FieldUpdate):
+                out["update"] = update.as_item(DRY_RUN_ID)
+            else:
+                out["error"] = _error(update)
+            results.append(out)
+    return results
+
+
+def map_ping_primero_case(
+    payload: Any, profile: Profile, users: dict[str, dict[str, Any]], today: date
+) -> list[dict[str, Any]]:
+    results = []
+    for case in _cases(payload):
+        known = dict(users)
+        embedded = case.get("user")
+        if isinstance(embedded, Mapping) and isinstance(embedded.get("user_name"), str):
+            known.setdefault(embedded["user_name"], dict(embedded))
+        referrals = _referrals_of(case, profile)
+        if not isinstance(case.get("referrals"), list):
+            # dry run without the case's referrals: as if referred on the processing date
+            referrals = [{**r, "created_at": today.isoformat()} for r in referrals]
+        for result in ping.referral_create_items(case, referrals, known, profile):
+            out: dict[str, Any] = {"case_id": result.case_id,
+                                   "service_unique_id": result.service_unique_id, "ok": result.ok}
+            if result.update is not None:
+                out["item"] = result.update.as_item()
+            else:
+                out["error"] = _error(result.error) if result.error else None
+            results.append(out)
+    return results
+
+
+def map_ping_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]:
+    alias = profile.ping_tables().progres_decision.referral_id
+    results = []
+    for referral_id, rows in ping.group_rows(_ping_rows(payload), alias):
+        read = ping.read_ping_decision(rows, profile)
+        if isinstance(read, MappingError):
+            results.append({"referral_id": referral_id, "ok": False, "error": _error(read)})
+            continue
+        decision = read.decision
+        results.append(
+            {
+                "referral_id": read.referral_id,
+                "ok": True,
+                "case_id": decision.case_id,
+                "service_key": decision.service_key,
+                "patch": progres_decision.referral_patch(decision, {"id": None}, None),
+                "update": ping.referral_synced_update(read.referral_id, profile).as_item(
+                    DRY_RUN_ID
+                ),
+            }
+        )
+    return results
+
+
 class _MessageError(Exception):
     def __init__(self, error: MappingError) -> None:
         super().__init__(error.kind)
@@ -211,7 +334,13 @@ def _parse_today(value: str | None) -> date | None:
 
 
 def run_map(
-    kind: Kind, file: Path, *, profile: str, today: date, users: Path | None
+    kind: Kind,
+    file: Path,
+    *,
+    profile: str,
+    today: date,
+    users: Path | None,
+    keys: ping.InterventionKeys | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The document ``map`` prints and its exit code."""
     try:
@@ -219,6 +348,10 @@ def run_map(
     except ProfileError as exc:
         error = {"kind": "profile", "message": "the profile is not valid",
                  "fields": [p.path for p in exc.problems]}
+        return {"error": error}, EXIT_PROBLEM
+    if kind in PING_KINDS and loaded.ping is None:
+        error = {"kind": "profile", "message": "the profile has no ping section",
+                 "fields": ["ping"]}
         return {"error": error}, EXIT_PROBLEM
     try:
         payload = _read_json(file)
@@ -228,8 +361,16 @@ def run_map(
             results = map_primero_case(payload, loaded, _users(users))
         elif kind is Kind.primero_decision:
             results = map_primero_decision(payload, loaded)
-        else:
+        elif kind is Kind.progres_decision:
             results = map_progres_decision(payload, loaded)
+        elif kind is Kind.ping_referral:
+            results = map_ping_referral(payload, loaded, today)
+        elif kind is Kind.ping_primero_decision:
+            results = map_ping_primero_decision(payload, loaded, today, keys)
+        elif kind is Kind.ping_primero_case:
+            results = map_ping_primero_case(payload, loaded, _users(users), today)
+        else:
+            results = map_ping_decision(payload, loaded)
     except _Unreadable as exc:
         return {"error": unreadable(str(exc)).as_dict()}, EXIT_PROBLEM
     except _MessageError as exc:
@@ -249,10 +390,14 @@ def profile_check(
         str | None,
         typer.Argument(help=f"A profile YAML file or a built-in name ({', '.join(BUILT_IN)})."),
     ] = None,
+    gateway: Annotated[
+        Gateway,
+        typer.Option("--gateway", help="The UNHCR gateway it serves: ping needs a ping section."),
+    ] = Gateway.dtp,
 ) -> None:
     """Validate a mapping profile and list its problems by key path (exit 0 or 2)."""
     source = path or BUILT_IN[0]
-    problems = check_profile(source)
+    problems = check_profile(source, gateway=gateway.value)
     if not problems:
         typer.echo(f"profile {source}: ok")
         raise typer.Exit(EXIT_OK)
@@ -280,10 +425,30 @@ def map_command(
     users: Annotated[
         Path | None, typer.Option("--users", help="JSON list of Primero users (contacts).")
     ] = None,
+    lp_intervention_id: Annotated[
+        str | None,
+        typer.Option("--lp-intervention-id", help="ping-primero-decision: the ledger's LP id."),
+    ] = None,
+    business_unit: Annotated[
+        str | None,
+        typer.Option("--business-unit", help="ping-primero-decision: the ledger's business unit."),
+    ] = None,
 ) -> None:
-    """Dry run of a mapping: JSON on stdout; exit 2 if anything cannot be mapped."""
+    """Dry run of a mapping: JSON on stdout; exit 2 if anything cannot be mapped.
+
+    FILE holds: progres-referral, a DTP referral message; primero-case, Primero
+    case(s) with a referral to UNHCR; primero-decision, Primero case(s) with a
+    decision; progres-decision, a DTP decision message. Over PING: ping-referral,
+    the detail rows of LP interventions; ping-primero-decision and
+    ping-primero-case, Primero case(s); ping-decision, decision detail rows.
+    """
     day = _parse_today(today) or date.today()
-    document, code = run_map(kind, file, profile=profile, today=day, users=users)
+    keys = None
+    if lp_intervention_id or business_unit:
+        if not (lp_intervention_id and business_unit):
+            raise typer.BadParameter("--lp-intervention-id and --business-unit go together")
+        keys = ping.InterventionKeys(lp_intervention_id, business_unit)
+    document, code = run_map(kind, file, profile=profile, today=day, users=users, keys=keys)
     _emit(document)
     raise typer.Exit(code)
 

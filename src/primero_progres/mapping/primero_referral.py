@@ -62,9 +62,10 @@ def users_needed(case: Any) -> set[str]:
     return {owner} if isinstance(owner, str) and owner else set()
 
 
-def _latest_referral_per_service(
+def latest_referral_per_service(
     referrals: Any, since: datetime | None
 ) -> dict[str, Mapping[str, Any]]:
+    """The newest referral of each service (created since ``since``), by service ``unique_id``."""
     by_service: dict[str, Mapping[str, Any]] = {}
     if not isinstance(referrals, list):
         return by_service
@@ -92,7 +93,8 @@ def _created(referral: Mapping[str, Any]) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _contact(user: Any, profile: Profile) -> dict[str, str]:
+def contact_for(user: Any, profile: Profile) -> dict[str, str]:
+    """The referring user's position, email, phone and name; the profile's default for each gap."""
     default = profile.default_contact
     user = user if isinstance(user, Mapping) else {}
     out = {}
@@ -114,7 +116,7 @@ def referral_messages(
     services = unhcr_services(case, profile)
     if not services:
         return []
-    by_service = _latest_referral_per_service(referrals, since)
+    by_service = latest_referral_per_service(referrals, since)
     case_id = _id(case.get("case_id"))
     case_record_id = _id(case.get("id"))
     owner = case.get("owned_by")
@@ -225,7 +227,7 @@ def _message(
 
     names = [tables.languages[c] for c in codes]
     agency = profile.implementing_agency.unicef
-    contact = _contact(user, profile)
+    contact = contact_for(user, profile)
     return {
         "request_type": dtp.REFERRAL_REQUEST,
         "primero_user": owner,
@@ -248,7 +250,7 @@ def _message(
         "date_of_birth": born.isoformat() if isinstance(born, date) else None,
         "sex": tables.sex.get(sex, sex) if sex else None,
         "address_current": values["address_current"],
-        "telephone_current": _phone(phone),
+        "telephone_current": phone_text(phone),
         "language": tables.language_separator.join(names) if names else tables.no_language,
         "id": dtp_id,
     }
@@ -258,7 +260,8 @@ def _str_or_absent(value: Any) -> Any:
     return value if isinstance(value, str) else ABSENT
 
 
-def _phone(value: Any) -> str | None:
+def phone_text(value: Any) -> str | None:
+    """A phone number as text (Primero may hold it as a number)."""
     if value is None or value == "":
         return None
     if isinstance(value, float) and value.is_integer():

@@ -391,6 +391,16 @@ def refusal_feedback(
     )
 
 
+def failure_reason_text(error: MappingError | None, reason_kind: str, profile: Profile) -> str:
+    """The profile's reason text for a failure kind, naming the missing fields (never values)."""
+    reasons = profile.progres_referral.failure_reasons
+    reason = reasons.get(reason_kind) or reasons[INVALID_DATA]
+    if reason_kind == MISSING_FIELDS and error is not None and error.fields:
+        suffix = profile.progres_referral.missing_fields_suffix
+        reason = f"{reason} {suffix} {', '.join(error.fields)}"
+    return reason
+
+
 def failure_feedback(
     error: MappingError | None,
     *,
@@ -401,11 +411,7 @@ def failure_feedback(
     profile: Profile,
 ) -> dict[str, Any]:
     """``Delivery Fail`` with the profile's reason text (kinds without a text: invalid data)."""
-    reasons = profile.progres_referral.failure_reasons
-    reason = reasons.get(reason_kind) or reasons[INVALID_DATA]
-    if reason_kind == MISSING_FIELDS and error is not None and error.fields:
-        suffix = profile.progres_referral.missing_fields_suffix
-        reason = f"{reason} {suffix} {', '.join(error.fields)}"
+    reason = failure_reason_text(error, reason_kind, profile)
     return {
         "status": dtp.DELIVERY_FAIL,
         "request_type": dtp.FEEDBACK_REQUEST,

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -192,13 +192,21 @@ def _path_at_line(node: Any, line: int, prefix: tuple[str, ...]) -> tuple[str, .
     return None
 
 
-def check_profile(path: str | Path | None = None) -> list[ProfileProblem]:
-    """Every problem of a profile file (or a built-in name); empty when it is usable."""
+def check_profile(
+    path: str | Path | None = None, *, gateway: Literal["dtp", "ping"] = "dtp"
+) -> list[ProfileProblem]:
+    """Every problem of a profile file (or a built-in name); empty when it is usable.
+
+    With ``gateway="ping"`` the profile must also have its ``ping`` section.
+    """
     try:
         resolved = _resolve(path if path is not None else BUILT_IN[0])
     except ProfileError as exc:
         return exc.problems
-    return _read(resolved)[1]
+    profile, problems = _read(resolved)
+    if profile is not None and gateway == "ping" and profile.ping is None:
+        problems = [ProfileProblem("ping", None, "required with the PING gateway")]
+    return problems
 
 
 @functools.lru_cache(maxsize=16)

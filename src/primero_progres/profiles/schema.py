@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..errors import ConfigurationError
+
 #: The reasons flow 1 gives DTP with a ``Delivery Fail``, each worded by the profile
 #: (``progres_referral.failure_reasons``); the first three are also mapping error kinds.
 INVALID_DATA = "invalid_data"
@@ -20,6 +22,37 @@ MISSING_FIELDS = "missing_fields"
 SERVICE_TYPE = "service_type"
 PRIMERO_REFUSED = "primero_refused"
 REQUIRED_FAILURE_REASONS = (INVALID_DATA, MISSING_FIELDS, SERVICE_TYPE, PRIMERO_REFUSED)
+
+#: The fields flow 1 reads from a proGres intervention, named as DTP sends them. The PING
+#: profile section maps each to the alias a PING detail query gives it.
+PROGRES_REFERRAL_FIELDS = (
+    "progres_interventionnumber",
+    "progres_businessunit",
+    "progres_primeroid",
+    "progres_interventionstartdate",
+    "progres_interventiondescription",
+    "progres_reasonforreferral",
+    "interventiontype.progres_description",
+    "individuals.progres_id",
+    "individuals.progres_registrationgroupid",
+    "individuals.progres_givenname",
+    "individuals.progres_middlename",
+    "individuals.progres_familyname",
+    "individuals.progres_commonyusedname",
+    "individuals.progres_dateofbirth",
+    "individuals.progres_sex",
+    "individuals.progres_primaryphonenumber",
+    "individuals.progres_coalocationlevel1",
+    "individuals.progres_coalocationlevel2",
+    "individuals.progres_coalocationlevel3",
+    "individuals.progres_coalocationlevel4",
+    "individuals.progres_coalocationlevel5",
+    "individuals.progres_coalocationlevel6",
+    "user.title",
+    "user.progres_partner",
+    "user.mobilephone",
+    "user.internalemailaddress",
+)
 
 
 class _Strict(BaseModel):
@@ -141,6 +174,125 @@ class ProgresDecisionTables(_Strict):
         return value
 
 
+class PingTransferStatus(_Strict):
+    """Option-set codes of an LP intervention's ``progres_primerotransferstatus``."""
+
+    ready: int
+    delivery_failed: int
+    pending_acknowledgement: int
+    accepted: int
+    rejected: int
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PingTransferStatus:
+        _distinct_codes(self)
+        return self
+
+
+class PingReferralStatus(_Strict):
+    """Option-set codes of ``progres_interoperabilityreferralstatus`` (interop referrals)."""
+
+    new: int
+    accepted: int
+    rejected: int
+    synced: int
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PingReferralStatus:
+        _distinct_codes(self)
+        return self
+
+
+def _distinct_codes(model: BaseModel) -> None:
+    codes = list(model.model_dump().values())
+    if len(set(codes)) != len(codes):
+        raise ValueError("two statuses share a code")
+
+
+class PingProgresReferral(_Strict):
+    """Flow 1 over PING: rows of the pending list and of the detail query."""
+
+    lp_intervention_id: str = Field(min_length=1, description="key column of the pending rows")
+    business_unit: str = Field(min_length=1, description="business unit column (a write key)")
+    transfer_status: str = Field(min_length=1, description="transfer status column")
+    group_by: str = Field(min_length=1, description="detail rows of one intervention share it")
+    fields: dict[str, str] = Field(
+        min_length=1, description="flow-1 field (DTP name) -> alias in the detail rows"
+    )
+    language: str = Field(min_length=1, description="language name alias (one per row)")
+    specific_need_category: str = Field(min_length=1)
+    specific_need_subcategory: str = Field(min_length=1)
+    #: specific-need category name -> Primero protection concern; empty: needs are not sent
+    protection_concerns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(PROGRES_REFERRAL_FIELDS))
+        if unknown:
+            raise ValueError(f"not a flow-1 field: {', '.join(unknown)}")
+        return value
+
+
+class PingPrimeroDecision(_Strict):
+    """Flow 2 over PING: the comment attached to the transfer status."""
+
+    acknowledged_comment: str = Field(min_length=1)
+    rejected_comment: str = Field(min_length=1)
+    reason_separator: str
+
+
+class PingPrimeroReferral(_Strict):
+    """Flow 3 over PING: what an interoperability referral is created with."""
+
+    business_unit: str = Field(min_length=1)
+    organization_from: str = Field(min_length=1)
+    referred_by: str = Field(min_length=1)
+    #: Primero service_type -> proGres requested service (lookup id)
+    requested_services: dict[str, str] = Field(min_length=1)
+    #: Primero protection concern -> proGres specific-need category (lookup id); first match sent
+    protection_concerns: dict[str, str] = Field(default_factory=dict)
+    #: Primero sex -> ``progres_pocsex`` option-set code
+    sex: dict[str, int] = Field(min_length=1)
+
+
+class PingProgresDecision(_Strict):
+    """Flow 4 over PING: rows of the decision detail query."""
+
+    referral_id: str = Field(min_length=1)
+    status: str = Field(min_length=1)
+    review_decision: str = Field(min_length=1)
+    case_id: str = Field(min_length=1)
+    org_referral_id: str = Field(min_length=1)
+    #: label aliases of the rejection reason, first present wins (proGres misspells them)
+    rejection_reason: list[str] = Field(min_length=1)
+    #: code aliases of the rejection reason, read through progres_decision.rejection_reasons
+    rejection_reason_code: list[str] = Field(default_factory=list)
+    rejection_comment: list[str] = Field(min_length=1)
+    #: ``progres_reviewdecision`` code -> accepted | rejected
+    review_decisions: dict[int, str] = Field(min_length=1)
+    rejected_reason_separator: str = Field(min_length=1)
+    synced_comment: str = Field(min_length=1)
+
+    @field_validator("review_decisions")
+    @classmethod
+    def _known_decisions(cls, value: dict[int, str]) -> dict[int, str]:
+        if any(v not in ("accepted", "rejected") for v in value.values()):
+            raise ValueError("review decisions map to 'accepted' or 'rejected' only")
+        return value
+
+
+class PingTables(_Strict):
+    """How PING's rows and option sets read here (``PRIMERO_PROGRES_UNHCR_GATEWAY=ping``)."""
+
+    transfer_status: PingTransferStatus
+    referral_status: PingReferralStatus
+    progres_referral: PingProgresReferral
+    primero_decision: PingPrimeroDecision
+    primero_referral: PingPrimeroReferral
+    progres_decision: PingProgresDecision
+
+
 class Profile(_Strict):
     """A localized mapping profile (``gambella`` is built in)."""
 
@@ -156,6 +308,30 @@ class Profile(_Strict):
     primero_decision: PrimeroDecisionTables
     primero_referral: PrimeroReferralTables
     progres_decision: ProgresDecisionTables
+    #: only for a deployment that reaches proGres through PING
+    ping: PingTables | None = None
+
+    @model_validator(mode="after")
+    def _ping_reads_every_required_field(self) -> Profile:
+        if self.ping is not None:
+            aliased = self.ping.progres_referral.fields
+            absent = [f for f in self.progres_referral.required_fields if f not in aliased]
+            if absent:
+                raise ValueError(
+                    "ping.progres_referral.fields has no alias for the required "
+                    f"field(s): {', '.join(absent)}"
+                )
+        return self
+
+    def ping_tables(self) -> PingTables:
+        """The ``ping`` section; ``ConfigurationError`` when the profile has none."""
+        if self.ping is None:
+            raise ConfigurationError(
+                f"profile {self.name} has no ping section (needed with "
+                "PRIMERO_PROGRES_UNHCR_GATEWAY=ping)",
+                reason="profile_without_ping",
+            )
+        return self.ping
 
     def focal_point_user_for(self, intervention: Any) -> str:
         """The intake user for this intervention: first matching route, else the default."""
