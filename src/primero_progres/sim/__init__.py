@@ -1,4 +1,4 @@
-"""Simulators of the two peers (Primero v2 and UNHCR's DTP), served over real HTTP.
+"""Simulators of the peers (Primero v2, UNHCR's DTP and PING), served over real HTTP.
 
 They back the tests and the demo: the bridge is always exercised over the network.
 """
