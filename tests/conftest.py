@@ -138,3 +138,18 @@ def primero_sim(primero_sim_server: PrimeroSim) -> PrimeroSim:
     """The shared Primero simulator, emptied for this test."""
     primero_sim_server.reset()
     return primero_sim_server
+
+
+@pytest.fixture(scope="session")
+def ping_sim_server() -> Iterator[Any]:
+    from ping_helpers import running_ping_sim
+
+    with running_ping_sim() as sim:
+        yield sim
+
+
+@pytest.fixture
+def ping_sim(ping_sim_server: Any) -> Any:
+    """The shared PING simulator (``ping_helpers.PingSim``), emptied for this test."""
+    ping_sim_server.reset()
+    return ping_sim_server

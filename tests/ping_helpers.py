@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,16 @@ INTEROP = "INT-1436"
 SHIPPING = ShippingProcesses(**DEFAULT_SHIPPING_PROCESSES)
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand (the client's and the simulator's)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class PingSim:
     """A running PING simulator: its URL and, for assertions, its in-process state."""
@@ -36,6 +47,7 @@ class PingSim:
 
     def reset(self) -> None:
         self.state.reset()
+        self.state.clock = time.monotonic
         self.app.state.faults.clear()
 
     def faults(self, *rules: dict[str, Any]) -> None:

@@ -40,26 +40,7 @@ SECRET_FIELDS = (
 )
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("primero_progres_config_file", default=None)
 
-#: the PING settings every PING deployment must set (docs/ping.md explains each)
-PING_REQUIRED = (
-    "ping_url",
-    "ping_token_url",
-    "ping_token_path",
-    "ping_client_id",
-    "ping_username",
-    "ping_password",
-    "ping_scope",
-    "ping_subscription_key",
-    "ping_partner_id",
-    "ping_interop_id",
-    "ping_shp_referrals_pending",
-    "ping_shp_referral_detail",
-    "ping_shp_intervention_update",
-    "ping_shp_referral_create",
-    "ping_shp_decisions_list",
-    "ping_shp_decision_detail",
-    "ping_shp_referral_update",
-)
+#: partner, interop and shipping-process ids (PING.md §2, §6)
 _PING_IDS = (
     "ping_partner_id",
     "ping_interop_id",
@@ -71,7 +52,19 @@ _PING_IDS = (
     "ping_shp_decision_detail",
     "ping_shp_referral_update",
 )
-#: partner, interop and shipping-process ids: the partner id goes into a URL path
+#: the PING settings every PING deployment must set (docs/ping.md explains each)
+PING_REQUIRED = (
+    "ping_url",
+    "ping_token_url",
+    "ping_token_path",
+    "ping_client_id",
+    "ping_username",
+    "ping_password",
+    "ping_scope",
+    "ping_subscription_key",
+    *_PING_IDS,
+)
+#: what an id may hold: the partner id goes into a URL path
 _ID_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
@@ -287,9 +280,7 @@ class Settings(BaseSettings):
 
     def require_ping(self) -> None:
         """Raise ``ConfigurationError`` naming every PING setting a PING deployment lacks."""
-        missing = [
-            env_name(f) for f in PING_REQUIRED if _blank(getattr(self, f))
-        ]
+        missing = [env_name(f) for f in PING_REQUIRED if _blank(getattr(self, f))]
         if missing:
             raise ConfigurationError(
                 f"{env_name('unhcr_gateway')}=ping needs: {', '.join(missing)}",

@@ -12,25 +12,14 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
+from cli_helpers import run, runner
 from primero_progres.cli import app
 from primero_progres.cli.mapping import Kind, run_map
 from primero_progres.profiles.loader import built_in_path
 
-runner = CliRunner()
 INTAKE = "progresv4_primero_intake@cpims-gambella.primero.org"
 TODAY = date(2026, 11, 29)
-
-
-def run(*args: str) -> tuple[int, dict | str, str]:
-    result = runner.invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    try:
-        document = json.loads(result.stdout)
-    except ValueError:
-        document = result.stdout
-    return result.exit_code, document, result.stdout
 
 
 def test_flow1_sample_with_rejected_service_types(samples_dir: Path) -> None:

@@ -7,28 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from primero_progres.cli import app
+from cli_helpers import run
 from primero_progres.profiles import check_profile
 from primero_progres.profiles.loader import built_in_path
 
-runner = CliRunner()
 PING_DATA = Path(__file__).resolve().parents[1] / "data" / "ping"
 GAMBELLA_TEXT = built_in_path("gambella").read_text(encoding="utf-8")
 PING_SECTION_START = GAMBELLA_TEXT.index("\n# Only for PRIMERO_PROGRES_UNHCR_GATEWAY=ping")
 LP1 = "aaaaaaaa-0000-4000-8000-000000000001"
 UNIT = "cccccccc-0000-4000-8000-000000000001"
-
-
-def run(*args: str) -> tuple[int, Any, str]:
-    result = runner.invoke(app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    try:
-        document = json.loads(result.stdout)
-    except ValueError:
-        document = result.stdout
-    return result.exit_code, document, result.stdout
 
 
 def fields(item: dict[str, Any]) -> dict[str, str]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import structlog
 
-from ping_helpers import PARTNER, SHIPPING, PingSim, ping_client, running_ping_sim
+from ping_helpers import PARTNER, SHIPPING, FakeClock, PingSim, ping_client, running_ping_sim
 from primero_progres.errors import FailureClass, InvalidInputError
 from primero_progres.peers.errors import PermanentPeerError, TransientPeerError
 from primero_progres.peers.ping import (
@@ -41,33 +39,15 @@ ASYNC_PATH = f"/api/ingestion/v2/{PARTNER}/asyncdata"
 STATUS_PATH = "/primes/ingestion/checkstatus/v1/pingdata"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[PingSim]:
-    with running_ping_sim() as sim:
-        yield sim
+
+def seed_interventions(ping_sim: PingSim, count: int) -> list[str]:
+    return ping_sim.seed(Seed(interventions=synthetic_interventions(count)))["interventions"]
 
 
-@pytest.fixture
-def sim(sim_server: PingSim) -> PingSim:
-    sim_server.reset()
-    sim_server.state.clock = time.monotonic
-    return sim_server
-
-
-def seed_interventions(sim: PingSim, count: int) -> list[str]:
-    return sim.seed(Seed(interventions=synthetic_interventions(count)))["interventions"]
-
-
-def token_requests(sim: PingSim) -> int:
-    return sim.state.token_requests
+def token_requests(ping_sim: PingSim) -> int:
+    return ping_sim.state.token_requests
 
 
 def update_item(lp_id: str, unit: str, status: str = "125080002") -> dict[str, Any]:
@@ -99,46 +79,46 @@ def referral_item(org_referral_id: str = "svc-unique-id-1") -> dict[str, Any]:
 # ------------------------------------------------------------------ token
 
 
-async def test_token_is_fetched_once_and_shared(sim: PingSim) -> None:
-    seed_interventions(sim, 2)
-    async with ping_client(sim.url) as client:
+async def test_token_is_fetched_once_and_shared(ping_sim: PingSim) -> None:
+    seed_interventions(ping_sim, 2)
+    async with ping_client(ping_sim.url) as client:
         rows = [row async for row in client.iter_pending_referrals()]
         await asyncio.gather(*(client.referral_detail(r["progres_lpinterventionid"]) for r in rows))
         await client.retrieve(SHIPPING.decisions_list)
     assert len(rows) == 2
-    assert token_requests(sim) == 1
-    assert sim.state.token_geos == ["EU"]
+    assert token_requests(ping_sim) == 1
+    assert ping_sim.state.token_geos == ["EU"]
 
 
-async def test_no_geo_cookie_when_not_configured(sim: PingSim) -> None:
-    async with ping_client(sim.url, token_geo=None) as client:
+async def test_no_geo_cookie_when_not_configured(ping_sim: PingSim) -> None:
+    async with ping_client(ping_sim.url, token_geo=None) as client:
         await client.authenticate()
-    assert sim.state.token_geos == [None]
+    assert ping_sim.state.token_geos == [None]
 
 
-async def test_token_renewed_before_it_expires(sim: PingSim) -> None:
+async def test_token_renewed_before_it_expires(ping_sim: PingSim) -> None:
     clock = FakeClock()
-    sim.state.clock = clock
-    sim.state.modes = Modes(token_seconds=600)
-    async with ping_client(sim.url, clock=clock, token_margin=120) as client:
+    ping_sim.state.clock = clock
+    ping_sim.state.modes = Modes(token_seconds=600)
+    async with ping_client(ping_sim.url, clock=clock, token_margin=120) as client:
         await client.retrieve(SHIPPING.decisions_list)
         clock.now += 479
         await client.retrieve(SHIPPING.decisions_list)
-        assert token_requests(sim) == 1
+        assert token_requests(ping_sim) == 1
         clock.now += 2  # 481 s: inside the 120 s margin of the 600 s token
         await client.retrieve(SHIPPING.decisions_list)
-    assert token_requests(sim) == 2
+    assert token_requests(ping_sim) == 2
 
 
-async def test_revoked_token_is_renewed_once_and_the_call_retried(sim: PingSim) -> None:
-    seed_interventions(sim, 1)
-    async with ping_client(sim.url) as client:
+async def test_revoked_token_is_renewed_once_and_the_call_retried(ping_sim: PingSim) -> None:
+    seed_interventions(ping_sim, 1)
+    async with ping_client(ping_sim.url) as client:
         await client.retrieve(SHIPPING.referrals_pending)
-        assert sim.sim("POST", "tokens/revoke") == {"revoked": 1}
+        assert ping_sim.sim("POST", "tokens/revoke") == {"revoked": 1}
         rows = await client.retrieve(SHIPPING.referrals_pending)
     assert len(rows) == 1
-    assert token_requests(sim) == 2
-    statuses = [(e["path"], e["status"]) for e in sim.state.journal]
+    assert token_requests(ping_sim) == 2
+    statuses = [(e["path"], e["status"]) for e in ping_sim.state.journal]
     assert statuses == [
         (DEFAULT_TOKEN_PATH, 200),
         (RETRIEVE_PATH, 200),
@@ -148,50 +128,51 @@ async def test_revoked_token_is_renewed_once_and_the_call_retried(sim: PingSim) 
     ]
 
 
-async def test_a_second_401_after_renewal_is_permanent(sim: PingSim) -> None:
-    async with ping_client(sim.url) as client:
+async def test_a_second_401_after_renewal_is_permanent(ping_sim: PingSim) -> None:
+    async with ping_client(ping_sim.url) as client:
         await client.retrieve(SHIPPING.decisions_list)
-        sim.faults({"path": RETRIEVE_PATH, "status": 401, "times": 2,
+        ping_sim.faults({"path": RETRIEVE_PATH, "status": 401, "times": 2,
                     "body": {"statusCode": 401, "message": "Unauthorized."}})
         with pytest.raises(PingAuthenticationError) as caught:
             await client.retrieve(SHIPPING.decisions_list)
     assert caught.value.reason == "http_401"
     assert caught.value.failure_class is FailureClass.PERMANENT
-    assert token_requests(sim) == 2
-    assert [e["status"] for e in sim.state.journal if e["path"] == RETRIEVE_PATH] == [200, 401, 401]
+    assert token_requests(ping_sim) == 2
+    statuses = [e["status"] for e in ping_sim.state.journal if e["path"] == RETRIEVE_PATH]
+    assert statuses == [200, 401, 401]
 
 
-async def test_401_on_a_fresh_token_is_not_retried(sim: PingSim) -> None:
-    sim.faults({"path": RETRIEVE_PATH, "status": 401, "times": 1})
-    async with ping_client(sim.url) as client:
+async def test_401_on_a_fresh_token_is_not_retried(ping_sim: PingSim) -> None:
+    ping_sim.faults({"path": RETRIEVE_PATH, "status": 401, "times": 1})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingAuthenticationError):
             await client.retrieve(SHIPPING.decisions_list)
-    assert token_requests(sim) == 1
+    assert token_requests(ping_sim) == 1
 
 
 async def test_wrong_subscription_key_is_permanent_without_renewing_the_token(
-    sim: PingSim,
+    ping_sim: PingSim,
 ) -> None:
-    async with ping_client(sim.url) as client:
+    async with ping_client(ping_sim.url) as client:
         await client.retrieve(SHIPPING.decisions_list)
-    async with ping_client(sim.url, subscription_key="wrong-key") as client:
+    async with ping_client(ping_sim.url, subscription_key="wrong-key") as client:
         with pytest.raises(PingAuthenticationError) as caught:
             await client.retrieve(SHIPPING.decisions_list)
     assert caught.value.reason == "subscription_key_refused"
     assert caught.value.status_code == 401
-    assert token_requests(sim) == 2  # one per client: no renewal for a key problem
+    assert token_requests(ping_sim) == 2  # one per client: no renewal for a key problem
     assert "wrong-key" not in str(caught.value)
 
 
-async def test_bad_credentials_name_the_b2c_error_never_the_password(sim: PingSim) -> None:
-    async with ping_client(sim.url, password="not-the-password") as client:
+async def test_bad_credentials_name_the_b2c_error_never_the_password(ping_sim: PingSim) -> None:
+    async with ping_client(ping_sim.url, password="not-the-password") as client:
         with pytest.raises(PingAuthenticationError) as caught:
             await client.retrieve(SHIPPING.decisions_list)
     error = caught.value
     assert (error.operation, error.status_code, error.reason) == ("token", 400, "token_refused")
     assert error.details == ("error=invalid_grant",)
     assert "not-the-password" not in str(error)
-    assert not [e for e in sim.state.journal if e["path"] == RETRIEVE_PATH]
+    assert not [e for e in ping_sim.state.journal if e["path"] == RETRIEVE_PATH]
 
 
 @pytest.mark.parametrize(
@@ -199,18 +180,18 @@ async def test_bad_credentials_name_the_b2c_error_never_the_password(sim: PingSi
     [({"client_id": "other"}, "invalid_client"), ({"scope": "https://x/y"}, "invalid_scope")],
 )
 async def test_wrong_client_or_scope_is_refused(
-    sim: PingSim, override: dict[str, str], code: str
+    ping_sim: PingSim, override: dict[str, str], code: str
 ) -> None:
-    async with ping_client(sim.url, **override) as client:
+    async with ping_client(ping_sim.url, **override) as client:
         with pytest.raises(PingAuthenticationError) as caught:
             await client.authenticate()
     assert caught.value.details == (f"error={code}",)
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
-async def test_token_endpoint_overload_is_transient(sim: PingSim, status: int) -> None:
-    sim.faults({"path": DEFAULT_TOKEN_PATH, "status": status, "retry_after": 9})
-    async with ping_client(sim.url) as client:
+async def test_token_endpoint_overload_is_transient(ping_sim: PingSim, status: int) -> None:
+    ping_sim.faults({"path": DEFAULT_TOKEN_PATH, "status": status, "retry_after": 9})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingTransientError) as caught:
             await client.retrieve(SHIPPING.decisions_list)
     assert (caught.value.operation, caught.value.status_code) == ("token", status)
@@ -225,23 +206,23 @@ async def test_token_endpoint_overload_is_transient(sim: PingSim, status: int) -
     ],
 )
 async def test_token_answers_b2c_may_give(
-    sim: PingSim, body: dict[str, Any], renewed: bool
+    ping_sim: PingSim, body: dict[str, Any], renewed: bool
 ) -> None:
     """``expires_in`` as a string is a lifetime; absent, the token lives until APIM refuses it."""
-    sim.faults({"path": DEFAULT_TOKEN_PATH, "status": 200, "body": body, "times": 1})
-    sim.state.tokens["t-1"] = float("inf")
+    ping_sim.faults({"path": DEFAULT_TOKEN_PATH, "status": 200, "body": body, "times": 1})
+    ping_sim.state.tokens["t-1"] = float("inf")
     clock = FakeClock()
-    async with ping_client(sim.url, clock=clock) as client:
+    async with ping_client(ping_sim.url, clock=clock) as client:
         await client.retrieve(SHIPPING.decisions_list)
         clock.now += 10_000
         await client.retrieve(SHIPPING.decisions_list)
-    assert token_requests(sim) == (1 if renewed else 0)
-    assert [e["status"] for e in sim.state.journal if e["path"] == RETRIEVE_PATH] == [200, 200]
+    assert token_requests(ping_sim) == (1 if renewed else 0)
+    assert [e["status"] for e in ping_sim.state.journal if e["path"] == RETRIEVE_PATH] == [200, 200]
 
 
-async def test_token_answer_without_a_token_is_permanent(sim: PingSim) -> None:
-    sim.faults({"path": DEFAULT_TOKEN_PATH, "status": 200, "body": {"token_type": "Bearer"}})
-    async with ping_client(sim.url) as client:
+async def test_token_answer_without_a_token_is_permanent(ping_sim: PingSim) -> None:
+    ping_sim.faults({"path": DEFAULT_TOKEN_PATH, "status": 200, "body": {"token_type": "Bearer"}})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingAuthenticationError) as caught:
             await client.retrieve(SHIPPING.decisions_list)
     assert caught.value.reason == "token_not_issued"
@@ -250,23 +231,23 @@ async def test_token_answer_without_a_token_is_permanent(sim: PingSim) -> None:
 # ------------------------------------------------------------------ retrieve and paging
 
 
-async def test_pages_are_followed_with_page_number_and_cookie(sim: PingSim) -> None:
-    ids = seed_interventions(sim, 5)
-    sim.state.modes = Modes(page_size=2)
-    async with ping_client(sim.url) as client:
+async def test_pages_are_followed_with_page_number_and_cookie(ping_sim: PingSim) -> None:
+    ids = seed_interventions(ping_sim, 5)
+    ping_sim.state.modes = Modes(page_size=2)
+    async with ping_client(ping_sim.url) as client:
         rows = [row async for row in client.iter_pending_referrals()]
     assert [r["progres_lpinterventionid"] for r in rows] == ids
-    queries = sim.sim("GET", "queries")
+    queries = ping_sim.sim("GET", "queries")
     assert [(q["page_number"], q["count"]) for q in queries] == [(None, 2), (2, 2), (3, 1)]
     assert queries[0]["paging_cookie"] is None  # page 1 is asked as the reference asks it
     assert queries[1]["paging_cookie"] == '<cookie page="1"><shp>SHP-2747</shp></cookie>'
     assert queries[2]["paging_cookie"] == '<cookie page="2"><shp>SHP-2747</shp></cookie>'
 
 
-async def test_retrieve_page_reports_the_paging_summary(sim: PingSim) -> None:
-    seed_interventions(sim, 3)
-    sim.state.modes = Modes(page_size=2)
-    async with ping_client(sim.url) as client:
+async def test_retrieve_page_reports_the_paging_summary(ping_sim: PingSim) -> None:
+    seed_interventions(ping_sim, 3)
+    ping_sim.state.modes = Modes(page_size=2)
+    async with ping_client(ping_sim.url) as client:
         first = await client.retrieve_page(SHIPPING.referrals_pending)
         second = await client.retrieve_page(
             SHIPPING.referrals_pending, page_number=2, paging_cookie=first.paging_cookie
@@ -277,20 +258,20 @@ async def test_retrieve_page_reports_the_paging_summary(sim: PingSim) -> None:
     assert MARKER not in repr(first)
 
 
-async def test_empty_page_announcing_more_is_an_error_not_a_loop(sim: PingSim) -> None:
-    sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": {
+async def test_empty_page_announcing_more_is_an_error_not_a_loop(ping_sim: PingSim) -> None:
+    ping_sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": {
         "Data": [], "ErrorMessage": None, "PagingSummary": {
             "PagingCookie": "c", "PageNumber": 1, "IsMoreRecordsAvailable": True}}})
-    async with ping_client(sim.url) as client:
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingUnexpectedResponseError) as caught:
             await client.retrieve(SHIPPING.referrals_pending)
     assert caught.value.reason == "paging_stalled"
 
 
-async def test_paging_beyond_max_pages_is_an_error(sim: PingSim) -> None:
-    seed_interventions(sim, 5)
-    sim.state.modes = Modes(page_size=1)
-    async with ping_client(sim.url, max_pages=3) as client:
+async def test_paging_beyond_max_pages_is_an_error(ping_sim: PingSim) -> None:
+    seed_interventions(ping_sim, 5)
+    ping_sim.state.modes = Modes(page_size=1)
+    async with ping_client(ping_sim.url, max_pages=3) as client:
         seen = []
         with pytest.raises(PingUnexpectedResponseError) as caught:
             async for row in client.iter_pending_referrals():
@@ -300,9 +281,9 @@ async def test_paging_beyond_max_pages_is_an_error(sim: PingSim) -> None:
 
 
 @pytest.mark.parametrize("as_string", [True, False])
-async def test_empty_results_are_empty(sim: PingSim, as_string: bool) -> None:
-    sim.state.modes = Modes(empty_as_string=as_string)
-    async with ping_client(sim.url) as client:
+async def test_empty_results_are_empty(ping_sim: PingSim, as_string: bool) -> None:
+    ping_sim.state.modes = Modes(empty_as_string=as_string)
+    async with ping_client(ping_sim.url) as client:
         assert await client.retrieve(SHIPPING.referrals_pending) == []
         assert await client.decision_detail("no-such-referral") == []
         page = await client.retrieve_page(SHIPPING.decisions_list)
@@ -318,37 +299,37 @@ async def test_empty_results_are_empty(sim: PingSim, as_string: bool) -> None:
         {"data": [], "errorMessage": None},
     ],
 )
-async def test_every_spelling_of_empty_is_empty(sim: PingSim, body: dict[str, Any]) -> None:
-    sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": body})
-    async with ping_client(sim.url) as client:
+async def test_every_spelling_of_empty_is_empty(ping_sim: PingSim, body: dict[str, Any]) -> None:
+    ping_sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": body})
+    async with ping_client(ping_sim.url) as client:
         assert await client.retrieve(SHIPPING.referrals_pending) == []
 
 
-async def test_detail_rows_by_record_id_one_or_several(sim: PingSim) -> None:
-    ids = seed_interventions(sim, 3)
-    async with ping_client(sim.url) as client:
+async def test_detail_rows_by_record_id_one_or_several(ping_sim: PingSim) -> None:
+    ids = seed_interventions(ping_sim, 3)
+    async with ping_client(ping_sim.url) as client:
         one = await client.referral_detail(ids[1])
         several = await client.retrieve(SHIPPING.referral_detail, record_ids=[ids[0], ids[2]])
     # two languages x one specific need: two joined rows per intervention
     assert {r["progres_lpinterventionid"] for r in one} == {ids[1]}
     assert len(one) == 2
     assert {r["progres_lpinterventionid"] for r in several} == {ids[0], ids[2]}
-    queries = sim.sim("GET", "queries")
+    queries = ping_sim.sim("GET", "queries")
     assert [q["record_ids"] for q in queries] == [[ids[1]], [ids[0], ids[2]]]
 
 
-async def test_error_message_is_permanent_and_never_copied(sim: PingSim) -> None:
-    sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": {
+async def test_error_message_is_permanent_and_never_copied(ping_sim: PingSim) -> None:
+    ping_sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": {
         "Data": None, "ErrorMessage": f"Invalid value {MARKER}Given for field"}})
-    async with ping_client(sim.url) as client:
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingRejectedError) as caught:
             await client.retrieve(SHIPPING.referrals_pending)
     assert caught.value.reason == "ping_error_message"
     assert MARKER not in str(caught.value)
 
 
-async def test_unknown_shipping_process_is_rejected(sim: PingSim) -> None:
-    async with ping_client(sim.url) as client:
+async def test_unknown_shipping_process_is_rejected(ping_sim: PingSim) -> None:
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingRejectedError):
             await client.retrieve("SHP-0000")
 
@@ -356,9 +337,9 @@ async def test_unknown_shipping_process_is_rejected(sim: PingSim) -> None:
 @pytest.mark.parametrize(
     "body", [{"Data": {"progres_lpinterventionid": "x"}}, {"Data": ["row"]}, "not an object"]
 )
-async def test_answers_that_are_not_rows_are_unexpected(sim: PingSim, body: Any) -> None:
-    sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": body})
-    async with ping_client(sim.url) as client:
+async def test_answers_that_are_not_rows_are_unexpected(ping_sim: PingSim, body: Any) -> None:
+    ping_sim.faults({"path": RETRIEVE_PATH, "status": 200, "body": body})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingUnexpectedResponseError) as caught:
             await client.retrieve(SHIPPING.referrals_pending)
     assert caught.value.reason == "bad_response"
@@ -368,9 +349,9 @@ async def test_answers_that_are_not_rows_are_unexpected(sim: PingSim, body: Any)
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
-async def test_throttling_and_server_errors_are_transient(sim: PingSim, status: int) -> None:
-    sim.faults({"path": RETRIEVE_PATH, "status": status, "retry_after": 7})
-    async with ping_client(sim.url) as client:
+async def test_throttling_and_server_errors_are_transient(ping_sim: PingSim, status: int) -> None:
+    ping_sim.faults({"path": RETRIEVE_PATH, "status": status, "retry_after": 7})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingTransientError) as caught:
             await client.retrieve(SHIPPING.referrals_pending)
     error = caught.value
@@ -380,9 +361,9 @@ async def test_throttling_and_server_errors_are_transient(sim: PingSim, status: 
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 413, 422])
-async def test_client_errors_are_permanent(sim: PingSim, status: int) -> None:
-    sim.faults({"path": DATA_PATH, "status": status})
-    async with ping_client(sim.url) as client:
+async def test_client_errors_are_permanent(ping_sim: PingSim, status: int) -> None:
+    ping_sim.faults({"path": DATA_PATH, "status": status})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingPermanentError) as caught:
             await client.update_intervention(update_item("x", "y"))
     assert isinstance(caught.value, PermanentPeerError)
@@ -390,17 +371,17 @@ async def test_client_errors_are_permanent(sim: PingSim, status: int) -> None:
     assert not caught.value.retryable
 
 
-async def test_apim_quota_403_with_retry_after_is_transient(sim: PingSim) -> None:
-    sim.faults({"path": RETRIEVE_PATH, "status": 403, "retry_after": 3600})
-    async with ping_client(sim.url) as client:
+async def test_apim_quota_403_with_retry_after_is_transient(ping_sim: PingSim) -> None:
+    ping_sim.faults({"path": RETRIEVE_PATH, "status": 403, "retry_after": 3600})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingTransientError) as caught:
             await client.retrieve(SHIPPING.referrals_pending)
     assert caught.value.retry_after == 3600.0
 
 
-async def test_rate_limit_answers_429_with_retry_after(sim: PingSim) -> None:
-    sim.state.modes = Modes(rate_limit_calls=2, rate_limit_seconds=60)
-    async with ping_client(sim.url) as client:
+async def test_rate_limit_answers_429_with_retry_after(ping_sim: PingSim) -> None:
+    ping_sim.state.modes = Modes(rate_limit_calls=2, rate_limit_seconds=60)
+    async with ping_client(ping_sim.url) as client:
         await client.retrieve(SHIPPING.decisions_list)
         await client.retrieve(SHIPPING.decisions_list)
         with pytest.raises(PingTransientError) as caught:
@@ -409,9 +390,9 @@ async def test_rate_limit_answers_429_with_retry_after(sim: PingSim) -> None:
     assert caught.value.retry_after is not None and 1 <= caught.value.retry_after <= 60
 
 
-async def test_read_timeout_is_transient_and_may_have_arrived(sim: PingSim) -> None:
-    sim.faults({"path": ASYNC_PATH, "hang": True})
-    async with ping_client(sim.url, timeout=0.5) as client:
+async def test_read_timeout_is_transient_and_may_have_arrived(ping_sim: PingSim) -> None:
+    ping_sim.faults({"path": ASYNC_PATH, "hang": True})
+    async with ping_client(ping_sim.url, timeout=0.5) as client:
         with pytest.raises(PingTransientError) as caught:
             await client.create_referral(referral_item())
     assert (caught.value.reason, caught.value.request_sent) == ("timeout", True)
@@ -429,34 +410,34 @@ async def test_connection_refused_is_transient_and_never_arrived() -> None:
 # ------------------------------------------------------------------ ingestion
 
 
-async def test_update_intervention_writes_the_status(sim: PingSim) -> None:
-    [lp_id] = seed_interventions(sim, 1)
-    async with ping_client(sim.url) as client:
+async def test_update_intervention_writes_the_status(ping_sim: PingSim) -> None:
+    [lp_id] = seed_interventions(ping_sim, 1)
+    async with ping_client(ping_sim.url) as client:
         receipt = await client.update_intervention(
             update_item(lp_id, "cccccccc-0000-4000-8000-000000000001")
         )
         pending = await client.retrieve(SHIPPING.referrals_pending)
     assert isinstance(receipt, IngestionReceipt)
     assert receipt.record_count == 1 and receipt.transaction_id
-    record = sim.sim("GET", f"interventions/{lp_id}")
+    record = ping_sim.sim("GET", f"interventions/{lp_id}")
     assert (record["transfer_status"], record["transfer_status_date"]) == (125080002, "2026-01-31")
     assert pending == []
-    [call] = sim.sim("GET", "ingestions")
+    [call] = ping_sim.sim("GET", "ingestions")
     assert call["body"]["ShippingProcessId"] == SHIPPING.intervention_update
     assert call["body"]["InteropId"] == "INT-1436"
 
 
-async def test_ingestion_with_unknown_keys_is_rejected(sim: PingSim) -> None:
-    async with ping_client(sim.url) as client:
+async def test_ingestion_with_unknown_keys_is_rejected(ping_sim: PingSim) -> None:
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingRejectedError) as caught:
             await client.update_intervention(update_item("no-such-id", "no-unit"))
     assert caught.value.operation == "ingest"
 
 
-async def test_ingest_answer_without_an_envelope_is_tolerated(sim: PingSim) -> None:
+async def test_ingest_answer_without_an_envelope_is_tolerated(ping_sim: PingSim) -> None:
     """The reference never reads the /data answer; a bare 2xx counts as applied."""
-    sim.faults({"path": DATA_PATH, "status": 200, "body": ["accepted"]})
-    async with ping_client(sim.url) as client:
+    ping_sim.faults({"path": DATA_PATH, "status": 200, "body": ["accepted"]})
+    async with ping_client(ping_sim.url) as client:
         receipt = await client.update_referral(
             {"Fields": [{"Name": "progres_interoperabilityreferralid", "Value": "r"}]}
         )
@@ -464,24 +445,24 @@ async def test_ingest_answer_without_an_envelope_is_tolerated(sim: PingSim) -> N
 
 
 @pytest.mark.parametrize("items", [[], [{"ExternalId": "x"}], ["not an item"]])
-async def test_malformed_items_are_invalid_input(sim: PingSim, items: list[Any]) -> None:
-    async with ping_client(sim.url) as client:
+async def test_malformed_items_are_invalid_input(ping_sim: PingSim, items: list[Any]) -> None:
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(InvalidInputError):
             await client.ingest(SHIPPING.intervention_update, items)
-    assert sim.state.journal == []
+    assert ping_sim.state.journal == []
 
 
-async def test_unserialisable_item_is_invalid_input(sim: PingSim) -> None:
-    async with ping_client(sim.url) as client:
+async def test_unserialisable_item_is_invalid_input(ping_sim: PingSim) -> None:
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(InvalidInputError):
             await client.update_intervention({"Fields": [{"Name": "x", "Value": object()}]})
 
 
-async def test_create_referral_then_status_until_succeeded(sim: PingSim) -> None:
+async def test_create_referral_then_status_until_succeeded(ping_sim: PingSim) -> None:
     clock = FakeClock()
-    sim.state.clock = clock
-    sim.state.modes = Modes(async_delay_seconds=10)
-    async with ping_client(sim.url) as client:
+    ping_sim.state.clock = clock
+    ping_sim.state.modes = Modes(async_delay_seconds=10)
+    async with ping_client(ping_sim.url) as client:
         receipt = await client.create_referral(referral_item())
         assert receipt.transaction_id is not None
         states = []
@@ -492,43 +473,45 @@ async def test_create_referral_then_status_until_succeeded(sim: PingSim) -> None
     assert all(s.repaired and not s.unreadable for s in states)
     assert [item.status for item in states[-1].items] == ["Succeeded"]
     assert states[-1].items[0].external_id == "case-1"
-    [referral] = sim.sim("GET", "referrals")
+    [referral] = ping_sim.sim("GET", "referrals")
     assert referral["fields"]["progres_interoperabilityreferralstatus"] == 125080000
     assert referral["fields"]["progres_orgreferralid"] == "svc-unique-id-1"
-    [call] = sim.sim("GET", "ingestions")
+    [call] = ping_sim.sim("GET", "ingestions")
     assert call["body"]["APIVersion"] == "V2"
     assert call["body"]["InteropID"] == "INT-1436"
 
 
-async def test_well_formed_status_answer_is_read_without_repair(sim: PingSim) -> None:
-    sim.state.modes = Modes(malformed_status=False)
-    async with ping_client(sim.url) as client:
+async def test_well_formed_status_answer_is_read_without_repair(ping_sim: PingSim) -> None:
+    ping_sim.state.modes = Modes(malformed_status=False)
+    async with ping_client(ping_sim.url) as client:
         receipt = await client.create_referral(referral_item())
         status = await client.referral_create_status(str(receipt.transaction_id))
     assert (status.state, status.repaired, status.unreadable) == ("succeeded", False, False)
 
 
-async def test_failed_item_reports_failed_with_its_message_kept_out_of_repr(sim: PingSim) -> None:
-    sim.state.modes = Modes(failing_async_items=1)
-    async with ping_client(sim.url) as client:
+async def test_failed_item_reports_failed_with_its_message_kept_out_of_repr(
+    ping_sim: PingSim,
+) -> None:
+    ping_sim.state.modes = Modes(failing_async_items=1)
+    async with ping_client(ping_sim.url) as client:
         receipt = await client.create_referral(referral_item())
         status = await client.referral_create_status(str(receipt.transaction_id))
     assert status.state == "failed"
     assert status.items[0].message == "Processing error"
     assert "Processing error" not in repr(status)
-    assert sim.sim("GET", "referrals") == []
+    assert ping_sim.sim("GET", "referrals") == []
 
 
-async def test_async_answer_without_a_transaction_id_is_unexpected(sim: PingSim) -> None:
-    sim.faults({"path": ASYNC_PATH, "status": 200, "body": {"ErrorMessage": None}})
-    async with ping_client(sim.url) as client:
+async def test_async_answer_without_a_transaction_id_is_unexpected(ping_sim: PingSim) -> None:
+    ping_sim.faults({"path": ASYNC_PATH, "status": 200, "body": {"ErrorMessage": None}})
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingUnexpectedResponseError) as caught:
             await client.create_referral(referral_item())
     assert caught.value.reason == "no_transaction_id"
 
 
-async def test_unknown_transaction_is_rejected(sim: PingSim) -> None:
-    async with ping_client(sim.url) as client:
+async def test_unknown_transaction_is_rejected(ping_sim: PingSim) -> None:
+    async with ping_client(ping_sim.url) as client:
         with pytest.raises(PingRejectedError) as caught:
             await client.referral_create_status("00000000-0000-4000-8000-000000000000")
     assert caught.value.operation == "check_status"
@@ -549,17 +532,17 @@ async def test_unknown_transaction_is_rejected(sim: PingSim) -> None:
         ([], "unknown"),
     ],
 )
-async def test_status_vocabularies_are_tolerated(sim: PingSim, data: Any, state: str) -> None:
-    sim.faults({"path": STATUS_PATH, "status": 200, "body": {"Data": data}})
-    async with ping_client(sim.url) as client:
+async def test_status_vocabularies_are_tolerated(ping_sim: PingSim, data: Any, state: str) -> None:
+    ping_sim.faults({"path": STATUS_PATH, "status": 200, "body": {"Data": data}})
+    async with ping_client(ping_sim.url) as client:
         status = await client.check_status(SHIPPING.referral_create, "t-1")
     assert status.state == state
 
 
-async def test_answer_beyond_repair_is_kept_unread_and_never_logged(sim: PingSim) -> None:
+async def test_answer_beyond_repair_is_kept_unread_and_never_logged(ping_sim: PingSim) -> None:
     garbage = '[{"ExternalId":"a","Status":"Succeeded","Data":"{"x":"' + MARKER + '"'
-    sim.faults({"path": STATUS_PATH, "status": 200, "body": {"Data": garbage}})
-    async with ping_client(sim.url) as client:
+    ping_sim.faults({"path": STATUS_PATH, "status": 200, "body": {"Data": garbage}})
+    async with ping_client(ping_sim.url) as client:
         with structlog.testing.capture_logs() as logs:
             status = await client.check_status(SHIPPING.referral_create, "t-1")
     assert (status.state, status.unreadable) == ("unknown", True)
@@ -580,7 +563,7 @@ def test_repair_escapes_embedded_records_anywhere_in_the_item() -> None:
 # ------------------------------------------------------------------ personal data
 
 
-async def test_no_personal_data_in_logs_or_errors_on_any_path(sim: PingSim) -> None:
+async def test_no_personal_data_in_logs_or_errors_on_any_path(ping_sim: PingSim) -> None:
     """Markers in every personal field; every operation and several failures; logs checked."""
     seed = Seed(
         interventions=synthetic_interventions(3),
@@ -588,24 +571,24 @@ async def test_no_personal_data_in_logs_or_errors_on_any_path(sim: PingSim) -> N
                                         "progres_interoperabilityreferralrejectionomment":
                                             f"{MARKER} comment"})],
     )
-    ids = sim.seed(seed)
-    sim.state.modes = Modes(page_size=2)
+    ids = ping_sim.seed(seed)
+    ping_sim.state.modes = Modes(page_size=2)
     errors: list[Exception] = []
     with structlog.testing.capture_logs() as logs:
-        async with ping_client(sim.url) as client:
+        async with ping_client(ping_sim.url) as client:
             pending = [row async for row in client.iter_pending_referrals()]
             for row in pending:
                 await client.referral_detail(row["progres_lpinterventionid"])
             await client.decision_detail(ids["referrals"][0])
             receipt = await client.create_referral(referral_item())
             await client.referral_create_status(str(receipt.transaction_id))
-            sim.faults({"path": RETRIEVE_PATH, "status": 200,
+            ping_sim.faults({"path": RETRIEVE_PATH, "status": 200,
                         "body": {"Data": None, "ErrorMessage": f"{MARKER} bad"}})
             try:
                 await client.referral_detail(ids["interventions"][0])
             except PingPermanentError as exc:
                 errors.append(exc)
-            sim.faults({"path": DATA_PATH, "status": 422, "body": {"error": MARKER}})
+            ping_sim.faults({"path": DATA_PATH, "status": 422, "body": {"error": MARKER}})
             try:
                 await client.update_intervention(update_item("x", f"{MARKER}unit"))
             except PingPermanentError as exc:
@@ -628,7 +611,7 @@ def test_shipping_processes_are_configuration() -> None:
     asyncio.run(client.aclose())
 
 
-async def test_configured_shipping_processes_reach_the_gateway(sim_server: PingSim) -> None:
+async def test_configured_shipping_processes_reach_the_gateway() -> None:
     custom = {"referrals_pending": "SHP-1", "referral_detail": "SHP-2",
               "intervention_update": "SHP-3", "referral_create": "SHP-4",
               "decisions_list": "SHP-5", "decision_detail": "SHP-6", "referral_update": "SHP-7"}

@@ -6,13 +6,21 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from ping_helpers import CLIENT_ID, INTEROP, KEY, PARTNER, PASSWORD, USER, PingSim, running_ping_sim
+from ping_helpers import (
+    CLIENT_ID,
+    INTEROP,
+    KEY,
+    PARTNER,
+    PASSWORD,
+    USER,
+    FakeClock,
+    PingSim,
+)
 from primero_progres.sim.common import free_port
 from primero_progres.sim.ping import (
     CHECK_STATUS_PATH,
@@ -35,32 +43,14 @@ DATA_PATH = f"/api/ingestion/v2/{PARTNER}/data"
 ASYNC_PATH = f"/api/ingestion/v2/{PARTNER}/asyncdata"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
 
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def sim_server() -> Iterator[PingSim]:
-    with running_ping_sim() as sim:
-        yield sim
-
-
-@pytest.fixture
-def sim(sim_server: PingSim) -> PingSim:
-    sim_server.sim("POST", "reset")
-    sim_server.state.clock = time.monotonic
-    return sim_server
 
 
 class Caller:
     """Raw HTTP as a PING client sends it: subscription key, bearer token, JSON."""
 
-    def __init__(self, sim: PingSim) -> None:
-        self.sim = sim
+    def __init__(self, ping_sim: PingSim) -> None:
+        self.sim = ping_sim
         self.token = self.fetch_token().json()["access_token"]
 
     def fetch_token(self, **form: str) -> httpx.Response:
@@ -120,13 +110,13 @@ def intervention(number: str = "N-1", **extra: Any) -> SeedIntervention:
 # ------------------------------------------------------------------ B2C and APIM
 
 
-def test_token_grant(sim: PingSim) -> None:
-    caller = Caller(sim)
+def test_token_grant(ping_sim: PingSim) -> None:
+    caller = Caller(ping_sim)
     answer = caller.fetch_token().json()
     assert answer["token_type"] == "Bearer"
     assert answer["expires_in"] == 3600
     assert answer["access_token"] != caller.token
-    assert sim.sim("GET", "tokens") == {"issued": 2, "valid": 2}
+    assert ping_sim.sim("GET", "tokens") == {"issued": 2, "valid": 2}
 
 
 @pytest.mark.parametrize(
@@ -139,8 +129,8 @@ def test_token_grant(sim: PingSim) -> None:
         ({"username": "nobody"}, "invalid_grant"),
     ],
 )
-def test_token_refusals_use_b2c_errors(sim: PingSim, form: dict[str, str], error: str) -> None:
-    response = Caller(sim).fetch_token(**form)
+def test_token_refusals_use_b2c_errors(ping_sim: PingSim, form: dict[str, str], error: str) -> None:
+    response = Caller(ping_sim).fetch_token(**form)
     assert response.status_code == 400
     assert response.json()["error"] == error
     assert response.json()["error_description"].startswith("AADB2C")
@@ -152,69 +142,69 @@ def test_token_refusals_use_b2c_errors(sim: PingSim, form: dict[str, str], error
         (None, "default", "missing subscription key"),
         ("wrong", "default", "invalid subscription key"),
         (KEY, None, "Access token is missing or invalid"),
-        (KEY, "sim-forged", "Access token is missing or invalid"),
+        (KEY, "ping_sim-forged", "Access token is missing or invalid"),
     ],
 )
-def test_apim_refusals(sim: PingSim, key: str | None, token: str | None, message: str) -> None:
-    response = Caller(sim).post(RETRIEVE_PATH, {"ShippingProcessId": "SHP-2747"}, key=key,
+def test_apim_refusals(ping_sim: PingSim, key: str | None, token: str | None, message: str) -> None:
+    response = Caller(ping_sim).post(RETRIEVE_PATH, {"ShippingProcessId": "SHP-2747"}, key=key,
                                 token=token)
     assert response.status_code == 401
     assert response.json()["statusCode"] == 401
     assert message in response.json()["message"]
 
 
-def test_tokens_expire_and_can_be_revoked(sim: PingSim) -> None:
+def test_tokens_expire_and_can_be_revoked(ping_sim: PingSim) -> None:
     clock = FakeClock()
-    sim.state.clock = clock
-    sim.sim("PUT", "modes", json={"token_seconds": 60})
-    caller = Caller(sim)
+    ping_sim.state.clock = clock
+    ping_sim.sim("PUT", "modes", json={"token_seconds": 60})
+    caller = Caller(ping_sim)
     assert caller.post(RETRIEVE_PATH, {}).status_code == 200
     clock.now += 60
     assert caller.post(RETRIEVE_PATH, {}).status_code == 401
     caller.token = caller.fetch_token().json()["access_token"]
     assert caller.post(RETRIEVE_PATH, {}).status_code == 200
-    assert sim.sim("POST", "tokens/revoke") == {"revoked": 2}
+    assert ping_sim.sim("POST", "tokens/revoke") == {"revoked": 2}
     assert caller.post(RETRIEVE_PATH, {}).status_code == 401
 
 
-def test_faults_and_rate_limit(sim: PingSim) -> None:
-    caller = Caller(sim)
-    sim.sim("PUT", "faults", json=[{"path": RETRIEVE_PATH, "status": 503, "times": 1}])
+def test_faults_and_rate_limit(ping_sim: PingSim) -> None:
+    caller = Caller(ping_sim)
+    ping_sim.sim("PUT", "faults", json=[{"path": RETRIEVE_PATH, "status": 503, "times": 1}])
     assert caller.post(RETRIEVE_PATH, {}).status_code == 503
     assert caller.post(RETRIEVE_PATH, {}).status_code == 200
-    sim.sim("PUT", "modes", json={"rate_limit_calls": 1, "rate_limit_seconds": 30})
+    ping_sim.sim("PUT", "modes", json={"rate_limit_calls": 1, "rate_limit_seconds": 30})
     assert caller.post(RETRIEVE_PATH, {}).status_code == 200
     throttled = caller.post(RETRIEVE_PATH, {})
     assert throttled.status_code == 429
     assert 1 <= int(throttled.headers["Retry-After"]) <= 30
-    assert [e["status"] for e in sim.sim("GET", "journal")][-4:] == [503, 200, 200, 429]
+    assert [e["status"] for e in ping_sim.sim("GET", "journal")][-4:] == [503, 200, 200, 429]
 
 
 # ------------------------------------------------------------------ retrieve
 
 
-def test_pending_list_holds_flagged_interventions_ready_or_unset(sim: PingSim) -> None:
-    sim.seed(Seed(interventions=[
+def test_pending_list_holds_flagged_interventions_ready_or_unset(ping_sim: PingSim) -> None:
+    ping_sim.seed(Seed(interventions=[
         intervention("N-1"),
         intervention("N-2", transfer_status=125080000),
         intervention("N-3", transfer_status=125080002),
         intervention("N-4", flagged=False),
     ]))
-    rows = Caller(sim).rows("SHP-2747")
+    rows = Caller(ping_sim).rows("SHP-2747")
     assert [r["progres_interventionnumber"] for r in rows] == ["N-1", "N-2"]
     assert set(rows[0]) == {"progres_lpinterventionid", "progres_interventionnumber",
                             "progres_businessunit", "progres_businessunitname", "statuscode"}
     assert rows[1]["progres_primerotransferstatus"] == 125080000
 
 
-def test_detail_rows_join_languages_and_needs(sim: PingSim) -> None:
-    ids = sim.seed(Seed(interventions=[
+def test_detail_rows_join_languages_and_needs(ping_sim: PingSim) -> None:
+    ids = ping_sim.seed(Seed(interventions=[
         intervention("N-1", languages=["Nuer", "Anyuak"], specific_needs=[
             SeedNeed(category="Child at risk", subcategory="Child labour"),
             SeedNeed(category="Disability")]),
         intervention("N-2"),
     ]))["interventions"]
-    caller = Caller(sim)
+    caller = Caller(ping_sim)
     rows = caller.rows("SHP-2358", ids[0])
     assert len(rows) == 4
     pairs = {(r["progres_language.progres_languagecodeidname"],
@@ -231,10 +221,10 @@ def test_detail_rows_join_languages_and_needs(sim: PingSim) -> None:
     assert caller.rows("SHP-2358", "no-such-id") == []
 
 
-def test_detail_rows_carry_lookups_and_integer_option_sets(sim: PingSim) -> None:
+def test_detail_rows_carry_lookups_and_integer_option_sets(ping_sim: PingSim) -> None:
     [seeded] = synthetic_interventions(1)
-    [lp_id] = sim.seed(Seed(interventions=[seeded]))["interventions"]
-    row = Caller(sim).rows("SHP-2358", lp_id)[0]
+    [lp_id] = ping_sim.seed(Seed(interventions=[seeded]))["interventions"]
+    row = Caller(ping_sim).rows("SHP-2358", lp_id)[0]
     assert row["progres_individual.individuals.progres_sex"] == 125080001
     assert row["individuals.progres_coalocationlevel1"]["Name"] == "Gambela"
     assert set(row["individuals.progres_coalocationlevel1"]) == {"Id", "LogicalName", "Name"}
@@ -244,14 +234,14 @@ def test_detail_rows_carry_lookups_and_integer_option_sets(sim: PingSim) -> None
     assert row["systemuser.su.internalemailaddress"] == f"{MARKER.lower()}@example.org"
 
 
-def test_empty_answer_forms_and_paging_summary(sim: PingSim) -> None:
-    caller = Caller(sim)
+def test_empty_answer_forms_and_paging_summary(ping_sim: PingSim) -> None:
+    caller = Caller(ping_sim)
     empty = caller.retrieve("SHP-2747")
     assert (empty["Data"], empty["RecordCount"], empty["ErrorMessage"]) == (
         "No Data Available", None, None)
-    sim.sim("PUT", "modes", json={"empty_as_string": False, "page_size": 2})
+    ping_sim.sim("PUT", "modes", json={"empty_as_string": False, "page_size": 2})
     assert caller.retrieve("SHP-2747")["Data"] == []
-    sim.seed(Seed(interventions=synthetic_interventions(3)))
+    ping_sim.seed(Seed(interventions=synthetic_interventions(3)))
     first = caller.retrieve("SHP-2747")
     assert first["PagingSummary"]["IsMoreRecordsAvailable"] is True
     assert first["PagingSummary"]["PageNumber"] == 1
@@ -269,17 +259,17 @@ def test_empty_answer_forms_and_paging_summary(sim: PingSim) -> None:
     ],
 )
 def test_retrieve_configuration_mismatches_are_error_messages(
-    sim: PingSim, change: dict[str, str], message: str
+    ping_sim: PingSim, change: dict[str, str], message: str
 ) -> None:
     body = {"ShippingProcessId": "SHP-2747", "PartnerId": PARTNER, "InteropID": INTEROP,
             "QueryParameters": [], **change}
-    answer = Caller(sim).post(RETRIEVE_PATH, body).json()
+    answer = Caller(ping_sim).post(RETRIEVE_PATH, body).json()
     assert (answer["Data"], answer["ErrorMessage"]) == (None, message)
 
 
-def test_body_that_is_not_json(sim: PingSim) -> None:
-    caller = Caller(sim)
-    response = httpx.post(f"{sim.url}{RETRIEVE_PATH}", content=b"{not json",
+def test_body_that_is_not_json(ping_sim: PingSim) -> None:
+    caller = Caller(ping_sim)
+    response = httpx.post(f"{ping_sim.url}{RETRIEVE_PATH}", content=b"{not json",
                           headers={"Ocp-Apim-Subscription-Key": KEY,
                                    "Authorization": f"Bearer {caller.token}"})
     assert response.status_code == 200
@@ -289,9 +279,9 @@ def test_body_that_is_not_json(sim: PingSim) -> None:
 # ------------------------------------------------------------------ synchronous ingestion
 
 
-def test_intervention_update_sets_status_date_ids_and_comment(sim: PingSim) -> None:
-    [lp_id] = sim.seed(Seed(interventions=[intervention()]))["interventions"]
-    answer = Caller(sim).ingest("SHP-2748", [{
+def test_intervention_update_sets_status_date_ids_and_comment(ping_sim: PingSim) -> None:
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
+    answer = Caller(ping_sim).ingest("SHP-2748", [{
         "ExternalId": "ledger-7",
         "Attachments": [{"Comment": "Referral acknowledged by PRIMERO"}],
         "Fields": fields(progres_lpinterventionid=lp_id, progres_businessunit=UNIT,
@@ -300,7 +290,7 @@ def test_intervention_update_sets_status_date_ids_and_comment(sim: PingSim) -> N
                          progres_primeroid="case-1", progres_primerocaseworker="cw"),
     }])
     assert answer["ErrorMessage"] is None and answer["RecordCount"] == 1
-    record = sim.sim("GET", f"interventions/{lp_id}")
+    record = ping_sim.sim("GET", f"interventions/{lp_id}")
     assert (record["transfer_status"], record["transfer_status_date"], record["primero_id"],
             record["primero_caseworker"]) == (125080003, "2026-01-31", "case-1", "cw")
     assert record["comments"] == ["Referral acknowledged by PRIMERO"]
@@ -321,36 +311,37 @@ def test_intervention_update_sets_status_date_ids_and_comment(sim: PingSim) -> N
     ],
 )
 def test_intervention_update_refusals_change_nothing(
-    sim: PingSim, change: dict[str, str], message: str
+    ping_sim: PingSim, change: dict[str, str], message: str
 ) -> None:
-    [lp_id] = sim.seed(Seed(interventions=[intervention()]))["interventions"]
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
     values = {"progres_lpinterventionid": lp_id, "progres_businessunit": UNIT,
               "progres_primerotransferstatus": "125080002", **change}
-    answer = Caller(sim).ingest("SHP-2748", [{"Fields": fields(**values)}])
+    answer = Caller(ping_sim).ingest("SHP-2748", [{"Fields": fields(**values)}])
     assert answer["ErrorMessage"] == f"Item 0: {message}"
     assert answer["RecordCount"] == 0
-    assert sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] is None
+    assert ping_sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] is None
 
 
-def test_ingestion_applies_good_items_and_reports_bad_ones(sim: PingSim) -> None:
-    [lp_id] = sim.seed(Seed(interventions=[intervention()]))["interventions"]
+def test_ingestion_applies_good_items_and_reports_bad_ones(ping_sim: PingSim) -> None:
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
     good = {"Fields": fields(progres_lpinterventionid=lp_id, progres_businessunit=UNIT,
                              progres_primerotransferstatus="125080001")}
-    answer = Caller(sim).ingest("SHP-2748", [{"Fields": "nope"}, good], interop_key="InteropID")
+    caller = Caller(ping_sim)
+    answer = caller.ingest("SHP-2748", [{"Fields": "nope"}, good], interop_key="InteropID")
     assert answer["RecordCount"] == 1
     assert answer["ErrorMessage"] == "Item 0: Item without a Fields list"
-    assert sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] == 125080001
+    assert ping_sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] == 125080001
 
 
-def test_referral_update_and_ingestion_mismatches(sim: PingSim) -> None:
-    [ref_id] = sim.seed(Seed(referrals=[SeedReferral()]))["referrals"]
-    caller = Caller(sim)
+def test_referral_update_and_ingestion_mismatches(ping_sim: PingSim) -> None:
+    [ref_id] = ping_sim.seed(Seed(referrals=[SeedReferral()]))["referrals"]
+    caller = Caller(ping_sim)
     answer = caller.ingest("SHP-2284", [{"Fields": fields(
         progres_interoperabilityreferralid=ref_id,
         progres_interoperabilityreferralstatus="125080003",
         progres_comments="Referral decision synced with PRIMERO")}])
     assert answer["ErrorMessage"] is None
-    referral = sim.sim("GET", f"referrals/{ref_id}")
+    referral = ping_sim.sim("GET", f"referrals/{ref_id}")
     assert referral["fields"]["progres_interoperabilityreferralstatus"] == 125080003
     assert referral["fields"]["progres_comments"] == "Referral decision synced with PRIMERO"
     assert caller.ingest("SHP-2747", [])["ErrorMessage"] == (
@@ -365,11 +356,11 @@ def test_referral_update_and_ingestion_mismatches(sim: PingSim) -> None:
 # ------------------------------------------------------------------ asynchronous ingestion
 
 
-def test_async_items_are_queued_then_processed_then_referrals(sim: PingSim) -> None:
+def test_async_items_are_queued_then_processed_then_referrals(ping_sim: PingSim) -> None:
     clock = FakeClock()
-    sim.state.clock = clock
-    sim.sim("PUT", "modes", json={"async_delay_seconds": 5})
-    caller = Caller(sim)
+    ping_sim.state.clock = clock
+    ping_sim.sim("PUT", "modes", json={"async_delay_seconds": 5})
+    caller = Caller(ping_sim)
     item = {"ExternalId": "case-1", "ExternalGUID": "rec-1", "Fields": fields(
         progres_orgreferralid="svc-1", progres_pocsex="125080001",
         progres_pocfirstname=f"{MARKER}First", progres_referraldate="2026-02-01")}
@@ -379,17 +370,17 @@ def test_async_items_are_queued_then_processed_then_referrals(sim: PingSim) -> N
     statuses = []
     for step in (0, 5, 5):
         clock.now += step
-        [entry] = sim.sim("GET", "transactions")
+        [entry] = ping_sim.sim("GET", "transactions")
         statuses.append(entry["items"][0]["status"])
     assert statuses == ["Queued", "Processing", "Succeeded"]
-    [referral] = sim.sim("GET", "referrals")
+    [referral] = ping_sim.sim("GET", "referrals")
     assert referral["transaction_id"] == transaction
     assert referral["fields"]["progres_interoperabilityreferralstatus"] == 125080000
     assert referral["fields"]["progres_pocfirstname"] == f"{MARKER}First"
     again = caller.ingest("SHP-2731", [item], path=ASYNC_PATH, interop_key="InteropID")
     assert again["SPHTransactionId"] != transaction
-    assert sim.sim("POST", "transactions/process") == {"processed": 1}
-    assert len(sim.sim("GET", "referrals")) == 2  # PING keeps no duplicate guard
+    assert ping_sim.sim("POST", "transactions/process") == {"processed": 1}
+    assert len(ping_sim.sim("GET", "referrals")) == 2  # PING keeps no duplicate guard
 
 
 @pytest.mark.parametrize(
@@ -403,24 +394,24 @@ def test_async_items_are_queued_then_processed_then_referrals(sim: PingSim) -> N
         ({"progres_orgreferralid": "s", "name_first": "x"}, "Unknown field name_first"),
     ],
 )
-def test_async_items_that_fail(sim: PingSim, values: dict[str, str], message: str) -> None:
-    caller = Caller(sim)
+def test_async_items_that_fail(ping_sim: PingSim, values: dict[str, str], message: str) -> None:
+    caller = Caller(ping_sim)
     answer = caller.ingest("SHP-2731", [{"ExternalId": "c", "Fields": fields(**values)}],
                            path=ASYNC_PATH)
-    [entry] = sim.sim("GET", "transactions")
+    [entry] = ping_sim.sim("GET", "transactions")
     assert entry["transaction_id"] == answer["SPHTransactionId"]
     assert (entry["items"][0]["status"], entry["items"][0]["message"]) == ("Failed", message)
-    assert sim.sim("GET", "referrals") == []
+    assert ping_sim.sim("GET", "referrals") == []
 
 
-def test_async_to_the_wrong_shipping_process(sim: PingSim) -> None:
-    answer = Caller(sim).ingest("SHP-2748", [], path=ASYNC_PATH)
+def test_async_to_the_wrong_shipping_process(ping_sim: PingSim) -> None:
+    answer = Caller(ping_sim).ingest("SHP-2748", [], path=ASYNC_PATH)
     assert answer["SPHTransactionId"] is None
     assert answer["ErrorMessage"] == "Shipping process not configured for asynchronous ingestion"
 
 
-def test_check_status_is_malformed_unless_told_otherwise(sim: PingSim) -> None:
-    caller = Caller(sim)
+def test_check_status_is_malformed_unless_told_otherwise(ping_sim: PingSim) -> None:
+    caller = Caller(ping_sim)
     item = {"ExternalId": "case-1", "Fields": fields(progres_orgreferralid="svc-1",
                                                      progres_pocfirstname=f"{MARKER}F")}
     transaction = caller.ingest("SHP-2731", [item], path=ASYNC_PATH)["SPHTransactionId"]
@@ -429,7 +420,7 @@ def test_check_status_is_malformed_unless_told_otherwise(sim: PingSim) -> None:
     assert '"Data":"{"progres_orgreferralid": "svc-1"' in malformed
     with pytest.raises(json.JSONDecodeError):
         json.loads(malformed)
-    sim.sim("PUT", "modes", json={"malformed_status": False})
+    ping_sim.sim("PUT", "modes", json={"malformed_status": False})
     [entry] = caller.status(transaction).json()["Data"]
     assert (entry["ExternalId"], entry["Status"], entry["Message"]) == ("case-1", "Succeeded",
                                                                         None)
@@ -441,24 +432,24 @@ def test_check_status_is_malformed_unless_told_otherwise(sim: PingSim) -> None:
 # ------------------------------------------------------------------ proGres users and chaos
 
 
-def test_flag_requeues_an_intervention(sim: PingSim) -> None:
-    [lp_id] = sim.seed(Seed(interventions=[intervention(transfer_status=125080001)]))[
+def test_flag_requeues_an_intervention(ping_sim: PingSim) -> None:
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention(transfer_status=125080001)]))[
         "interventions"]
-    caller = Caller(sim)
+    caller = Caller(ping_sim)
     assert caller.rows("SHP-2747") == []
-    flagged = sim.sim("POST", f"interventions/{lp_id}/flag")
+    flagged = ping_sim.sim("POST", f"interventions/{lp_id}/flag")
     assert flagged["transfer_status"] == 125080000 and flagged["transfer_status_date"]
     assert [r["progres_lpinterventionid"] for r in caller.rows("SHP-2747")] == [lp_id]
 
 
-def test_decide_accept_and_reject(sim: PingSim) -> None:
-    ids = sim.seed(Seed(referrals=[
+def test_decide_accept_and_reject(ping_sim: PingSim) -> None:
+    ids = ping_sim.seed(Seed(referrals=[
         SeedReferral(fields={"progres_offlineid": "case-1", "progres_orgreferralid": "svc-1"}),
         SeedReferral(fields={"progres_offlineid": "case-2", "progres_orgreferralid": "svc-2"}),
     ]))["referrals"]
-    caller = Caller(sim)
-    sim.sim("POST", f"referrals/{ids[0]}/decide", json={"decision": "accepted"})
-    sim.sim("POST", f"referrals/{ids[1]}/decide", json={
+    caller = Caller(ping_sim)
+    ping_sim.sim("POST", f"referrals/{ids[0]}/decide", json={"decision": "accepted"})
+    ping_sim.sim("POST", f"referrals/{ids[1]}/decide", json={
         "decision": "rejected", "rejection_reason": 125080002,
         "rejection_reason_name": "Not applicable", "comment": f"{MARKER} comment"})
     listed = {r["progres_interoperabilityreferralid"]: r["progres_interoperabilityreferralstatus"]
@@ -474,57 +465,57 @@ def test_decide_accept_and_reject(sim: PingSim) -> None:
     assert rejected["progres_interoperabiltyreferralrejectionreason"] == 125080002
     assert rejected["progres_interoperabiltyreferralrejectionreasonname"] == "Not applicable"
     assert rejected["progres_interoperabilityreferralrejectionomment"] == f"{MARKER} comment"
-    bad = httpx.post(f"{sim.url}/_sim/referrals/{ids[0]}/decide", json={"decision": "maybe"})
+    bad = httpx.post(f"{ping_sim.url}/_sim/referrals/{ids[0]}/decide", json={"decision": "maybe"})
     assert bad.status_code == 422
-    assert httpx.post(f"{sim.url}/_sim/referrals/nope/decide",
+    assert httpx.post(f"{ping_sim.url}/_sim/referrals/nope/decide",
                       json={"decision": "accepted"}).status_code == 404
 
 
-def test_duplicate_delivery_shows_an_acknowledged_row_once_more(sim: PingSim) -> None:
-    [lp_id] = sim.seed(Seed(interventions=[intervention()]))["interventions"]
-    caller = Caller(sim)
+def test_duplicate_delivery_shows_an_acknowledged_row_once_more(ping_sim: PingSim) -> None:
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
+    caller = Caller(ping_sim)
     assert len(caller.rows("SHP-2747")) == 1
-    sim.sim("PUT", "modes", json={"duplicate_deliveries": 1})
+    ping_sim.sim("PUT", "modes", json={"duplicate_deliveries": 1})
     caller.ingest("SHP-2748", [{"Fields": fields(
         progres_lpinterventionid=lp_id, progres_businessunit=UNIT,
         progres_primerotransferstatus="125080002")}])
     assert len(caller.rows("SHP-2747")) == 1
     assert caller.rows("SHP-2747") == []
-    assert sim.sim("GET", "modes")["duplicate_deliveries"] == 0
+    assert ping_sim.sim("GET", "modes")["duplicate_deliveries"] == 0
 
 
-def test_lost_writeback_answers_applied_but_changes_nothing(sim: PingSim) -> None:
-    [lp_id] = sim.seed(Seed(interventions=[intervention()]))["interventions"]
-    sim.sim("PUT", "modes", json={"lost_writebacks": 1})
+def test_lost_writeback_answers_applied_but_changes_nothing(ping_sim: PingSim) -> None:
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
+    ping_sim.sim("PUT", "modes", json={"lost_writebacks": 1})
     item = {"Fields": fields(progres_lpinterventionid=lp_id, progres_businessunit=UNIT,
                              progres_primerotransferstatus="125080002")}
-    caller = Caller(sim)
+    caller = Caller(ping_sim)
     assert caller.ingest("SHP-2748", [item])["RecordCount"] == 1
-    assert sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] is None
+    assert ping_sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] is None
     caller.ingest("SHP-2748", [item])
-    assert sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] == 125080002
+    assert ping_sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] == 125080002
 
 
-def test_seed_and_modes_are_validated(sim: PingSim) -> None:
-    bad_seed = httpx.post(f"{sim.url}/_sim/seed", json={"interventions": [{"x": 1}]})
+def test_seed_and_modes_are_validated(ping_sim: PingSim) -> None:
+    bad_seed = httpx.post(f"{ping_sim.url}/_sim/seed", json={"interventions": [{"x": 1}]})
     assert bad_seed.status_code == 422
-    bad_modes = httpx.put(f"{sim.url}/_sim/modes", json={"page_size": 0})
+    bad_modes = httpx.put(f"{ping_sim.url}/_sim/modes", json={"page_size": 0})
     assert bad_modes.status_code == 422
-    assert httpx.get(f"{sim.url}/_sim/interventions/nope").status_code == 404
+    assert httpx.get(f"{ping_sim.url}/_sim/interventions/nope").status_code == 404
 
 
-def test_reset_forgets_everything(sim: PingSim) -> None:
-    sim.seed(Seed(interventions=synthetic_interventions(2), referrals=[SeedReferral()]))
-    caller = Caller(sim)
+def test_reset_forgets_everything(ping_sim: PingSim) -> None:
+    ping_sim.seed(Seed(interventions=synthetic_interventions(2), referrals=[SeedReferral()]))
+    caller = Caller(ping_sim)
     caller.rows("SHP-2747")
-    sim.sim("PUT", "modes", json={"page_size": 7})
-    sim.sim("PUT", "faults", json=[{"path": "/x", "status": 500}])
-    sim.sim("POST", "reset")
+    ping_sim.sim("PUT", "modes", json={"page_size": 7})
+    ping_sim.sim("PUT", "faults", json=[{"path": "/x", "status": 500}])
+    ping_sim.sim("POST", "reset")
     for what in ("interventions", "referrals", "transactions", "journal", "queries",
                  "ingestions", "faults"):
-        assert sim.sim("GET", what) == [], what
-    assert sim.sim("GET", "modes")["page_size"] == 50
-    assert sim.sim("GET", "tokens") == {"issued": 0, "valid": 0}
+        assert ping_sim.sim("GET", what) == [], what
+    assert ping_sim.sim("GET", "modes")["page_size"] == 50
+    assert ping_sim.sim("GET", "tokens") == {"issued": 0, "valid": 0}
 
 
 # ------------------------------------------------------------------ the command

@@ -134,15 +134,23 @@ def _referrals_of(case: Mapping[str, Any], profile: Profile) -> list[dict[str, A
     ]
 
 
+def _known_users(
+    case: Mapping[str, Any], users: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The ``--users`` list, plus the user a case export may embed as ``user``."""
+    known = dict(users)
+    embedded = case.get("user")
+    if isinstance(embedded, Mapping) and isinstance(embedded.get("user_name"), str):
+        known.setdefault(embedded["user_name"], dict(embedded))
+    return known
+
+
 def map_primero_case(
     payload: Any, profile: Profile, users: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     results = []
     for case in _cases(payload):
-        known = dict(users)
-        embedded = case.get("user")
-        if isinstance(embedded, Mapping) and isinstance(embedded.get("user_name"), str):
-            known.setdefault(embedded["user_name"], dict(embedded))
+        known = _known_users(case, users)
         for result in primero_referral.referral_messages(
             case, _referrals_of(case, profile), known, profile
         ):
@@ -271,10 +279,7 @@ def map_ping_primero_case(
 ) -> list[dict[str, Any]]:
     results = []
     for case in _cases(payload):
-        known = dict(users)
-        embedded = case.get("user")
-        if isinstance(embedded, Mapping) and isinstance(embedded.get("user_name"), str):
-            known.setdefault(embedded["user_name"], dict(embedded))
+        known = _known_users(case, users)
         referrals = _referrals_of(case, profile)
         if not isinstance(case.get("referrals"), list):
             # dry run without the case's referrals: as if referred on the processing date

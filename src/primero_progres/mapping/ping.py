@@ -23,12 +23,7 @@ from ..profiles import Profile
 from ..profiles.schema import PingTables
 from .errors import UNREADABLE, MappingError, invalid, missing, unknown_code
 from .primero_decision import DecisionResult
-from .primero_referral import (
-    contact_for,
-    latest_referral_per_service,
-    phone_text,
-    unhcr_services,
-)
+from .primero_referral import contact_for, phone_text, referred_services
 from .progres_decision import ProgresDecision
 from .progres_referral import (
     F_LANGUAGE,
@@ -412,20 +407,11 @@ def referral_create_items(
     PING.md §7.3. ``ExternalId`` is the ``case_id``, ``ExternalGUID`` the case
     record id.
     """
-    services = unhcr_services(case, profile)
-    if not services:
-        return []
-    by_service = latest_referral_per_service(referrals, since)
-    case_id = _id(case.get("case_id"))
-    case_record_id = _id(case.get("id"))
-    owner = case.get("owned_by")
-    user = users.get(owner) if isinstance(owner, str) else None
+    case_id = _id(case.get("case_id")) if isinstance(case, Mapping) else None
+    case_record_id = _id(case.get("id")) if isinstance(case, Mapping) else None
     results = []
-    for row in services:
+    for row, referral, user in referred_services(case, referrals, users, profile, since=since):
         unique_id = _id(row.get("unique_id"))
-        referral = by_service.get(unique_id) if unique_id else None
-        if referral is None:
-            continue
         built = _create_item(case, row, referral, user, profile)
         results.append(
             PingReferralCreate(

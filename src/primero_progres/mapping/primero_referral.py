@@ -104,6 +104,33 @@ def contact_for(user: Any, profile: Profile) -> dict[str, str]:
     return out
 
 
+def referred_services(
+    case: Any,
+    referrals: list[dict[str, Any]],
+    users: Mapping[str, dict[str, Any]],
+    profile: Profile,
+    *,
+    since: datetime | None = None,
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any], Any]]:
+    """``(service row, its latest referral, the case owner's user)`` per referred UNHCR service.
+
+    Shared by flow 3 over DTP and over PING: the same services go either way.
+    """
+    services = unhcr_services(case, profile)
+    if not services:
+        return []
+    by_service = latest_referral_per_service(referrals, since)
+    owner = case.get("owned_by")
+    user = users.get(owner) if isinstance(owner, str) and isinstance(users, Mapping) else None
+    found = []
+    for row in services:
+        unique_id = _id(row.get("unique_id"))
+        referral = by_service.get(unique_id) if unique_id else None
+        if referral is not None:
+            found.append((row, referral, user))
+    return found
+
+
 def referral_messages(
     case: Any,
     referrals: list[dict[str, Any]],
@@ -113,20 +140,11 @@ def referral_messages(
     since: datetime | None = None,
 ) -> list[ReferralResult]:
     """One DTP ``ReceiveIncomingReferral`` (or a typed error) per referred UNHCR service."""
-    services = unhcr_services(case, profile)
-    if not services:
-        return []
-    by_service = latest_referral_per_service(referrals, since)
-    case_id = _id(case.get("case_id"))
-    case_record_id = _id(case.get("id"))
-    owner = case.get("owned_by")
-    user = users.get(owner) if isinstance(owner, str) and isinstance(users, Mapping) else None
+    case_id = _id(case.get("case_id")) if isinstance(case, Mapping) else None
+    case_record_id = _id(case.get("id")) if isinstance(case, Mapping) else None
     results = []
-    for row in services:
-        unique_id = _id(row.get("unique_id"))
-        referral = by_service.get(unique_id) if unique_id else None
-        if unique_id is None or referral is None:
-            continue
+    for row, referral, user in referred_services(case, referrals, users, profile, since=since):
+        unique_id = str(row["unique_id"])
         dtp_id = None
         if case_id is not None:
             dtp_id = org_referral_id(

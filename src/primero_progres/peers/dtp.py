@@ -25,8 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx2 as httpx
 
@@ -39,6 +38,7 @@ from .errors import (
     is_transient_status,
     parse_retry_after,
 )
+from .pooled import PooledClient
 from .tls import client_ssl_context
 
 log = get_logger(__name__)
@@ -55,7 +55,7 @@ class DTPReceipt:
     request_id: str | None
 
 
-class DTPClient:
+class DTPClient(PooledClient):
     """Async client of the two DTP endpoints; one instance per process, closed on shutdown."""
 
     def __init__(
@@ -82,27 +82,13 @@ class DTPClient:
         self.base_url = base_url.rstrip("/")
         self.referral_url = f"{self.base_url}/{referral_path.lstrip('/')}"
         self.decision_url = f"{self.base_url}/{decision_path.lstrip('/')}"
-        self._client = httpx.AsyncClient(
+        self._http = httpx.AsyncClient(
             verify=ssl_context,
             timeout=httpx.Timeout(timeout),
             headers={SUBSCRIPTION_HEADER: subscription_key, "Accept": "application/json"},
             follow_redirects=False,
             trust_env=False,
         )
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def send_referral(self, message: dict[str, Any]) -> DTPReceipt:
         """Flow 3: a Primero referral to UNHCR (``ReceiveIncomingReferral``)."""
@@ -122,7 +108,7 @@ class DTPClient:
             ) from exc
         started = time.monotonic()
         try:
-            response = await self._client.post(
+            response = await self._http.post(
                 url, content=content, headers={"Content-Type": "application/json"}
             )
         except httpx.TimeoutException as exc:

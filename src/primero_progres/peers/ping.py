@@ -29,9 +29,8 @@ import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx2 as httpx
 from pydantic import SecretStr
@@ -40,6 +39,7 @@ from .._compat import Peer
 from ..errors import InvalidInputError
 from ..logging import get_logger
 from .errors import PermanentPeerError, TransientPeerError, retry_after_seconds
+from .pooled import PooledClient
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -105,42 +105,13 @@ class PingTransientError(TransientPeerError):
     request may have arrived must not be posted again blindly.
     """
 
-    def __init__(
-        self,
-        operation: str,
-        message: str,
-        *,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-        reason: str | None = None,
-        request_sent: bool = True,
-    ) -> None:
-        super().__init__(
-            PEER,
-            operation,
-            message,
-            status_code=status_code,
-            retry_after=retry_after,
-            reason=reason,
-        )
+    def __init__(self, *args: Any, request_sent: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.request_sent = request_sent
 
 
 class PingPermanentError(PermanentPeerError):
     """PING refused the request for good."""
-
-    def __init__(
-        self,
-        operation: str,
-        message: str,
-        *,
-        status_code: int | None = None,
-        reason: str | None = None,
-        details: tuple[str, ...] = (),
-    ) -> None:
-        super().__init__(
-            PEER, operation, message, status_code=status_code, reason=reason, details=details
-        )
 
 
 class PingAuthenticationError(PingPermanentError):
@@ -305,7 +276,7 @@ def _overall(items: Sequence[TransactionItem]) -> TransactionState:
     return "queued"
 
 
-class PingClient:
+class PingClient(PooledClient):
     """Async client of one PING deployment; one instance per process, closed on shutdown."""
 
     def __init__(
@@ -359,20 +330,6 @@ class PingClient:
             follow_redirects=False,
             trust_env=False,
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # ------------------------------------------------------------ the seven shipping processes
 
@@ -445,7 +402,7 @@ class PingClient:
             data = []
         elif _text_or_none(error) is not None:
             raise PingRejectedError(
-                "retrieve",
+                PEER, "retrieve",
                 f"{shipping_process_id}: PING answered with an ErrorMessage",
                 status_code=response.status_code,
                 reason="ping_error_message",
@@ -454,7 +411,7 @@ class PingClient:
             data = []
         if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
             raise PingUnexpectedResponseError(
-                "retrieve",
+                PEER, "retrieve",
                 f"{shipping_process_id}: Data is not a list of rows",
                 status_code=response.status_code,
                 reason="bad_response",
@@ -505,13 +462,13 @@ class PingClient:
                 return
             if not page.rows:
                 raise PingUnexpectedResponseError(
-                    "retrieve",
+                    PEER, "retrieve",
                     f"{shipping_process_id}: page {page_number} is empty but announces more",
                     reason="paging_stalled",
                 )
             if page_number >= self.max_pages:
                 raise PingUnexpectedResponseError(
-                    "retrieve",
+                    PEER, "retrieve",
                     f"{shipping_process_id}: still more rows after {page_number} pages",
                     reason="paging_runaway",
                 )
@@ -564,7 +521,7 @@ class PingClient:
             envelope = {}
         if _text_or_none(_member(envelope, "ErrorMessage")) is not None:
             raise PingRejectedError(
-                operation,
+                PEER, operation,
                 f"{shipping_process_id}: PING answered with an ErrorMessage",
                 status_code=response.status_code,
                 reason="ping_error_message",
@@ -575,7 +532,7 @@ class PingClient:
         )
         if need_transaction and receipt.transaction_id is None:
             raise PingUnexpectedResponseError(
-                operation,
+                PEER, operation,
                 f"{shipping_process_id}: accepted without an SPHTransactionId",
                 status_code=response.status_code,
                 reason="no_transaction_id",
@@ -605,7 +562,7 @@ class PingClient:
         status, refused = _transaction_status(transaction_id, response.text)
         if refused:
             raise PingRejectedError(
-                "check_status",
+                PEER, "check_status",
                 f"{shipping_process_id}: PING answered with an ErrorMessage",
                 status_code=response.status_code,
                 reason="ping_error_message",
@@ -679,17 +636,17 @@ class PingClient:
         )
         if status in _TRANSIENT_STATUSES or status >= 500 or (status == 403 and retry_after):
             return PingTransientError(
-                operation, f"HTTP {status}", status_code=status, retry_after=retry_after
+                PEER, operation, f"HTTP {status}", status_code=status, retry_after=retry_after
             )
         if status == 401:
             key = _subscription_key_refused(response)
             return PingAuthenticationError(
-                operation,
+                PEER, operation,
                 "APIM refused the subscription key" if key else "APIM refused a new token",
                 status_code=status,
                 reason="subscription_key_refused" if key else "http_401",
             )
-        return PingPermanentError(operation, f"HTTP {status}", status_code=status)
+        return PingPermanentError(PEER, operation, f"HTTP {status}", status_code=status)
 
     def _envelope(self, operation: str, response: httpx.Response) -> Mapping[str, Any]:
         try:
@@ -698,7 +655,7 @@ class PingClient:
             body = None
         if not isinstance(body, Mapping):
             raise PingUnexpectedResponseError(
-                operation,
+                PEER, operation,
                 f"HTTP {response.status_code} without a JSON object",
                 status_code=response.status_code,
                 reason="bad_response",
@@ -737,7 +694,7 @@ class PingClient:
             log.warning("ping_token_refused", peer=PEER, operation="token", status_code=status)
             if status in _TRANSIENT_STATUSES or status >= 500:
                 raise PingTransientError(
-                    "token",
+                    PEER, "token",
                     f"HTTP {status}",
                     status_code=status,
                     retry_after=retry_after_seconds(response.headers.get("Retry-After")),
@@ -746,7 +703,7 @@ class PingClient:
             details = (f"error={code}",) if isinstance(code, str) and _SAFE_CODE.match(code) else ()
             suffix = f" ({details[0]})" if details else ""
             raise PingAuthenticationError(
-                "token",
+                PEER, "token",
                 f"the token endpoint refused the credentials: HTTP {status}{suffix}",
                 status_code=status,
                 reason="token_refused",
@@ -755,7 +712,7 @@ class PingClient:
         token = body.get("access_token")
         if not isinstance(token, str) or not token.strip():
             raise PingAuthenticationError(
-                "token", "no access_token in the token answer", status_code=status,
+                PEER, "token", "no access_token in the token answer", status_code=status,
                 reason="token_not_issued",
             )
         lifetime = _int_or_none(body.get("expires_in"))
@@ -823,11 +780,11 @@ def _transport_error(operation: str, exc: httpx.HTTPError) -> PingTransientError
     never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     if isinstance(exc, httpx.TimeoutException):
         return PingTransientError(
-            operation, f"timed out ({type(exc).__name__})", reason="timeout",
+            PEER, operation, f"timed out ({type(exc).__name__})", reason="timeout",
             request_sent=not never_sent,
         )
     return PingTransientError(
-        operation, f"transport failure ({type(exc).__name__})", reason="connection",
+        PEER, operation, f"transport failure ({type(exc).__name__})", reason="connection",
         request_sent=not never_sent,
     )
 
@@ -892,13 +849,7 @@ def client_from_settings(settings: Settings) -> PingClient:
         partner_id=value("ping_partner_id"),
         interop_id=value("ping_interop_id"),
         shipping_processes=ShippingProcesses(
-            referrals_pending=value("ping_shp_referrals_pending"),
-            referral_detail=value("ping_shp_referral_detail"),
-            intervention_update=value("ping_shp_intervention_update"),
-            referral_create=value("ping_shp_referral_create"),
-            decisions_list=value("ping_shp_decisions_list"),
-            decision_detail=value("ping_shp_decision_detail"),
-            referral_update=value("ping_shp_referral_update"),
+            **{key.name: value(f"ping_shp_{key.name}") for key in fields(ShippingProcesses)}
         ),
         timeout=settings.ping_timeout_seconds,
         token_margin=settings.ping_token_margin_seconds,
