@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -563,8 +564,11 @@ def test_repair_escapes_embedded_records_anywhere_in_the_item() -> None:
 # ------------------------------------------------------------------ personal data
 
 
-async def test_no_personal_data_in_logs_or_errors_on_any_path(ping_sim: PingSim) -> None:
+async def test_no_personal_data_in_logs_or_errors_on_any_path(
+    ping_sim: PingSim, caplog: pytest.LogCaptureFixture
+) -> None:
     """Markers in every personal field; every operation and several failures; logs checked."""
+    caplog.set_level(logging.DEBUG)
     seed = Seed(
         interventions=synthetic_interventions(3),
         referrals=[SeedReferral(fields={"progres_offlineid": "case-1",
@@ -598,6 +602,8 @@ async def test_no_personal_data_in_logs_or_errors_on_any_path(ping_sim: PingSim)
     assert not any(MARKER in str(error) or MARKER in repr(error.args) for error in errors)
     assert logs, "the client logs its calls"
     assert MARKER not in repr(logs)
+    assert caplog.records, "the HTTP library logs too"
+    assert MARKER not in caplog.text
 
 
 # ------------------------------------------------------------------ configuration

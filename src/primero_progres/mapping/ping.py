@@ -146,7 +146,11 @@ def _int_code(value: Any) -> Any:
 
 def _first(rows: Sequence[Mapping[str, Any]], alias: str) -> Any:
     """The first non-null value of an alias across the rows of one entity."""
-    return next((row[alias] for row in rows if row.get(alias) is not None), None)
+    for row in rows:
+        value = row.get(alias)
+        if value is not None:
+            return value
+    return None
 
 
 def group_rows(
@@ -155,7 +159,7 @@ def group_rows(
     """Rows grouped by the value of ``alias``, in the order each group first appears."""
     groups: dict[str | None, list[Mapping[str, Any]]] = {}
     for row in rows:
-        if not isinstance(row, Mapping):
+        if not isinstance(row, dict | Mapping):
             continue
         key = row.get(alias)
         groups.setdefault(key if isinstance(key, str) and key else None, []).append(row)
@@ -265,9 +269,16 @@ def map_ping_referral(
         error = invalid(list(dict.fromkeys(wrong)), "fields have the wrong type")
         return PingReferral(keys, None, error)
     intervention: dict[str, Any] = {}
+    head, several = group[0], len(group) > 1
     for canonical, alias in flow.fields.items():
-        value = _first(group, alias)
-        if canonical not in _LOOKUP_FIELDS and isinstance(value, Mapping) and "Name" in value:
+        value = head.get(alias)
+        if value is None and several:
+            value = _first(group, alias)
+        if value is None:
+            continue
+        if not isinstance(value, str) and canonical not in _LOOKUP_FIELDS and (
+            isinstance(value, Mapping) and "Name" in value
+        ):
             value = value["Name"]  # a lookup where DTP sends text: its formatted name
         if value is not None:
             intervention[canonical] = value

@@ -38,6 +38,8 @@ def text(value: Any) -> str | Absent | None:
 
 def lookup_name(value: Any) -> str | Absent | None:
     """The ``Name`` of a DTP lookup object (a plain string is taken as the name)."""
+    if isinstance(value, str):
+        return value if value.strip() else None
     if isinstance(value, Mapping):
         return text(value.get("Name"))
     return text(value)
