@@ -569,6 +569,8 @@ async def test_no_personal_data_in_logs_or_errors_on_any_path(
 ) -> None:
     """Markers in every personal field; every operation and several failures; logs checked."""
     caplog.set_level(logging.DEBUG)
+    for library in ("httpx2", "httpcore2", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=library)
     seed = Seed(
         interventions=synthetic_interventions(3),
         referrals=[SeedReferral(fields={"progres_offlineid": "case-1",
