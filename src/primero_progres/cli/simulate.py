@@ -203,20 +203,23 @@ def simulate_ping(
                    err=True)
         raise typer.Exit(2) from None
     tables.interventions.extend(synthetic_interventions(synthetic))
-    serve(
-        port=port,
-        host=host,
-        seed=tables,
-        modes=Modes(page_size=page_size, token_seconds=token_seconds,
-                    async_delay_seconds=async_delay),
-        subscription_key=subscription_key,
-        client_id=client_id,
-        username=username,
-        password=password,
-        scope=scope or DEFAULT_SCOPE,
-        token_path=token_path or DEFAULT_TOKEN_PATH,
-        partner_id=partner_id,
-        interop_id=interop_id,
+    _run(
+        "ping",
+        lambda: serve(
+            port=port,
+            host=host,
+            seed=tables,
+            modes=Modes(page_size=page_size, token_seconds=token_seconds,
+                        async_delay_seconds=async_delay),
+            subscription_key=subscription_key,
+            client_id=client_id,
+            username=username,
+            password=password,
+            scope=scope or DEFAULT_SCOPE,
+            token_path=token_path or DEFAULT_TOKEN_PATH,
+            partner_id=partner_id,
+            interop_id=interop_id,
+        ),
     )
 
 
