@@ -15,7 +15,7 @@ Errors name fields by their PING alias, never their values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -296,9 +296,7 @@ def map_ping_referral(
     concerns = [flow.protection_concerns[c] for c, _ in needs if c in flow.protection_concerns]
     if concerns:
         case["protection_concerns"] = list(dict.fromkeys(concerns))
-    mapped = MappedIntervention(
-        mapped.progres_interventionnumber, mapped.unhcr_individual_no, case, mapped.service
-    )
+    mapped = replace(mapped, case=case)
     return PingReferral(keys, mapped, None, tuple(languages), tuple(needs))
 
 
