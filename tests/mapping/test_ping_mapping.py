@@ -568,3 +568,11 @@ def test_any_row_values_give_a_case_or_a_typed_error(changes: dict[str, Any]) ->
 
 def test_every_profile_field_alias_is_a_flow1_field() -> None:
     assert set(PROFILE.ping_tables().progres_referral.fields) <= set(PROGRES_REFERRAL_FIELDS)
+
+
+def test_the_ping_section_survives_a_json_round_trip() -> None:
+    """Option-set codes as keys are integers in YAML and strings once dumped to JSON."""
+    again = Profile.model_validate(json.loads(PROFILE.model_dump_json()))
+    assert again == PROFILE
+    assert again.ping_tables().progres_decision.review_decisions == {
+        125080000: "accepted", 125080001: "rejected"}

@@ -9,9 +9,9 @@ dicts, built once when the profile is loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from ..errors import ConfigurationError
 
@@ -174,6 +174,10 @@ class ProgresDecisionTables(_Strict):
         return value
 
 
+#: an option-set code used as a mapping key: an integer in YAML, a string once through JSON
+OptionCodeKey = Annotated[int, Strict(False)]
+
+
 class PingTransferStatus(_Strict):
     """Option-set codes of an LP intervention's ``progres_primerotransferstatus``."""
 
@@ -270,13 +274,13 @@ class PingProgresDecision(_Strict):
     rejection_reason_code: list[str] = Field(default_factory=list)
     rejection_comment: list[str] = Field(min_length=1)
     #: ``progres_reviewdecision`` code -> accepted | rejected
-    review_decisions: dict[int, str] = Field(min_length=1)
+    review_decisions: dict[OptionCodeKey, str] = Field(min_length=1)
     rejected_reason_separator: str = Field(min_length=1)
     synced_comment: str = Field(min_length=1)
 
     @field_validator("review_decisions")
     @classmethod
-    def _known_decisions(cls, value: dict[int, str]) -> dict[int, str]:
+    def _known_decisions(cls, value: dict[OptionCodeKey, str]) -> dict[OptionCodeKey, str]:
         if any(v not in ("accepted", "rejected") for v in value.values()):
             raise ValueError("review decisions map to 'accepted' or 'rejected' only")
         return value
