@@ -562,3 +562,15 @@ def test_simulate_ping_rejects_a_bad_seed_file(tmp_path: Any) -> None:
     )
     assert result.returncode == 2
     assert b"--seed is not a valid seed" in result.stderr
+
+
+def test_simulate_ping_refuses_a_token_path_without_slash() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "primero_progres.cli", "simulate", "ping", "--port",
+         str(free_port()), "--subscription-key", KEY, "--password", PASSWORD,
+         "--token-path", "tenant/token"],
+        capture_output=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert b"simulate ping: --token-path must start with /" in result.stderr
+    assert b"Traceback" not in result.stderr

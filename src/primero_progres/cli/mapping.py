@@ -310,7 +310,7 @@ def map_ping_decision(payload: Any, profile: Profile) -> list[dict[str, Any]]:
                 "ok": True,
                 "case_id": decision.case_id,
                 "service_key": decision.service_key,
-                "patch": progres_decision.referral_patch(decision, {"id": None}, None),
+                "patch": progres_decision.referral_patch(decision),
                 "update": ping.referral_synced_update(read.referral_id, profile).as_item(
                     DRY_RUN_ID
                 ),

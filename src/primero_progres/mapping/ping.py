@@ -199,7 +199,7 @@ def read_pending_intervention(row: Any, profile: Profile) -> PendingIntervention
     if wrong:
         return invalid(wrong, "fields have the wrong type")
     ready = status is None or status == _tables(profile).transfer_status.ready
-    keys = InterventionKeys(str(lp_id), str(unit), number)
+    keys = InterventionKeys(str(lp_id), str(unit), number if isinstance(number, str) else None)
     return PendingIntervention(keys, status, ready)
 
 
@@ -402,6 +402,10 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, date) else None
+
+
 def referral_create_items(
     case: Any,
     referrals: list[dict[str, Any]],
@@ -500,7 +504,7 @@ def _create_item(
         ("progres_orgemail", contact["email"]),
         ("progres_orgphonenumber", contact["phone"]),
         ("progres_orgreferralid", unique_id),
-        ("progres_referraldate", referred_on.isoformat() if referred_on else None),
+        ("progres_referraldate", _iso(referred_on)),
         ("progres_requestedservice", tables.requested_services[str(service["service_type"])]),
         ("progres_otherrequestedservices", service["service_type_other"]),
         ("progres_spneedcategory", concern),
@@ -508,7 +512,7 @@ def _create_item(
         ("progres_pocfirstname", values["name_first"]),
         ("progres_pocmiddlename", values["name_middle"]),
         ("progres_poclastname", values["name_last"]),
-        ("progres_pocdateofbirth", born.isoformat() if born else None),
+        ("progres_pocdateofbirth", _iso(born)),
         ("progres_pocsex", tables.sex[sex] if sex else None),
         ("progres_pocphonenumber", phone_text(phone)),
         ("progres_pocaddress", values["address_current"]),
@@ -561,7 +565,7 @@ def read_listed_referral(row: Any, profile: Profile) -> ListedReferral | Mapping
              if v is ABSENT]
     if wrong:
         return invalid(wrong, "fields have the wrong type")
-    return ListedReferral(referral_id, code, _referral_status(code, tables))
+    return ListedReferral(str(referral_id), code, _referral_status(code, tables))
 
 
 @dataclass(frozen=True, slots=True)
@@ -631,7 +635,7 @@ def read_ping_decision(rows: Sequence[Any], profile: Profile) -> PingDecision | 
     if status == "rejected":
         if reason is None and isinstance(reason_code, int):
             reason = profile.progres_decision.rejection_reasons.get(str(reason_code))
-        parts = [p for p in (reason, comment) if p]
+        parts = [p for p in (reason, comment) if isinstance(p, str) and p]
         rejected_reason = aliases.rejected_reason_separator.join(parts) or None
     decision = ProgresDecision(
         org_referral_id=str(org_referral_id),

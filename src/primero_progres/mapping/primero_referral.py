@@ -122,7 +122,7 @@ def referred_services(
     by_service = latest_referral_per_service(referrals, since)
     owner = case.get("owned_by")
     user = users.get(owner) if isinstance(owner, str) and isinstance(users, Mapping) else None
-    found = []
+    found: list[tuple[Mapping[str, Any], Mapping[str, Any], Any]] = []
     for row in services:
         unique_id = _id(row.get("unique_id"))
         referral = by_service.get(unique_id) if unique_id else None

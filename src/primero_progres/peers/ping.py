@@ -38,7 +38,12 @@ from pydantic import SecretStr
 from .._compat import Peer
 from ..errors import InvalidInputError
 from ..logging import get_logger
-from .errors import PermanentPeerError, TransientPeerError, retry_after_seconds
+from .errors import (
+    PermanentPeerError,
+    TransientPeerError,
+    is_transient_status,
+    parse_retry_after,
+)
 from .pooled import PooledClient
 
 if TYPE_CHECKING:
@@ -74,7 +79,6 @@ NO_DATA = "No Data Available"
 #: a page count no real query reaches: past it the gateway is paging in circles
 DEFAULT_MAX_PAGES = 10_000
 
-_TRANSIENT_STATUSES = frozenset({408, 429})
 _SAFE_CODE = re.compile(r"\A[a-z][a-z0-9_]{0,63}\Z")
 _SAFE_WORD = re.compile(r"\A[A-Za-z][A-Za-z ]{0,31}\Z")
 
@@ -626,7 +630,7 @@ class PingClient(PooledClient):
         self, operation: str, response: httpx.Response, shipping_process_id: str
     ) -> Exception:
         status = response.status_code
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         log.warning(
             "ping_refused",
             peer=PEER,
@@ -634,7 +638,7 @@ class PingClient(PooledClient):
             shipping_process_id=shipping_process_id,
             status_code=status,
         )
-        if status in _TRANSIENT_STATUSES or status >= 500 or (status == 403 and retry_after):
+        if is_transient_status(status) or (status == 403 and retry_after):
             return PingTransientError(
                 PEER, operation, f"HTTP {status}", status_code=status, retry_after=retry_after
             )
@@ -692,12 +696,12 @@ class PingClient(PooledClient):
         body = body if isinstance(body, Mapping) else {}
         if not response.is_success:
             log.warning("ping_token_refused", peer=PEER, operation="token", status_code=status)
-            if status in _TRANSIENT_STATUSES or status >= 500:
+            if is_transient_status(status):
                 raise PingTransientError(
                     PEER, "token",
                     f"HTTP {status}",
                     status_code=status,
-                    retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 )
             code = body.get("error")
             details = (f"error={code}",) if isinstance(code, str) and _SAFE_CODE.match(code) else ()

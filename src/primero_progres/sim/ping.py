@@ -24,12 +24,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import structlog
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from ..logging import get_logger
-from .common import FaultInjector, install_faults
+from .common import FaultInjector, SimulatorConfigError, install_faults
 from .ping_state import (
     DEFAULT_SHIPPING_PROCESSES,
     Clock,
@@ -43,7 +43,7 @@ from .ping_state import (
 
 __all__ = ["DEFAULT_SCOPE", "DEFAULT_TOKEN_PATH", "PingState", "create_app", "serve"]
 
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
 RETRIEVE_PATH = "/primes/fetch/paging/v3/retrievedatawithpaging"
@@ -124,9 +124,12 @@ def create_app(
 ) -> FastAPI:
     """The simulator as an ASGI app; its state is ``app.state.ping`` (``PingState``)."""
     if not subscription_key or not client_id or not username or not password:
-        raise ValueError("the PING simulator needs a subscription key, client id, user, password")
+        raise SimulatorConfigError(
+            "the PING simulator needs a subscription key, client id, user and password",
+            reason="missing_credentials",
+        )
     if not token_path.startswith("/"):
-        raise ValueError("token_path must start with /")
+        raise SimulatorConfigError("--token-path must start with /", reason="bad_token_path")
     state = PingState(
         partner_id=partner_id,
         interop_id=interop_id,
