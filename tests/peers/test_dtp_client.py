@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ import structlog
 import time_machine
 
 from primero_progres.errors import FailureClass, InvalidInputError
-from primero_progres.peers.dtp import DTPClient, DTPReceipt
+from primero_progres.peers.dtp import DTPClient, DTPReceipt, idempotency_key_for
 from primero_progres.peers.errors import PermanentPeerError, TransientPeerError, parse_retry_after
 from primero_progres.sim.common import FaultRule, ServerThread, free_port, serve_in_thread
 from primero_progres.sim.dtp import DTPState, create_app
@@ -214,3 +215,67 @@ def test_retry_after_in_http_date_form() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after("-5") is None
     assert parse_retry_after(None) is None
+
+
+# ---------------------------------------------------------------- Idempotency-Key
+
+
+def test_idempotency_key_is_a_stable_uuid_per_job_key() -> None:
+    job_key = "deliver:flow2:f59e880e#eb097be51d89"
+    first = idempotency_key_for(job_key)
+    assert first != idempotency_key_for(job_key + "a")
+    # the namespace is part of the contract: a new one would make every retry after an
+    # upgrade look new to DTP
+    namespace = uuid.UUID("0b6f3c1e-5d0a-4f8e-9a51-6c1f2b7d4e90")
+    assert first == str(uuid.uuid5(namespace, job_key))
+
+
+@pytest.mark.parametrize("send", ["send_referral", "send_decision"])
+async def test_the_idempotency_key_travels_as_a_header(
+    dtp: tuple[ServerThread, DTPState], send: str
+) -> None:
+    server, state = dtp
+    async with DTPClient(server.url, subscription_key=KEY) as client:
+        await getattr(client, send)(DECISION, idempotency_key="key-1")
+        await getattr(client, send)(DECISION)
+    assert [m.idempotency_key for m in state.messages] == ["key-1", None]
+
+
+async def test_a_retry_with_the_same_key_gets_the_first_receipt_when_dtp_dedupes() -> None:
+    app = create_app(subscription_key=KEY, dedupe=True)
+    state: DTPState = app.state.dtp
+    key = idempotency_key_for("job-1")
+    with serve_in_thread(app) as server:
+        async with DTPClient(server.url, subscription_key=KEY) as client:
+            first = await client.send_decision(DECISION, idempotency_key=key)
+            again = await client.send_decision(DECISION, idempotency_key=key)
+            other = await client.send_decision(DECISION, idempotency_key=idempotency_key_for("2"))
+    assert again == first
+    assert other.request_id != first.request_id
+    assert [(m.idempotency_key, m.repeats) for m in state.messages] == [
+        (key, 1),
+        (idempotency_key_for("2"), 0),
+    ]
+
+
+async def test_a_key_reused_for_another_message_is_permanent_422() -> None:
+    app = create_app(subscription_key=KEY, dedupe=True)
+    with serve_in_thread(app) as server:
+        async with DTPClient(server.url, subscription_key=KEY) as client:
+            await client.send_decision(DECISION, idempotency_key="k")
+            with pytest.raises(PermanentPeerError) as caught:
+                await client.send_decision({**DECISION, "status": "Accepted"}, idempotency_key="k")
+    assert caught.value.status_code == 422
+    assert len(app.state.dtp.messages) == 1
+
+
+@pytest.mark.parametrize("key", ["", "a b", 'x"y', "line\nbreak", "é", "k" * 256])
+async def test_a_malformed_idempotency_key_is_invalid_input_and_nothing_is_sent(
+    dtp: tuple[ServerThread, DTPState], key: str
+) -> None:
+    server, state = dtp
+    async with DTPClient(server.url, subscription_key=KEY) as client:
+        with pytest.raises(InvalidInputError) as caught:
+            await client.send_referral(REFERRAL, idempotency_key=key)
+    assert caught.value.reason == "bad_idempotency_key"
+    assert state.messages == []

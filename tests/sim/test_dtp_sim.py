@@ -309,3 +309,92 @@ def test_mtls_refuses_a_client_without_certificate_and_accepts_one_with(tmp_path
         response = post(server.url, "/ReceiveIncomingReferral", REFERRAL, verify=identified)
         assert response.status_code == 200
     assert len(app.state.dtp.messages) == 1
+
+
+# --- Idempotency-Key ---------------------------------------------------------------------------
+
+
+def keyed(
+    url: str,
+    key: str | None,
+    body: Any = DECISION,
+    endpoint: str = "ReceiveDecisionOutgoingReferral",
+) -> httpx.Response:
+    headers = {"Ocp-Apim-Subscription-Key": KEY}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return httpx.post(f"{url}/{endpoint}", json=body, headers=headers, timeout=5)
+
+
+def test_the_key_is_recorded_and_repeats_are_recorded_too_without_dedupe(
+    dtp: tuple[str, Any],
+) -> None:
+    url, _ = dtp
+    answers = [keyed(url, "k-1"), keyed(url, "k-1"), keyed(url, None)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert len({a.json()["request_id"] for a in answers}) == 3
+    messages = httpx.get(f"{url}/_sim/messages").json()
+    assert [(m["idempotency_key"], m["repeats"]) for m in messages] == [
+        ("k-1", 0),
+        ("k-1", 0),
+        (None, 0),
+    ]
+
+
+def test_with_dedupe_a_repeated_key_gets_the_first_receipt_and_is_not_recorded() -> None:
+    app = create_app(subscription_key=KEY, dedupe=True)
+    with serve_in_thread(app) as server:
+        first = keyed(server.url, "k-1")
+        again = keyed(server.url, "k-1")
+        unkeyed = [keyed(server.url, None), keyed(server.url, None)]
+        messages = httpx.get(f"{server.url}/_sim/messages").json()
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["apim-request-id"] == first.headers["apim-request-id"]
+    assert [(m["idempotency_key"], m["repeats"]) for m in messages] == [
+        ("k-1", 1),
+        (None, 0),
+        (None, 0),
+    ]
+    assert unkeyed[0].json() != unkeyed[1].json()
+
+
+def test_with_dedupe_keys_are_per_endpoint() -> None:
+    app = create_app(subscription_key=KEY, dedupe=True)
+    with serve_in_thread(app) as server:
+        keyed(server.url, "k-1", DECISION, "ReceiveDecisionOutgoingReferral")
+        keyed(server.url, "k-1", REFERRAL, "ReceiveIncomingReferral")
+        endpoints = [m["endpoint"] for m in httpx.get(f"{server.url}/_sim/messages").json()]
+    assert endpoints == ["ReceiveDecisionOutgoingReferral", "ReceiveIncomingReferral"]
+
+
+def test_with_dedupe_a_key_reused_for_another_message_is_422_and_not_recorded() -> None:
+    app = create_app(subscription_key=KEY, dedupe=True)
+    with serve_in_thread(app) as server:
+        keyed(server.url, "k-1", DECISION)
+        reused = keyed(server.url, "k-1", {**DECISION, "request_type": "other"})
+        messages = httpx.get(f"{server.url}/_sim/messages").json()
+    assert reused.status_code == 422
+    assert reused.json()["statusCode"] == 422
+    assert [(m["body"], m["repeats"]) for m in messages] == [(DECISION, 0)]
+
+
+def test_dedupe_is_switched_at_run_time_and_survives_reset(dtp: tuple[str, Any]) -> None:
+    url, _ = dtp
+    assert httpx.get(f"{url}/_sim/dedupe").json() == {"enabled": False}
+    switched = httpx.put(f"{url}/_sim/dedupe", json={"enabled": True})
+    assert switched.json() == {"enabled": True}
+    keyed(url, "k-1")
+    keyed(url, "k-1")
+    assert len(httpx.get(f"{url}/_sim/messages").json()) == 1
+    httpx.post(f"{url}/_sim/reset")
+    assert httpx.get(f"{url}/_sim/dedupe").json() == {"enabled": True}
+    keyed(url, "k-1")  # the keys were forgotten with the messages
+    assert [m["repeats"] for m in httpx.get(f"{url}/_sim/messages").json()] == [0]
+
+
+@pytest.mark.parametrize("body", [{}, {"enabled": "maybe"}, {"enabled": True, "x": 1}])
+def test_dedupe_switch_refuses_a_bad_body(dtp: tuple[str, Any], body: dict[str, Any]) -> None:
+    url, _ = dtp
+    assert httpx.put(f"{url}/_sim/dedupe", json=body).status_code == 422
+    assert httpx.get(f"{url}/_sim/dedupe").json() == {"enabled": False}

@@ -93,3 +93,13 @@ def test_bad_tls_settings_exit_with_code_2(args: list[str]) -> None:
         cli_app, ["simulate", "dtp", "--port", "1", "--subscription-key", KEY, *args]
     )
     assert result.exit_code == 2
+
+
+def test_dedupe_option_answers_a_repeated_key_with_the_first_receipt() -> None:
+    headers = {"Ocp-Apim-Subscription-Key": KEY, "Idempotency-Key": "k-1"}
+    with simulator("--dedupe") as url:
+        assert httpx.get(f"{url}/_sim/dedupe").json() == {"enabled": True}
+        first = httpx.post(f"{url}/ReceiveIncomingReferral", json={"id": "a#b"}, headers=headers)
+        again = httpx.post(f"{url}/ReceiveIncomingReferral", json={"id": "a#b"}, headers=headers)
+        assert again.json() == first.json()
+        assert len(httpx.get(f"{url}/_sim/messages").json()) == 1

@@ -111,6 +111,13 @@ def simulate_dtp(
             "--bridge-token", help="Bearer token for the inbox.", envvar="DTP_SIM_BRIDGE_TOKEN"
         ),
     ] = None,
+    dedupe: Annotated[
+        bool,
+        typer.Option(
+            "--dedupe/--no-dedupe",
+            help="Answer a repeated Idempotency-Key with the first receipt, recording nothing.",
+        ),
+    ] = False,
 ) -> None:
     """DTP gateway simulator: both endpoints, subscription key, optional mTLS, /_sim/ controls."""
     from ..sim.dtp import serve
@@ -126,6 +133,7 @@ def simulate_dtp(
             client_ca=client_ca,
             bridge_inbox_url=bridge_inbox_url,
             bridge_token=bridge_token,
+            dedupe=dedupe,
         ),
     )
 

@@ -16,13 +16,19 @@ certificate files themselves are checked at construction (ConfigurationError).
 
 Messages carry personal data, so neither log lines nor exception texts ever
 include a request or response body.
+
+Delivery is at-least-once: a message whose answer was lost is sent again. Each
+send may carry an ``Idempotency-Key`` header, the same on every retry of one
+message, so DTP can answer a repeat with its first receipt (docs/dtp.md).
 """
 
 from __future__ import annotations
 
 import json
 import ssl
+import string
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +50,12 @@ from .tls import client_ssl_context
 log = get_logger(__name__)
 
 SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: the namespace of :func:`idempotency_key_for` (a fixed random UUID: never change it, or every
+#: retry after an upgrade looks like a new message to DTP)
+IDEMPOTENCY_NAMESPACE = uuid.UUID("0b6f3c1e-5d0a-4f8e-9a51-6c1f2b7d4e90")
+_KEY_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_.:~+/=")
+_KEY_MAX_LENGTH = 255
 _REQUEST_ID_HEADERS = ("apim-request-id", "x-request-id", "x-ms-request-id", "request-id")
 
 
@@ -53,6 +65,17 @@ class DTPReceipt:
 
     status_code: int
     request_id: str | None
+
+
+def idempotency_key_for(job_key: str) -> str:
+    """The ``Idempotency-Key`` for a message: a UUID (v5) of the job key that sends it.
+
+    The same job key gives the same UUID in every process and release, so a retry
+    after a crash carries the key of the first attempt. UUID-shaped because many
+    gateways accept nothing else, and a hash, so no ID inside the job key reaches DTP
+    through the header.
+    """
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, job_key))
 
 
 class DTPClient(PooledClient):
@@ -90,15 +113,29 @@ class DTPClient(PooledClient):
             trust_env=False,
         )
 
-    async def send_referral(self, message: dict[str, Any]) -> DTPReceipt:
-        """Flow 3: a Primero referral to UNHCR (``ReceiveIncomingReferral``)."""
-        return await self._post("send_referral", self.referral_url, message)
+    async def send_referral(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> DTPReceipt:
+        """Flow 3: a Primero referral to UNHCR (``ReceiveIncomingReferral``).
 
-    async def send_decision(self, message: dict[str, Any]) -> DTPReceipt:
+        ``idempotency_key``: sent as ``Idempotency-Key``; pass the same value on every
+        retry of this message (:func:`idempotency_key_for` the job key).
+        """
+        return await self._post("send_referral", self.referral_url, message, idempotency_key)
+
+    async def send_decision(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> DTPReceipt:
         """Flow 1 feedback and flow 2 decisions (``ReceiveDecisionOutgoingReferral``)."""
-        return await self._post("send_decision", self.decision_url, message)
+        return await self._post("send_decision", self.decision_url, message, idempotency_key)
 
-    async def _post(self, operation: str, url: str, message: dict[str, Any]) -> DTPReceipt:
+    async def _post(
+        self, operation: str, url: str, message: dict[str, Any], idempotency_key: str | None
+    ) -> DTPReceipt:
+        headers = {"Content-Type": "application/json"}
+        if idempotency_key is not None:
+            _check_key(operation, idempotency_key)
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
         try:
             content = json.dumps(message, ensure_ascii=False, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
@@ -108,9 +145,7 @@ class DTPClient(PooledClient):
             ) from exc
         started = time.monotonic()
         try:
-            response = await self._http.post(
-                url, content=content, headers={"Content-Type": "application/json"}
-            )
+            response = await self._http.post(url, content=content, headers=headers)
         except httpx.TimeoutException as exc:
             raise TransientPeerError(
                 "dtp", operation, f"timed out ({type(exc).__name__})", reason="timeout"
@@ -146,6 +181,16 @@ class DTPClient(PooledClient):
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
         raise PermanentPeerError("dtp", operation, f"HTTP {status}", status_code=status)
+
+
+def _check_key(operation: str, key: str) -> None:
+    """A key must travel unchanged through proxies: 1-255 characters, no space or quote."""
+    if not 0 < len(key) <= _KEY_MAX_LENGTH or not set(key) <= _KEY_CHARACTERS:
+        raise InvalidInputError(
+            f"dtp {operation}: the idempotency key is empty, longer than "
+            f"{_KEY_MAX_LENGTH} characters or holds characters outside [A-Za-z0-9-_.:~+/=]",
+            reason="bad_idempotency_key",
+        )
 
 
 def _transport_error(operation: str, exc: httpx.HTTPError) -> Exception:

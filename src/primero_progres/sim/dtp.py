@@ -41,6 +41,7 @@ REFERRAL_ENDPOINT = "ReceiveIncomingReferral"
 DECISION_ENDPOINT = "ReceiveDecisionOutgoingReferral"
 ENDPOINTS = (REFERRAL_ENDPOINT, DECISION_ENDPOINT)
 SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 #: what proGres sends the bridge, by simulator route
 OUTBOUND_REQUEST_TYPES = {
@@ -68,6 +69,9 @@ class ReceivedMessage:
     request_id: str
     received_at: str
     body: Any
+    idempotency_key: str | None = None
+    #: how many later requests with the same key were answered with this receipt (dedupe on)
+    repeats: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,8 @@ class ReceivedMessage:
             "endpoint": self.endpoint,
             "request_id": self.request_id,
             "received_at": self.received_at,
+            "idempotency_key": self.idempotency_key,
+            "repeats": self.repeats,
             "body": self.body,
         }
 
@@ -109,22 +115,46 @@ class DTPState:
     bridge_inbox_url: str | None = None
     bridge_token: str | None = None
     forward_timeout: float = 30.0
+    #: answer a repeated ``Idempotency-Key`` with the first receipt instead of recording it
+    dedupe: bool = False
     faults: FaultInjector = field(default_factory=FaultInjector)
     messages: list[ReceivedMessage] = field(default_factory=list)
     forwarded: list[ForwardedMessage] = field(default_factory=list)
+    _first_by_key: dict[tuple[str, str], ReceivedMessage] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, endpoint: str, body: Any) -> ReceivedMessage:
+    def record(
+        self, endpoint: str, body: Any, idempotency_key: str | None = None
+    ) -> tuple[ReceivedMessage, bool]:
+        """The message as recorded, and whether it is new.
+
+        With ``dedupe`` on, a key already seen on this endpoint gives back the first
+        message (its ``repeats`` counted) and records nothing; a key seen with another
+        body raises :class:`KeyReused`.
+        """
         with self._lock:
+            first = (
+                self._first_by_key.get((endpoint, idempotency_key))
+                if self.dedupe and idempotency_key is not None
+                else None
+            )
+            if first is not None:
+                if first.body != body:
+                    raise KeyReused()
+                first.repeats += 1
+                return first, False
             message = ReceivedMessage(
                 sequence=len(self.messages) + 1,
                 endpoint=endpoint,
                 request_id=str(uuid.uuid4()),
                 received_at=_now(),
                 body=body,
+                idempotency_key=idempotency_key,
             )
             self.messages.append(message)
-            return message
+            if idempotency_key is not None:
+                self._first_by_key.setdefault((endpoint, idempotency_key), message)
+            return message, True
 
     def record_forward(
         self, route: str, request_type: str, status_code: int | None, body: Any
@@ -150,6 +180,7 @@ class DTPState:
         with self._lock:
             self.messages.clear()
             self.forwarded.clear()
+            self._first_by_key.clear()
         self.faults.clear()
 
     def key_problem(self, presented: str | None) -> str | None:
@@ -159,6 +190,18 @@ class DTPState:
         if not hmac.compare_digest(presented.encode(), self.subscription_key.encode()):
             return _INVALID_KEY
         return None
+
+
+class KeyReused(Exception):
+    """An ``Idempotency-Key`` came back with another message (dedupe on): answered 422."""
+
+
+class DedupeSettings(BaseModel):
+    """Whether the gateway deduplicates on ``Idempotency-Key``, set at run time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
 
 
 class BridgeSettings(BaseModel):
@@ -193,14 +236,20 @@ def create_app(
     bridge_inbox_url: str | None = None,
     bridge_token: str | None = None,
     fault_seed: int | None = None,
+    dedupe: bool = False,
 ) -> FastAPI:
-    """The DTP simulator as an ASGI app; serve it with ``serve_in_thread`` or :func:`serve`."""
+    """The DTP simulator as an ASGI app; serve it with ``serve_in_thread`` or :func:`serve`.
+
+    ``dedupe``: answer a repeated ``Idempotency-Key`` with the first receipt (also
+    ``PUT /_sim/dedupe``).
+    """
     if not subscription_key:
         raise ValueError("the DTP simulator needs a subscription key")
     state = DTPState(
         subscription_key=subscription_key,
         bridge_inbox_url=bridge_inbox_url,
         bridge_token=bridge_token,
+        dedupe=dedupe,
         faults=FaultInjector(fault_seed),
     )
     app = FastAPI(
@@ -226,9 +275,21 @@ def create_app(
                 {"statusCode": 400, "message": "The request body is not valid JSON."},
                 status_code=400,
             )
-        message = state.record(endpoint, body)
+        try:
+            message, new = state.record(endpoint, body, request.headers.get(IDEMPOTENCY_HEADER))
+        except KeyReused:
+            return JSONResponse(
+                {
+                    "statusCode": 422,
+                    "message": "The Idempotency-Key was already used with a different message.",
+                },
+                status_code=422,
+            )
         log.info(
-            "dtp_sim_received", peer="dtp", path=request.url.path, request_id=message.request_id
+            "dtp_sim_received" if new else "dtp_sim_repeat_answered",
+            peer="dtp",
+            path=request.url.path,
+            request_id=message.request_id,
         )
         return JSONResponse(
             {"status": "received", "request_id": message.request_id},
@@ -252,6 +313,16 @@ def create_app(
                 {"error": "unknown endpoint", "endpoints": list(ENDPOINTS)}, status_code=400
             )
         return JSONResponse([m.as_json() for m in state.received(endpoint)])
+
+    @app.get("/_sim/dedupe", tags=["simulator"])
+    async def get_dedupe() -> DedupeSettings:
+        return DedupeSettings(enabled=state.dedupe)
+
+    @app.put("/_sim/dedupe", tags=["simulator"])
+    async def set_dedupe(settings: DedupeSettings) -> DedupeSettings:
+        """Turn deduplication on or off; the keys seen so far are kept."""
+        state.dedupe = settings.enabled
+        return DedupeSettings(enabled=state.dedupe)
 
     @app.get("/_sim/forwarded", tags=["simulator"])
     async def list_forwarded() -> list[dict[str, Any]]:
@@ -337,6 +408,7 @@ def serve(
     bridge_inbox_url: str | None = None,
     bridge_token: str | None = None,
     log_level: str = "info",
+    dedupe: bool = False,
 ) -> None:
     """Run the simulator in the foreground (the ``simulate dtp`` command)."""
     options: dict[str, Any] = {}
@@ -350,5 +422,6 @@ def serve(
         subscription_key=subscription_key,
         bridge_inbox_url=bridge_inbox_url,
         bridge_token=bridge_token,
+        dedupe=dedupe,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, **options)
