@@ -14,7 +14,8 @@ import typer
 
 simulate_app = typer.Typer(
     name="simulate",
-    help="Run a simulator of a peer (Primero, DTP, PING) on a local port, for tests and demos.",
+    help="Run a simulator of a peer (Primero, DTP, PING), or a fault proxy in front of one, "
+    "on a local port, for tests and demos.",
     no_args_is_help=True,
 )
 
@@ -136,6 +137,56 @@ def simulate_dtp(
             dedupe=dedupe,
         ),
     )
+
+
+@simulate_app.command("proxy")
+def simulate_proxy(
+    upstream: Annotated[
+        str,
+        typer.Option(
+            "--upstream", help="The peer (simulator) to forward to, e.g. http://127.0.0.1:8901."
+        ),
+    ],
+    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8903,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    rate: Annotated[
+        float,
+        typer.Option(
+            "--rate", min=0.0, max=1.0, help="Share of requests faulted, spread evenly over --kind."
+        ),
+    ] = 0.3,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the fault decisions (replays a run).")
+    ] = None,
+    kinds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            help="A fault to inject (repeatable): reset_before, reset_after, status_500, "
+            "status_502, status_503, status_429, hang_before, hang_after; default: all.",
+        ),
+    ] = None,
+    retry_after: Annotated[
+        int, typer.Option("--retry-after", min=0, help="Retry-After of a 429, seconds.")
+    ] = 1,
+    hang_seconds: Annotated[
+        float,
+        typer.Option("--hang-seconds", min=0.001, help="How long a hang holds the connection."),
+    ] = 300.0,
+) -> None:
+    """Fault proxy: forwards to a peer and fails a share of requests (resets, 5xx, 429, hangs)."""
+    from ..sim.faultproxy import FAULT_KINDS, FaultPolicy, FaultProxy
+
+    unknown = sorted(set(kinds or ()) - set(FAULT_KINDS))
+    if unknown:
+        typer.echo(f"simulate proxy: unknown --kind {', '.join(unknown)}", err=True)
+        raise typer.Exit(2)
+    chosen = tuple(k for k in FAULT_KINDS if k in kinds) if kinds else FAULT_KINDS
+    policy = FaultPolicy.uniform(
+        rate, kinds=chosen, seed=seed, retry_after=retry_after, hang_seconds=hang_seconds
+    )
+    typer.echo(f"fault proxy on http://{host}:{port} -> {upstream} (seed {seed})", err=True)
+    FaultProxy(upstream, policy=policy, host=host, port=port).run()
 
 
 def _run(peer: str, serve: Callable[[], None]) -> None:
