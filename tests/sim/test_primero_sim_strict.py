@@ -58,6 +58,15 @@ def test_default_configuration_permits_everything(sim: httpx.Client) -> None:
         "lookups": {},
         "field_lookups": {},
         "users_permission": True,
+        "sync_external": True,
+        "webhook_permissions": ["manage"],
+        "use_webhooks_for": {
+            "primeromodule-cp": ["case"],
+            "primeromodule-gbv": ["case"],
+            "primeromodule-mrm": ["case"],
+        },
+        "webhook_auth": {"type": None, "secret": None},
+        "hostname": "primero.example.org",
     }
 
 
@@ -429,8 +438,9 @@ def test_users_are_forbidden_without_the_users_permission(
 
 
 def test_extended_own_user_shows_the_role(api: httpx.Client, sim: httpx.Client) -> None:
-    configure(sim, scope="group", users_permission=False,
-              writable_fields=["name_first"], readable_fields=["name_first", "sex"])
+    configure(sim, scope="group", users_permission=False, sync_external=False,
+              webhook_permissions=[], writable_fields=["name_first"],
+              readable_fields=["name_first", "sex"])
     assert api.get("/users", params={"user_name": PRIMERO_SIM_USER}).status_code == 403
     user_id = 1  # the API user is the first user
     plain = api.get(f"/users/{user_id}").json()["data"]

@@ -54,6 +54,7 @@ __all__ = [
     "ReferralNotUpdatedError",
     "TokenNotIssuedError",
     "UnexpectedResponseError",
+    "WebhookRegistration",
     "format_watermark",
     "tls_failure",
 ]
@@ -110,6 +111,14 @@ class CasePage:
     per: int
     page: int
     cases: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRegistration:
+    """A webhook of Primero's as ``register_webhook`` found or created it."""
+
+    webhook: dict[str, Any]
+    created: bool
 
 
 def tls_failure(exc: BaseException) -> bool:
@@ -473,6 +482,86 @@ class PrimeroClient:
         path = f"/cases/{quote(record_id, safe='')}"
         body = await self._request("patch_case", "PATCH", path, json={"data": data})
         return self._data("patch_case", body, dict)
+
+    async def mark_synced(
+        self, record_id: str, *, url: str, status: Literal["synced", "failed"] = "synced"
+    ) -> dict[str, Any]:
+        """Record the case's sync status in Primero's audit log (``Webhookable``).
+
+        ``PATCH /cases/:id`` with ``mark_synced``, ``mark_synced_url`` (the destination: the
+        status shows only with one) and ``mark_synced_status``. Primero stores none of them
+        on the case, and without the role's ``sync_external`` permission drops them without
+        a word (200): check the permission beforehand (``own_user()``). The PATCH is a case
+        update, so it fires the ``case.update`` webhooks too.
+        """
+        data = {"mark_synced": True, "mark_synced_url": url, "mark_synced_status": status}
+        path = f"/cases/{quote(record_id, safe='')}"
+        body = await self._request("mark_synced", "PATCH", path, json={"data": data})
+        case: dict[str, Any] = self._data("mark_synced", body, dict)
+        log.info(
+            "primero_marked_synced", operation="mark_synced", record_id=record_id, status=status
+        )
+        return case
+
+    # ------------------------------------------------------------ webhooks (admin API)
+
+    async def list_webhooks(self) -> list[dict[str, Any]]:
+        """``GET /webhooks``: ``{id, events, url, role_unique_id, metadata}`` each, unpaged."""
+        body = await self._request("list_webhooks", "GET", "/webhooks")
+        return [w for w in self._data("list_webhooks", body, list) if isinstance(w, dict)]
+
+    async def create_webhook(
+        self,
+        *,
+        url: str,
+        role_unique_id: str,
+        event: str = "case.update",
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /webhooks``: one event per webhook, because Primero's API keeps ``events``
+        only as a single string (an array is dropped and the webhook refused, 422).
+
+        ``url`` is unique in Primero (``ConflictError`` when taken); the webhook's role
+        decides which case fields each POST carries.
+        """
+        data: dict[str, Any] = {"events": event, "url": url, "role_unique_id": role_unique_id}
+        if metadata is not None:
+            data["metadata"] = metadata
+        body = await self._request("create_webhook", "POST", "/webhooks", json={"data": data})
+        webhook: dict[str, Any] = self._data("create_webhook", body, dict)
+        log.info(
+            "primero_webhook_created", operation="create_webhook", webhook_id=webhook.get("id")
+        )
+        return webhook
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        path = f"/webhooks/{quote(webhook_id, safe='')}"
+        await self._request("delete_webhook", "DELETE", path)
+        log.info("primero_webhook_deleted", operation="delete_webhook", webhook_id=webhook_id)
+
+    async def register_webhook(
+        self, *, url: str, role_unique_id: str, event: str = "case.update"
+    ) -> WebhookRegistration:
+        """The webhook for ``url``: the existing one, else a new one (idempotent).
+
+        An existing webhook is returned as it is, even with other events or role: Primero
+        allows one per URL, and changing it is an administrator's decision. A registration
+        that races another (409) returns the winner.
+        """
+        existing = await self._webhook_for(url)
+        if existing is not None:
+            return WebhookRegistration(existing, created=False)
+        try:
+            created = await self.create_webhook(url=url, role_unique_id=role_unique_id, event=event)
+        except ConflictError:
+            raced = await self._webhook_for(url)
+            if raced is None:
+                raise
+            return WebhookRegistration(raced, created=False)
+        return WebhookRegistration(created, created=True)
+
+    async def _webhook_for(self, url: str) -> dict[str, Any] | None:
+        return next((w for w in await self.list_webhooks() if w.get("url") == url), None)
 
     # ------------------------------------------------------------ referrals
 

@@ -9,9 +9,11 @@ endpoints under ``/_sim/``. What the instance and its API role are is a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +31,13 @@ from .primero_auth import WWW_AUTHENTICATE, Authenticator, AuthFailure, Throttle
 from .primero_config import PrimeroSimConfig, load_config, profile_users
 from .primero_records import parse_index_query
 from .primero_state import PrimeroState, SimError
+from .primero_webhooks import (
+    WebhookDispatcher,
+    create_webhook,
+    delete_webhook,
+    get_webhook,
+    list_webhooks,
+)
 
 __all__ = ["PrimeroSimConfig", "PrimeroState", "create_app", "serve"]
 
@@ -62,11 +71,14 @@ def _unauthorized(message: str) -> JSONResponse:
 
 
 def _envelope(error: SimError, resource: str) -> JSONResponse:
-    item: dict[str, Any] = {"status": error.status, "resource": resource}
-    if error.detail not in (None, "", []):
-        item["detail"] = error.detail
-    item["message"] = error.message
-    return JSONResponse({"errors": [item]}, status_code=error.status)
+    items = []
+    for message, detail in [(error.message, error.detail), *error.more]:
+        item: dict[str, Any] = {"status": error.status, "resource": resource}
+        if detail not in (None, "", []):
+            item["detail"] = detail
+        item["message"] = message
+        items.append(item)
+    return JSONResponse({"errors": items}, status_code=error.status)
 
 
 async def _data(request: Request) -> Any:
@@ -107,12 +119,24 @@ def create_app(
     state = PrimeroState(config=config, max_per=max_per)
     auth = Authenticator(api_users, token_login=token_login)
     faults = FaultInjector(seed=fault_seed)
+    webhooks = WebhookDispatcher(state, faults)
+    state.on_case_saved = webhooks.notify
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        webhooks.close()
+
     app = FastAPI(
-        title="Primero v2 simulator", docs_url="/_sim/docs", openapi_url="/_sim/openapi.json"
+        title="Primero v2 simulator",
+        docs_url="/_sim/docs",
+        openapi_url="/_sim/openapi.json",
+        lifespan=lifespan,
     )
     app.state.primero = state
     app.state.auth = auth
     app.state.faults = faults
+    app.state.webhooks = webhooks
 
     def load_api_users() -> None:
         for user_name in api_users:
@@ -264,6 +288,28 @@ def create_app(
         current_user(request)
         return state.list_forms(query(request))
 
+    @api.get("/webhooks")
+    async def index_webhooks(request: Request) -> dict[str, Any]:
+        return list_webhooks(state, current_user(request))
+
+    @api.post("/webhooks")
+    async def post_webhook(request: Request) -> Response:
+        user_name = current_user(request)
+        try:
+            data = await _data(request)
+        except SimError:
+            data = None  # refused after the permission check, as Primero does
+        answer = create_webhook(state, data, user_name)
+        return Response(status_code=204) if answer is None else JSONResponse(answer)
+
+    @api.get("/webhooks/{webhook_id}")
+    async def show_webhook(webhook_id: str, request: Request) -> dict[str, Any]:
+        return get_webhook(state, webhook_id, current_user(request))
+
+    @api.delete("/webhooks/{webhook_id}")
+    async def destroy_webhook(webhook_id: str, request: Request) -> dict[str, Any]:
+        return delete_webhook(state, webhook_id, current_user(request))
+
     app.include_router(api)
 
     sim = APIRouter(prefix="/_sim", tags=["simulator"])
@@ -295,6 +341,29 @@ def create_app(
     @sim.get("/cases")
     async def all_cases() -> list[dict[str, Any]]:
         return state.all_cases()
+
+    @sim.get("/cases/{record_id}/audit")
+    async def case_audit(record_id: str) -> list[dict[str, Any]]:
+        """The case's webhook audit log: mark_synced PATCHes and webhook sends, oldest first."""
+        return state.audit_of(record_id)
+
+    @sim.get("/webhooks/deliveries")
+    async def webhook_deliveries() -> list[dict[str, Any]]:
+        """Every webhook POST attempted, oldest first (never its body)."""
+        with state.lock:
+            return [dict(delivery) for delivery in state.deliveries]
+
+    @sim.delete("/webhooks/deliveries")
+    async def clear_webhook_deliveries() -> dict[str, str]:
+        with state.lock:
+            state.deliveries.clear()
+        return {"status": "cleared"}
+
+    @sim.post("/webhooks/wait")
+    async def wait_for_webhooks(timeout: float = 10.0) -> dict[str, bool]:
+        """Wait until every queued webhook job has run (or ``timeout`` seconds)."""
+        idle = await asyncio.to_thread(webhooks.wait_idle, min(max(timeout, 0.0), 120.0))
+        return {"idle": idle}
 
     @sim.get("/referrals")
     async def all_referrals() -> list[dict[str, Any]]:

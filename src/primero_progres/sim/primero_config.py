@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,6 +23,9 @@ Scope = Literal["all", "agency", "group", "self"]
 FieldName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")]
 LookupId = Annotated[str, Field(min_length=1, max_length=200)]
 Code = Annotated[str, Field(min_length=1, max_length=200)]
+ModuleId = Literal["primeromodule-cp", "primeromodule-gbv", "primeromodule-mrm"]
+#: actions of Primero's ``webhook`` permission resource (``Permission::RESOURCE_ACTIONS``)
+WebhookAction = Literal["create", "read", "write", "delete", "manage"]
 
 #: Primero's stock values of the lookups the bridge's fields use (db/configuration/lookups)
 STOCK_LOOKUPS: dict[str, tuple[str, ...]] = {
@@ -33,6 +36,30 @@ STOCK_LOOKUPS: dict[str, tuple[str, ...]] = {
     "lookup-service-referral": ("external_referral", "internal_referral"),
     "lookup-unhcr-referral-status": ("pending", "accepted", "rejected"),
 }
+
+
+class WebhookAuth(BaseModel):
+    """How Primero authenticates its webhook POSTs (``Webhook#auth_type``/``auth_secret``).
+
+    The webhooks API cannot set these (``webhook_params`` does not permit them): an
+    administrator sets them in the database, so the simulator takes them from here.
+    ``api_key`` sends ``x-api-key: <secret>``; ``basic_auth`` takes the secret as
+    ``user:password`` and, as Primero (``secret.split(':')``), keeps what follows the
+    first colon only up to the next one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["api_key", "basic_auth"] | None = Field(
+        default=None, description="null: the webhooks are sent without authentication"
+    )
+    secret: str | None = Field(default=None, min_length=1, description="the key, or user:password")
+
+    @model_validator(mode="after")
+    def _secret_with_type(self) -> WebhookAuth:
+        if self.type is not None and self.secret is None:
+            raise ValueError(f"webhook_auth of type {self.type} needs a secret")
+        return self
 
 
 class PrimeroSimConfig(BaseModel):
@@ -65,6 +92,32 @@ class PrimeroSimConfig(BaseModel):
     )
     users_permission: bool = Field(
         default=True, description="the role may list users (GET /api/v2/users); false answers 403"
+    )
+    sync_external: bool = Field(
+        default=True,
+        description="the role's case permission sync_external: it may PATCH mark_synced, "
+        "mark_synced_url and mark_synced_status (else they are dropped) and reads sync_status "
+        "and synced_at",
+    )
+    webhook_permissions: list[WebhookAction] = Field(
+        default_factory=lambda: list[WebhookAction](["manage"]),
+        description="the role's actions on the webhook resource (/api/v2/webhooks): read "
+        "lists and shows, create registers, write or delete deletes, manage does all; "
+        "empty: 403",
+    )
+    use_webhooks_for: dict[ModuleId, list[str]] = Field(
+        default_factory=lambda: {module: ["case"] for module in get_args(ModuleId)},
+        description="module -> the record types whose creates and updates are posted to "
+        "the webhooks (the module option use_webhooks_for); a case of a module not listed, "
+        "or without a module, sends none",
+    )
+    webhook_auth: WebhookAuth = Field(
+        default_factory=WebhookAuth, description="how the webhook POSTs authenticate"
+    )
+    hostname: str = Field(
+        default="primero.example.org",
+        min_length=1,
+        description="the instance's host name, sent in every webhook body (hostname)",
     )
 
     @model_validator(mode="after")

@@ -124,6 +124,15 @@ CORE_FIELDS = frozenset(
     {"id", "status", "case_status_reopened", "record_state", "owned_by", "module_id", "created_at"}
 )
 ROW_KEYS = frozenset({"unique_id", "_destroy"})
+#: ``PermittedFieldService::SYNC_FIELDS_SCHEMA``: permitted with ``sync_external``, whatever
+#: the forms; ``True`` where the value must be a boolean, else a string
+SYNC_FIELDS: dict[str, bool] = {
+    "synced_at": False,
+    "sync_status": False,
+    "mark_synced": True,
+    "mark_synced_url": False,
+    "mark_synced_status": False,
+}
 #: readable (and filterable) whatever the forms: the core fields, ``PERMITTED_FILTER_FIELD_NAMES``
 #: and ``PERMITTED_RECORD_INFORMATION_FIELDS`` of ``app/services/permitted_field_service.rb``
 #: that the bridge meets. A ``readable_fields`` list replaces them all: list them for realism.
@@ -195,7 +204,10 @@ class FieldAccess:
         """Strong params: core fields, plus form fields on a read-write form of the module."""
         kept: dict[str, Any] = {}
         for key, value in data.items():
-            if key in CORE_FIELDS:
+            if key in SYNC_FIELDS:
+                if self.config.sync_external:
+                    kept[key] = value
+            elif key in CORE_FIELDS:
                 kept[key] = value
             elif module_id in MODULE_IDS and self.can_write(key):
                 if isinstance(value, list) and all(isinstance(row, dict) for row in value):
@@ -235,6 +247,10 @@ class FieldAccess:
                 continue
             if key in ("case_status_reopened", "record_state"):
                 if not (isinstance(value, bool) or (value is None and key != "record_state")):
+                    pointers.append(f"/{key}")
+                continue
+            if key in SYNC_FIELDS:
+                if not isinstance(value, bool if SYNC_FIELDS[key] else str):
                     pointers.append(f"/{key}")
                 continue
             field = TOP_FIELDS.get(key)
@@ -417,12 +433,12 @@ class FieldAccess:
 
 def role_permissions(config: PrimeroSimConfig) -> list[dict[str, Any]]:
     """``permissions.list`` of the extended user: what the API role may do, by resource."""
-    permissions = [
-        {
-            "resource": "cases",
-            "actions": ["read", "create", "write", "referral", "receive_referral"],
-        }
-    ]
+    case_actions = ["read", "create", "write", "referral", "receive_referral"]
+    if config.sync_external:
+        case_actions.append("sync_external")
+    permissions: list[dict[str, Any]] = [{"resource": "cases", "actions": case_actions}]
     if config.users_permission:
         permissions.append({"resource": "users", "actions": ["read"]})
+    if config.webhook_permissions:
+        permissions.append({"resource": "webhooks", "actions": list(config.webhook_permissions)})
     return permissions

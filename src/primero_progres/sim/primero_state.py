@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from .primero_config import PrimeroSimConfig
 from .primero_forms import MODULE_IDS, FieldAccess, role_permissions
@@ -58,16 +58,30 @@ USER_HIDDEN = (
     "role_id",
 )
 DEFAULT_PER = 20
+#: the unique_id of the role the simulated API users have
+API_ROLE_UNIQUE_ID = "role-primero-progres-api"
+#: ``AuditLog`` webhook statuses (``app/models/audit_log.rb``)
+SENDING, SENT, FAILED, SYNCED = "sending", "sent", "failed", "synced"
+SaveAction = Literal["create", "update"]
 
 
 class SimError(Exception):
     """An answer in Primero's error envelope."""
 
-    def __init__(self, status: int, message: Any, *, detail: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: Any,
+        *,
+        detail: Any = None,
+        more: Iterable[tuple[Any, Any]] = (),
+    ) -> None:
         super().__init__(status)
         self.status = status
         self.message = message
         self.detail = detail
+        #: further ``(message, detail)`` items of the envelope (one per invalid attribute)
+        self.more = list(more)
 
 
 def _now_date() -> str:
@@ -98,6 +112,16 @@ class PrimeroState:
         #: the ``per`` cap (1000 from v2.11); None reproduces v2.10 and earlier
         self.max_per = max_per
         self._next_user_id = 1
+        #: registered webhooks by id (``sim/primero_webhooks.py``)
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        #: the ``webhook`` audit log of each case: ``mark_synced`` PATCHes and webhook sends
+        self.audit: dict[str, list[dict[str, Any]]] = {}
+        #: every webhook POST attempted (never its body), for tests
+        self.deliveries: list[dict[str, Any]] = []
+        #: bumped by ``reset``: a delivery begun before it records nothing after it
+        self.generation = 0
+        #: called, under the lock, after every save of a case (``after_create``/``after_update``)
+        self.on_case_saved: Callable[[str, SaveAction], None] | None = None
 
     # ------------------------------------------------------------ housekeeping
 
@@ -117,6 +141,10 @@ class PrimeroState:
             self.referrals.clear()
             self.users.clear()
             self.journal.clear()
+            self.webhooks.clear()
+            self.audit.clear()
+            self.deliveries.clear()
+            self.generation += 1
             self.access = FieldAccess(self._initial_config)
             self._next_user_id = 1
             for user_name in sorted(self.api_users):
@@ -269,9 +297,15 @@ class PrimeroState:
             }
 
     def get_case(self, record_id: str, user_name: str | None = None) -> dict[str, Any]:
+        """``GET /api/v2/cases/:id``; with ``sync_external``, the computed ``sync_status`` and
+        ``synced_at`` too (``RecordDataService::COMPUTED_FIELDS``, nil ones left out)."""
         with self.lock:
             case = self._case(record_id, user_name)
-            return {"data": self.render_case(case, readable_only=True)}
+            body = self.render_case(case, readable_only=True)
+            if self.config.sync_external:
+                status = self.sync_status(record_id)
+                body.update({k: v for k, v in status.items() if v is not None})
+            return {"data": body}
 
     def _permitted(self, data: Mapping[str, Any], module_id: Any) -> dict[str, Any]:
         """Strong params, then the JSON schema: dropped silently, or a 422 with pointers."""
@@ -319,6 +353,7 @@ class PrimeroState:
             assign_row_ids(case)
             refresh_associated(case)
             self.cases[case["id"]] = case
+            self._saved(case, "create")
             return None if client_id else {"data": self.render_case(case, readable_only=True)}
 
     def patch_case(
@@ -327,7 +362,8 @@ class PrimeroState:
         """``PATCH /api/v2/cases/:id``: merge, then answer with the changed fields only.
 
         Fields are permitted by the case's *current* module; a ``module_id`` in the body is
-        accepted and moves the case to that module, as Primero does.
+        accepted and moves the case to that module, as Primero does. ``mark_synced*``
+        (with ``sync_external``) go to the case's audit log, not into the case.
         """
         if not isinstance(data, dict):
             raise SimError(422, "param is missing or the value is empty: data")
@@ -342,9 +378,11 @@ class PrimeroState:
             merged = merge(case, update)
             assign_row_ids(merged)
             refresh_associated(merged)
+            self._log_sync_status(merged)
             changed = [key for key in merged if merged.get(key) != case.get(key)]
             merged["last_updated_at"] = self.clock.after(case.get("last_updated_at"))
             self.cases[record_id] = merged
+            self._saved(merged, "update")
             body = {
                 key: copy.deepcopy(merged[key]) for key in changed if self.access.can_read(key)
             }
@@ -356,7 +394,73 @@ class PrimeroState:
             return {"data": body}
 
     def touch(self, case: dict[str, Any]) -> None:
+        """The case was saved by another change (a referral, a user's action)."""
         case["last_updated_at"] = self.clock.after(case.get("last_updated_at"))
+        self._saved(case, "update")
+
+    def _saved(self, case: Mapping[str, Any], action: SaveAction) -> None:
+        if self.on_case_saved is not None:
+            self.on_case_saved(str(case["id"]), action)
+
+    # ------------------------------------------------------------ sync status (Webhookable)
+
+    def record_audit(self, record_id: str, resource_url: Any, status: str) -> dict[str, Any]:
+        """A ``webhook`` entry of the case's audit log; the caller may update its status."""
+        with self.lock:
+            entry = {
+                "action": "webhook",
+                "record_type": "case",
+                "record_id": record_id,
+                "resource_url": resource_url,
+                "webhook_status": status,
+                "timestamp": self.clock.after(None),
+            }
+            self.audit.setdefault(record_id, []).append(entry)
+            return entry
+
+    def _log_sync_status(self, case: dict[str, Any]) -> None:
+        """``Webhookable#log_sync_status`` then ``clean_sync_attributes``, before the update.
+
+        Logged when ``mark_synced_status`` is present or ``mark_synced`` is true (Ruby's
+        ``present?``: false and blank strings are not); the status is ``mark_synced_status``,
+        else ``synced`` or ``failed`` by ``mark_synced``.
+        """
+        status, synced = case.get("mark_synced_status"), case.get("mark_synced")
+        if not (_present(status) or synced is True):
+            return
+        if status is None:
+            status = SYNCED if synced else FAILED
+        self.record_audit(case["id"], case.get("mark_synced_url"), str(status))
+        for key in ("mark_synced", "mark_synced_url", "mark_synced_status"):
+            case.pop(key, None)
+
+    def sync_status(self, record_id: str) -> dict[str, Any]:
+        """``Webhookable#sync_status`` and ``#synced_at``: the latest entry per destination;
+        the newest of those gives the status, the newest ``synced`` one the time.
+
+        An entry without ``resource_url`` never counts: Primero's query joins on it, and
+        SQL's NULL equals nothing (a ``mark_synced`` without ``mark_synced_url`` is invisible).
+        """
+        with self.lock:
+            latest: dict[Any, dict[str, Any]] = {}
+            for entry in self.audit.get(record_id, []):
+                if entry["resource_url"] is None:
+                    continue
+                known = latest.get(entry["resource_url"])
+                if known is None or entry["timestamp"] >= known["timestamp"]:
+                    latest[entry["resource_url"]] = entry
+            ordered = sorted(latest.values(), key=lambda e: e["timestamp"], reverse=True)
+            synced = next((e for e in ordered if e["webhook_status"] == SYNCED), None)
+            return {
+                "sync_status": ordered[0]["webhook_status"] if ordered else None,
+                "synced_at": synced["timestamp"] if synced else None,
+            }
+
+    def audit_of(self, record_id: str) -> list[dict[str, Any]]:
+        """The case's ``webhook`` audit entries, oldest first (404 for an unknown case)."""
+        with self.lock:
+            self._case(record_id, None)
+            return [dict(entry) for entry in self.audit.get(record_id, [])]
 
     # ------------------------------------------------------------ referrals
 
@@ -590,7 +694,7 @@ class PrimeroState:
     def _role_of_api_user(self, *, extended: bool) -> dict[str, Any]:
         """What ``_user.json.jbuilder`` adds from the role (and, extended, its permissions)."""
         role: dict[str, Any] = {
-            "role_unique_id": "role-primero-progres-api",
+            "role_unique_id": API_ROLE_UNIQUE_ID,
             "role_group_permission": self.config.scope,
             "module_unique_ids": list(MODULE_IDS),
         }
@@ -683,6 +787,17 @@ class PrimeroState:
                 "referral_id": referral["id"],
                 "last_updated_at": case["last_updated_at"],
             }
+
+
+def _present(value: Any) -> bool:
+    """Ruby's ``present?`` for a JSON value: not nil, false, blank string or empty."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list | dict):
+        return bool(value)
+    return True
 
 
 def _positive_int(raw: Any, default: int) -> int:
