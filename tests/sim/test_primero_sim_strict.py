@@ -66,6 +66,7 @@ def test_default_configuration_permits_everything(sim: httpx.Client) -> None:
             "primeromodule-mrm": ["case"],
         },
         "webhook_auth": {"type": None, "secret": None},
+        "webhook_content_type": "application/x-www-form-urlencoded",
         "hostname": "primero.example.org",
     }
 

@@ -373,6 +373,19 @@ def test_the_configured_auth_is_sent_with_primeros_content_type(
     assert json.loads(request["raw"])["data"]["record_type"] == "case"
 
 
+def test_from_v2_15_the_posts_carry_no_content_type(
+    api: httpx.Client, sim: httpx.Client, receiver: tuple[str, Receiver]
+) -> None:
+    url, hooks = receiver
+    configure(sim, webhook_content_type=None)
+    register(api, f"{url}/hook/create", events="case.create")
+    create_case(api)
+    settle(sim)
+    [request] = hooks.requests
+    assert "content-type" not in request["headers"]
+    assert json.loads(request["raw"])["data"]["record_type"] == "case"
+
+
 @pytest.mark.parametrize(
     "auth", [{"type": "api_key"}, {"type": "basic_auth", "secret": ""}, {"type": "token"}]
 )

@@ -114,6 +114,12 @@ class PrimeroSimConfig(BaseModel):
     webhook_auth: WebhookAuth = Field(
         default_factory=WebhookAuth, description="how the webhook POSTs authenticate"
     )
+    webhook_content_type: str | None = Field(
+        default="application/x-www-form-urlencoded",
+        description="the Content-Type of the webhook POSTs, whose body is JSON all the same: "
+        "Primero sets none, and Ruby's Net::HTTP supplied this one until net-http 0.7 "
+        "(Primero v2.14 and earlier); null: none, as from Primero v2.15",
+    )
     hostname: str = Field(
         default="primero.example.org",
         min_length=1,

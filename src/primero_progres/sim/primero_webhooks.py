@@ -14,8 +14,9 @@ What the real API does that a client must expect, reproduced here:
 * ``url`` is unique (409), a client ``id`` is ignored and answered with 204, no body;
 * ``auth_type``/``auth_secret`` cannot be set through the API (``webhook_auth`` of the
   simulator's configuration stands for an administrator setting them in the database);
-* the POST is sent once, never retried; its body is JSON but, as Ruby's ``Net::HTTP``
-  supplies when Faraday sets none, with ``Content-Type: application/x-www-form-urlencoded``.
+* the POST is sent once, never retried; its body is JSON, but Primero sets no content type:
+  Ruby's ``Net::HTTP`` supplied ``application/x-www-form-urlencoded`` until net-http 0.7
+  (Primero v2.14 and earlier), and sends none since (v2.15): ``webhook_content_type``.
 
 Deliveries run on a small thread pool with their own blocking HTTP client, never on the
 event loop that serves the API: an API answer never waits for a webhook, and a receiver
@@ -69,12 +70,8 @@ WEBHOOK_CORE_FIELDS = frozenset(
 _SCALAR_PARAMS = ("id", "events", "url", "role_unique_id")
 #: the fault rule method that drops webhook POSTs (its ``path`` is a prefix of the URL)
 DROP_METHOD = "WEBHOOK"
-#: what Faraday over ``Net::HTTP`` sends when the caller sets no content type
-WEBHOOK_HEADERS = {
-    "Content-Type": "application/x-www-form-urlencoded",
-    "User-Agent": "Faraday v2.9.0",
-    "Accept": "*/*",
-}
+#: what Faraday (0.17, Primero up to v2.14) over ``Net::HTTP`` sends besides the body
+WEBHOOK_HEADERS = {"User-Agent": "Faraday v0.17.6", "Accept": "*/*"}
 
 
 def _blank(value: Any) -> bool:
@@ -317,8 +314,11 @@ class WebhookDispatcher:
         if http is None:  # closed meanwhile
             delivery.update(outcome="error", error="closed")
             return
-        auth = self.state.config.webhook_auth
+        config = self.state.config
+        auth = config.webhook_auth
         headers = dict(WEBHOOK_HEADERS)
+        if config.webhook_content_type is not None:
+            headers["Content-Type"] = config.webhook_content_type
         if auth.type == "api_key" and auth.secret:
             headers["x-api-key"] = auth.secret
         elif auth.type == "basic_auth" and auth.secret:
