@@ -207,6 +207,8 @@ class WebhookDispatcher:
 
     def notify(self, record_id: str, action: SaveAction) -> None:
         """Queue a ``WebhookJob`` for this save; never blocks (called under the state lock)."""
+        if not self.state.webhooks:  # the job would find none: spare the threads
+            return
         with self._idle:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self._workers, "primero-sim-webhook")
