@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -15,39 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from primero_progres.cli import app as cli_app
-from primero_progres.sim.common import free_port
+from sim_process import simulate
 from tls_helpers import make_tls_files
 
 KEY = "cli-key"
 
 
-@contextmanager
-def simulator(*args: str, verify: ssl.SSLContext | bool = True) -> Iterator[str]:
-    """Start the command in a child process, wait until it answers, stop it afterwards."""
-    port = free_port()
-    command = [sys.executable, "-m", "primero_progres.cli", "simulate", "dtp"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--subscription-key", KEY, *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    scheme = "https" if "--tls-cert" in args else "http"
-    url = f"{scheme}://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                httpx.get(f"{url}/_sim/bridge", verify=verify, timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+def simulator(*args: str, verify: ssl.SSLContext | bool = True) -> AbstractContextManager[str]:
+    """The DTP simulator in a child process, with the test's subscription key."""
+    return simulate("dtp", "--subscription-key", KEY, *args, ready="/_sim/bridge", verify=verify)
 
 
 def test_plain_simulator_checks_the_key_and_records() -> None:

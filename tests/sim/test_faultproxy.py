@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +15,7 @@ from primero_progres.peers.errors import TransientPeerError
 from primero_progres.sim.common import ServerThread, free_port, serve_in_thread
 from primero_progres.sim.dtp import DTPState, create_app
 from primero_progres.sim.faultproxy import FAULT_KINDS, FaultPolicy, FaultProxy
+from sim_process import simulate
 
 KEY = "proxy-test-key"
 HEADERS = {"Ocp-Apim-Subscription-Key": KEY}
@@ -56,25 +54,15 @@ def reset_by_peer(exc: BaseException) -> bool:
 # ---------------------------------------------------------------- each fault, as a client sees it
 
 
-def test_reset_before_forwarding_is_a_real_reset_and_the_peer_never_sees_it(
-    proxy: FaultProxy, dtp: tuple[ServerThread, DTPState]
+@pytest.mark.parametrize(("kind", "reached"), [("reset_before", 0), ("reset_after", 1)])
+def test_a_reset_is_a_real_one_before_or_after_the_peer_processed_the_request(
+    proxy: FaultProxy, dtp: tuple[ServerThread, DTPState], kind: str, reached: int
 ) -> None:
-    proxy.set_policy(FaultPolicy(rates={"reset_before": 1.0}))
+    proxy.set_policy(FaultPolicy(rates={kind: 1.0}))
     with pytest.raises(httpx.ReadError) as caught:
         send(proxy.url)
     assert reset_by_peer(caught.value)
-    assert dtp[1].messages == []
-
-
-def test_reset_after_forwarding_loses_the_answer_of_a_request_the_peer_processed(
-    proxy: FaultProxy, dtp: tuple[ServerThread, DTPState]
-) -> None:
-    proxy.set_policy(FaultPolicy(rates={"reset_after": 1.0}))
-    with pytest.raises(httpx.ReadError) as caught:
-        send(proxy.url)
-    assert reset_by_peer(caught.value)
-    [message] = dtp[1].messages
-    assert message.body == DECISION
+    assert [m.body for m in dtp[1].messages] == [DECISION] * reached
 
 
 @pytest.mark.parametrize("kind", STATUS_KINDS)
@@ -304,33 +292,14 @@ def test_unknown_control_route_is_404(proxy: FaultProxy) -> None:
 
 
 def test_simulate_proxy_command(dtp: tuple[ServerThread, DTPState]) -> None:
-    port = free_port()
-    command = [sys.executable, "-m", "primero_progres.cli", "simulate", "proxy"]
-    args = ["--upstream", dtp[0].url, "--port", str(port), "--seed", "9", "--rate", "1"]
-    process = subprocess.Popen(
-        [*command, *args, "--kind", "status_503", "--retry-after", "4"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                policy = httpx.get(f"{url}/_proxy/faults", timeout=1).json()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+    args = ["--upstream", dtp[0].url, "--seed", "9", "--rate", "1", "--kind", "status_503"]
+    with simulate("proxy", *args, "--retry-after", "4", ready="/_proxy/faults") as url:
+        policy = httpx.get(f"{url}/_proxy/faults").json()
         assert policy["rates"] == {"status_503": 1.0}
         assert policy["seed"] == 9 and policy["retry_after"] == 4
         assert send(url).status_code == 503
         httpx.patch(f"{url}/_proxy/faults", json={"enabled": False})
         assert send(url).status_code == 200
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_simulate_proxy_refuses_an_unknown_kind() -> None:

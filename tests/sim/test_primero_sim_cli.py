@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -15,33 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from primero_progres.cli import app as cli_app
-from primero_progres.sim.common import free_port
+from sim_process import simulate
 
 RECORD_ID = "406b539a-e662-425e-810b-47e4fa7da496"
 
 
-@contextmanager
-def primero_sim_process(*args: str) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "primero_progres.cli", "simulate", "primero"]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                httpx.get(f"{url}/_sim/journal", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "simulator did not start"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+def primero_sim_process(*args: str) -> AbstractContextManager[str]:
+    return simulate("primero", *args, ready="/_sim/journal")
 
 
 def test_standalone_simulator_serves_seeded_cases_to_its_user(tmp_path: Path) -> None:

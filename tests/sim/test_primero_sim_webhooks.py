@@ -156,8 +156,13 @@ def test_a_second_webhook_for_the_same_url_is_409(api: httpx.Client) -> None:
     register(api, "https://bridge.example.org/hook")
     response = api.post(
         "/webhooks",
-        json={"data": {"events": "case.create", "url": "https://bridge.example.org/hook",
-                       "role_unique_id": API_ROLE}},
+        json={
+            "data": {
+                "events": "case.create",
+                "url": "https://bridge.example.org/hook",
+                "role_unique_id": API_ROLE,
+            }
+        },
     )
     assert response.status_code == 409
     [error] = response.json()["errors"]
@@ -272,8 +277,16 @@ def test_the_body_holds_only_the_core_fields_and_the_readable_ones(
     settle(sim)
     [body] = hooks.bodies()
     assert set(body["data"]) == {
-        "record_id", "record_type", "hostname", "last_updated_at",
-        "id", "status", "record_state", "created_at", "owned_by", "module_id",
+        "record_id",
+        "record_type",
+        "hostname",
+        "last_updated_at",
+        "id",
+        "status",
+        "record_state",
+        "created_at",
+        "owned_by",
+        "module_id",
         "sex",
     }
 
@@ -285,21 +298,32 @@ def test_case_create_events_and_every_kind_of_update(
     register(api, f"{url}/hook/create", events="case.create")
     register(api, f"{url}/hook/update")
     sim.post("/seed", json={"users": [{"user_name": "unhcr_cw"}, {"user_name": "fp"}]})
-    case = create_case(api, consent_for_services=True, disclosure_other_orgs=True,
-                       services_section=[{"unique_id": ROW, "service_type": "x"}])
+    case = create_case(
+        api,
+        consent_for_services=True,
+        disclosure_other_orgs=True,
+        services_section=[{"unique_id": ROW, "service_type": "x"}],
+    )
     settle(sim)
     assert [r["name"] for r in hooks.requests] == ["create"]
     api.patch(f"/cases/{case['id']}", json={"data": {"age": 3}})
-    sim.post("/actions/decide-service", json={
-        "case_record_id": case["id"], "service_unique_id": ROW, "status": "accepted"})
-    sim.post("/actions/refer-to-unhcr", json={
-        "case_record_id": case["id"], "transitioned_to": "unhcr_cw", "service": {}})
-    referral = api.post(f"/cases/{case['id']}/referrals",
-                        json={"data": {"transitioned_to": "fp"}}).json()["data"]
-    api.patch(f"/cases/{case['id']}/referrals/{referral['id']}",
-              json={"data": {"status": "accepted"}})
-    api.patch(f"/cases/{case['id']}/referrals/{referral['id']}",
-              json={"data": {"status": "accepted"}})  # a no-op saves nothing
+    sim.post(
+        "/actions/decide-service",
+        json={"case_record_id": case["id"], "service_unique_id": ROW, "status": "accepted"},
+    )
+    sim.post(
+        "/actions/refer-to-unhcr",
+        json={"case_record_id": case["id"], "transitioned_to": "unhcr_cw", "service": {}},
+    )
+    referral = api.post(
+        f"/cases/{case['id']}/referrals", json={"data": {"transitioned_to": "fp"}}
+    ).json()["data"]
+    api.patch(
+        f"/cases/{case['id']}/referrals/{referral['id']}", json={"data": {"status": "accepted"}}
+    )
+    api.patch(
+        f"/cases/{case['id']}/referrals/{referral['id']}", json={"data": {"status": "accepted"}}
+    )  # a no-op saves nothing
     api.delete(f"/cases/{case['id']}/referrals/{referral['id']}")
     settle(sim)
     names = [r["name"] for r in hooks.requests]
@@ -325,8 +349,16 @@ def test_a_webhook_for_an_unknown_role_sends_nothing_and_stays_sending(
     api: httpx.Client, sim: httpx.Client, receiver: tuple[str, Receiver]
 ) -> None:
     url, hooks = receiver
-    api.post("/webhooks", json={"data": {"events": "case.create", "url": f"{url}/hook/x",
-                                         "role_unique_id": "role-nobody"}})
+    api.post(
+        "/webhooks",
+        json={
+            "data": {
+                "events": "case.create",
+                "url": f"{url}/hook/x",
+                "role_unique_id": "role-nobody",
+            }
+        },
+    )
     case = create_case(api)
     settle(sim)
     assert hooks.requests == []
@@ -337,6 +369,20 @@ def test_a_webhook_for_an_unknown_role_sends_nothing_and_stays_sending(
 
 
 # ---------------------------------------------------------------- how it is posted
+
+
+def post_of_a_new_case(
+    api: httpx.Client, sim: httpx.Client, receiver: tuple[str, Receiver], **config: Any
+) -> dict[str, Any]:
+    """The one POST a case.create webhook receives, with the simulator configured so."""
+    url, hooks = receiver
+    configure(sim, **config)
+    register(api, f"{url}/hook/create", events="case.create")
+    create_case(api)
+    settle(sim)
+    [request] = hooks.requests
+    assert json.loads(request["raw"])["data"]["record_type"] == "case"
+    return request
 
 
 @pytest.mark.parametrize(
@@ -361,29 +407,16 @@ def test_the_configured_auth_is_sent_with_primeros_content_type(
     auth: dict[str, Any],
     expected: dict[str, str],
 ) -> None:
-    url, hooks = receiver
-    configure(sim, webhook_auth=auth)
-    register(api, f"{url}/hook/create", events="case.create")
-    create_case(api)
-    settle(sim)
-    [request] = hooks.requests
-    headers = request["headers"]
+    headers = post_of_a_new_case(api, sim, receiver, webhook_auth=auth)["headers"]
     assert {k: headers.get(k) for k in ("x-api-key", "authorization") if k in headers} == expected
     assert headers["content-type"] == "application/x-www-form-urlencoded"
-    assert json.loads(request["raw"])["data"]["record_type"] == "case"
 
 
 def test_from_v2_15_the_posts_carry_no_content_type(
     api: httpx.Client, sim: httpx.Client, receiver: tuple[str, Receiver]
 ) -> None:
-    url, hooks = receiver
-    configure(sim, webhook_content_type=None)
-    register(api, f"{url}/hook/create", events="case.create")
-    create_case(api)
-    settle(sim)
-    [request] = hooks.requests
+    request = post_of_a_new_case(api, sim, receiver, webhook_content_type=None)
     assert "content-type" not in request["headers"]
-    assert json.loads(request["raw"])["data"]["record_type"] == "case"
 
 
 @pytest.mark.parametrize(
@@ -490,9 +523,16 @@ async def test_a_receiver_in_the_callers_event_loop_may_read_the_case_back(
         async with httpx.AsyncClient(
             base_url=primero_sim.url + "/api/v2", auth=auth, timeout=10
         ) as api:
-            await api.post("/webhooks", json={"data": {
-                "events": "case.create", "url": f"http://127.0.0.1:{port}/hook",
-                "role_unique_id": API_ROLE}})
+            await api.post(
+                "/webhooks",
+                json={
+                    "data": {
+                        "events": "case.create",
+                        "url": f"http://127.0.0.1:{port}/hook",
+                        "role_unique_id": API_ROLE,
+                    }
+                },
+            )
             created = await api.post("/cases", json={"data": {"module_id": CP}})
             assert created.status_code == 200
             await asyncio.wait_for(done.wait(), 30)
@@ -509,8 +549,9 @@ def test_mark_synced_is_audited_with_its_url_and_time_and_not_kept_in_the_case(
     api: httpx.Client, sim: httpx.Client
 ) -> None:
     case = create_case(api)
-    response = api.patch(f"/cases/{case['id']}", json={
-        "data": {"mark_synced": True, "mark_synced_url": DTP_URL}})
+    response = api.patch(
+        f"/cases/{case['id']}", json={"data": {"mark_synced": True, "mark_synced_url": DTP_URL}}
+    )
     assert response.status_code == 200
     assert not {"mark_synced", "mark_synced_url"} & set(response.json()["data"])
     [entry] = sim.get(f"/cases/{case['id']}/audit").json()
@@ -546,8 +587,10 @@ def test_the_latest_entry_wins_and_synced_at_keeps_the_last_synced_time(
 ) -> None:
     case = create_case(api)
     for status in ("failed", "synced"):
-        api.patch(f"/cases/{case['id']}", json={
-            "data": {"mark_synced_status": status, "mark_synced_url": DTP_URL}})
+        api.patch(
+            f"/cases/{case['id']}",
+            json={"data": {"mark_synced_status": status, "mark_synced_url": DTP_URL}},
+        )
     entries = sim.get(f"/cases/{case['id']}/audit").json()
     assert [e["webhook_status"] for e in entries] == ["failed", "synced"]
     assert entries[0]["timestamp"] < entries[1]["timestamp"]
@@ -579,8 +622,10 @@ def test_without_sync_external_the_fields_are_dropped_silently(
 ) -> None:
     case = create_case(api)
     configure(sim, sync_external=False)
-    response = api.patch(f"/cases/{case['id']}", json={
-        "data": {"mark_synced": True, "mark_synced_url": DTP_URL, "age": 5}})
+    response = api.patch(
+        f"/cases/{case['id']}",
+        json={"data": {"mark_synced": True, "mark_synced_url": DTP_URL, "age": 5}},
+    )
     assert response.status_code == 200
     assert sim.get(f"/cases/{case['id']}/audit").json() == []
     shown = api.get(f"/cases/{case['id']}").json()["data"]
@@ -594,8 +639,10 @@ def test_without_sync_external_the_fields_are_dropped_silently(
         ({"mark_synced": "true"}, ["/mark_synced"]),
         ({"mark_synced": None}, ["/mark_synced"]),
         ({"mark_synced": True, "mark_synced_url": 5}, ["/mark_synced_url"]),
-        ({"mark_synced_status": ["synced"], "mark_synced_url": {}},
-         ["/mark_synced_status", "/mark_synced_url"]),
+        (
+            {"mark_synced_status": ["synced"], "mark_synced_url": {}},
+            ["/mark_synced_status", "/mark_synced_url"],
+        ),
     ],
 )
 def test_sync_fields_of_the_wrong_type_are_invalid_record_json(
@@ -616,8 +663,9 @@ def test_marking_synced_is_an_update_its_webhook_then_shows_as_the_status(
     url, hooks = receiver
     register(api, f"{url}/hook/update")
     case = create_case(api)
-    api.patch(f"/cases/{case['id']}", json={
-        "data": {"mark_synced": True, "mark_synced_url": DTP_URL}})
+    api.patch(
+        f"/cases/{case['id']}", json={"data": {"mark_synced": True, "mark_synced_url": DTP_URL}}
+    )
     settle(sim)
     assert len(hooks.requests) == 1
     entries = sim.get(f"/cases/{case['id']}/audit").json()
