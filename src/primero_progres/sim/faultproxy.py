@@ -423,7 +423,7 @@ class FaultProxy:
     def _count(self, outcome: str, exchange: _Exchange) -> None:
         self._faults.count(outcome)
         if outcome != "forwarded":
-            log.info(
+            log.debug(
                 "fault_proxy_fault", outcome=outcome, method=exchange.method, path=exchange.path
             )
 
