@@ -138,7 +138,7 @@ class FakeStore:
         self.busy: set[str] = set()
         self.held: list[str] = []
 
-    def fingerprint(self, obj: object) -> str:
+    async def fingerprint(self, obj: object) -> str:
         canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(canonical).hexdigest()
 

@@ -43,7 +43,7 @@ async def test_receive_fans_out_one_apply_per_decision(
     applies = fake_store.jobs_of(flow4.APPLY)
     assert [(a.key, dict(a.refs)) for a in applies] == [
         (
-            f"{flow4.APPLY}:{fake_store.fingerprint(item)}",
+            f"{flow4.APPLY}:{await fake_store.fingerprint(item)}",
             {
                 "org_referral_id": ORG_REFERRAL_ID if index == 0 else None,
                 "message_id": "m-1",

@@ -43,9 +43,10 @@ async def test_receive_fans_out_one_delivery_per_intervention(
     await run(flow1.receive, job)  # the same message again: nothing new
 
     delivers = fake_store.jobs_of(flow1.DELIVER)
+    fingerprints = [await fake_store.fingerprint(item) for item in (first, second)]
     assert [(d.key, d.message_id, dict(d.refs)) for d in delivers] == [
         (
-            f"{flow1.DELIVER}:{item['progres_interventionnumber']}:{fake_store.fingerprint(item)}",
+            f"{flow1.DELIVER}:{item['progres_interventionnumber']}:{fingerprints[index]}",
             "m-1",
             {
                 "progres_interventionnumber": item["progres_interventionnumber"],
@@ -57,7 +58,7 @@ async def test_receive_fans_out_one_delivery_per_intervention(
     ]
     assert delivers[0].payload == {
         "intervention": first,
-        "fingerprint": fake_store.fingerprint(first),
+        "fingerprint": fingerprints[0],
     }
     assert fake_store.audit_of("message_fanned_out")[0] == {"message_id": "m-1", "count": 2}
 

@@ -143,7 +143,13 @@ async def test_purge_keeps_a_message_whose_work_is_unfinished(store: Store) -> N
 async def test_upgrade_works_from_any_directory_and_twice(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     from primero_progres.store import Cipher
+    from primero_progres.store.schema import metadata
+    from primero_progres.store.store import MIGRATIONS
 
     monkeypatch.chdir(tmp_path)
     store = await Store.open(db_url, encryption=Cipher.throwaway())
@@ -152,7 +158,11 @@ async def test_upgrade_works_from_any_directory_and_twice(
     async with store.engine.connect() as conn:
         version = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
         tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
-    assert version == "0001"
+        drift = await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), metadata)
+        )
+    assert version == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert drift == [], "the migrations do not create the schema of schema.py"
     assert {
         "inbound_messages",
         "jobs",
@@ -161,6 +171,7 @@ async def test_upgrade_works_from_any_directory_and_twice(
         "cursors",
         "leases",
         "audit_events",
+        "store_keys",
     } <= tables
     await store.close()
 

@@ -1,13 +1,18 @@
-"""AES-256-GCM at rest: round trip, row binding, rotation, bad keys, keyed fingerprints."""
+"""AES-256-GCM at rest: round trip, row binding, rotation, re-sealing, bad keys, keyed
+fingerprints."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import os
 
 import pytest
 
 from primero_progres.errors import ConfigurationError
 from primero_progres.store import Cipher, PayloadUnreadable, generate_key
+from primero_progres.store.crypto import fingerprint, key_id
 
 
 def test_round_trip_and_token_format() -> None:
@@ -61,9 +66,30 @@ def test_bad_keys_are_configuration_errors_naming_the_variable(value: str) -> No
 
 
 def test_fingerprints_are_keyed_and_order_independent() -> None:
-    key = generate_key()
-    one, same = Cipher.from_config(key), Cipher.from_config(key)
-    assert one.fingerprint({"a": 1, "b": [1, 2]}) == same.fingerprint({"b": [1, 2], "a": 1})
-    assert one.fingerprint({"a": 1}) != one.fingerprint({"a": 2})
-    assert one.fingerprint({"a": 1}) != Cipher.throwaway().fingerprint({"a": 1})
-    assert len(one.fingerprint({})) == 64
+    key, other = os.urandom(32), os.urandom(32)
+    assert fingerprint(key, {"a": 1, "b": [1, 2]}) == fingerprint(key, {"b": [1, 2], "a": 1})
+    assert fingerprint(key, {"a": 1}) != fingerprint(key, {"a": 2})
+    assert fingerprint(key, {"a": 1}) != fingerprint(other, {"a": 1})
+    assert len(fingerprint(key, {})) == 64
+    assert fingerprint(key, {"a": 1}) == hmac.new(key, b'{"a":1}', hashlib.sha256).hexdigest()
+
+
+def test_the_fingerprint_key_earlier_versions_used_is_derived_from_each_ring_key() -> None:
+    old, new = generate_key(), generate_key()
+    ring = Cipher.from_config(f"k2:{new},k1:{old}")
+    label = b"primero-progres fingerprint v1"
+    raw_old = base64.urlsafe_b64decode(old)
+    assert ring.derived_fingerprint_key("k1") == hmac.new(raw_old, label, hashlib.sha256).digest()
+    assert ring.derived_fingerprint_key("k2") != ring.derived_fingerprint_key("k1")
+
+
+def test_reseal_moves_a_token_onto_the_current_key_only_if_needed() -> None:
+    old, new = generate_key(), generate_key()
+    token = Cipher.from_config(f"k1:{old}").encrypt({"n": 1}, context="jobs", row_id="r")
+    ring = Cipher.from_config(f"k2:{new},k1:{old}")
+    resealed = ring.reseal(token, context="jobs", row_id="r")
+    assert resealed is not None and key_id(resealed) == "k2" and key_id(token) == "k1"
+    assert Cipher.from_config(f"k2:{new}").decrypt(resealed, context="jobs", row_id="r") == {"n": 1}
+    assert ring.reseal(resealed, context="jobs", row_id="r") is None
+    with pytest.raises(PayloadUnreadable):
+        ring.reseal(token, context="jobs", row_id="another row")

@@ -8,7 +8,7 @@ import pytest
 
 from primero_progres.errors import ConfigurationError
 from primero_progres.settings import DEFAULT_DATABASE_URL, Settings
-from primero_progres.store import generate_key
+from primero_progres.store import PayloadUnreadable, generate_key
 
 KEY = generate_key()
 
@@ -131,4 +131,6 @@ def test_unreadable_secret_file_names_the_variable(
 
 def test_for_tests_makes_a_throwaway_key() -> None:
     one, two = Settings.for_tests(), Settings.for_tests()
-    assert one.cipher().fingerprint({}) != two.cipher().fingerprint({})
+    token = one.cipher().encrypt({}, context="jobs", row_id="r")
+    with pytest.raises(PayloadUnreadable):
+        two.cipher().decrypt(token, context="jobs", row_id="r")

@@ -35,10 +35,11 @@ async def receive(rt: Runtime, ctx: StepContext) -> None:
     read = await read_inbound(rt, ctx, mapping.read_message)
     for index, item in enumerate(read.interventions):
         decision = mapping.read_decision(item, rt.profile)
+        fingerprint = await rt.store.fingerprint(item)
         ctx.enqueue(
             APPLY,
             {"decision": item},
-            key=f"{APPLY}:{rt.store.fingerprint(item)}",
+            key=f"{APPLY}:{fingerprint}",
             refs={
                 "org_referral_id": getattr(decision, "org_referral_id", None),
                 "message_id": ctx.job.message_id,

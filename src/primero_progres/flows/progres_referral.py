@@ -56,7 +56,7 @@ async def receive(rt: Runtime, ctx: StepContext) -> None:
     message_id = ctx.job.message_id
     for index, intervention in enumerate(read.interventions):
         number = mapping.intervention_number(intervention)
-        fingerprint = rt.store.fingerprint(intervention)
+        fingerprint = await rt.store.fingerprint(intervention)
         key = f"{DELIVER}:{number}:{fingerprint}" if number else f"{DELIVER}:{message_id}:{index}"
         ctx.enqueue(
             DELIVER,

@@ -1,4 +1,5 @@
-"""The durable state: schema, migrations, job queue, ledger, cursors, leases, audit, crypto.
+"""The durable state: schema, migrations, job queue, ledger, cursors, leases, audit, crypto,
+the store's own keys.
 
 Nothing outside this package opens a connection or names a table: everything goes through
 ``Store`` and its parts, and a flow step's writes are typed commands (``step.py``).
@@ -8,6 +9,7 @@ from .backup import BackupResult, BackupTargetExists, BackupUnsupported, backup_
 from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
 from .crypto import Cipher, PayloadUnreadable, generate_key
 from .jobs import UnreadableJob
+from .keys import FingerprintKeyUnreadable, KeyUsage, RotationResult
 from .leases import LeaseBusy
 from .messages import Receipt
 from .models import (
@@ -49,12 +51,14 @@ __all__ = [
     "EnqueueResult",
     "Exchange",
     "ExchangeEvent",
+    "FingerprintKeyUnreadable",
     "Flow",
     "FlowStore",
     "Handler",
     "InboundMessage",
     "Job",
     "JobState",
+    "KeyUsage",
     "LeaseBusy",
     "LedgerEvent",
     "LedgerRecord",
@@ -62,6 +66,7 @@ __all__ = [
     "PayloadUnreadable",
     "PurgeResult",
     "Receipt",
+    "RotationResult",
     "StepBuffer",
     "StepContext",
     "Store",

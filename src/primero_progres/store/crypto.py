@@ -5,6 +5,9 @@ Payloads are sealed with AES-256-GCM. The stored token is
 first key of the ring encrypts, any key of the ring decrypts. The associated
 data binds a token to its table and row id, so a ciphertext copied onto another
 row does not decrypt.
+
+Fingerprints (keyed content hashes) use their own key, which the store keeps sealed in the
+database (``keys.py``) so that it survives a rotation; ``fingerprint`` takes it as an argument.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ VERSION = "v1"
 DEFAULT_KEY_ID = "default"
 _KID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _ENV = "PRIMERO_PROGRES_ENCRYPTION_KEY"
+#: the label earlier versions derived the fingerprint key from the current encryption key with
+_FINGERPRINT_LABEL = b"primero-progres fingerprint v1"
 
 
 class PayloadUnreadable(PermanentError):
@@ -73,10 +78,10 @@ class Cipher:
                 )
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self.current = current
-        # A separate key for fingerprints so content hashes of personal data cannot be guessed.
-        self._fingerprint_key = hmac.new(
-            keys[current], b"primero-progres fingerprint v1", hashlib.sha256
-        ).digest()
+        self._derived = {
+            kid: hmac.new(key, _FINGERPRINT_LABEL, hashlib.sha256).digest()
+            for kid, key in keys.items()
+        }
 
     @classmethod
     def from_config(cls, value: str) -> Cipher:
@@ -140,6 +145,29 @@ class Cipher:
             ) from exc
         return json.loads(plain)
 
-    def fingerprint(self, obj: Any) -> str:
-        """HMAC-SHA256 of the canonical JSON: equal content, equal fingerprint; not guessable."""
-        return hmac.new(self._fingerprint_key, canonical_json(obj), hashlib.sha256).hexdigest()
+    def reseal(self, token: str, *, context: str, row_id: str) -> str | None:
+        """``token`` sealed again under the current key; None if it already is."""
+        if key_id(token) == self.current:
+            return None
+        plain = self.decrypt(token, context=context, row_id=row_id)
+        return self.encrypt(plain, context=context, row_id=row_id)
+
+    def derived_fingerprint_key(self, kid: str) -> bytes:
+        """The fingerprint key earlier versions derived from key ``kid`` while it was current
+        (before the store kept its own): what an existing deployment's fingerprints used."""
+        return self._derived[kid]
+
+
+def key_id(token: str) -> str:
+    """The id of the key a token is sealed with (not checked against any ring)."""
+    return token.split(":", 2)[1] if token.count(":") >= 2 else ""
+
+
+def token_prefix(kid: str) -> str:
+    """How every token sealed with key ``kid`` starts."""
+    return f"{VERSION}:{kid}:"
+
+
+def fingerprint(key: bytes, obj: Any) -> str:
+    """HMAC-SHA256 of the canonical JSON: equal content, equal fingerprint; not guessable."""
+    return hmac.new(key, canonical_json(obj), hashlib.sha256).hexdigest()

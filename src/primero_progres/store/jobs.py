@@ -25,7 +25,7 @@ from .models import DeadReason, EnqueueResult, Job, JobState
 from .schema import inbound_messages, jobs
 from .vocabulary import AuditEvent, flow_of
 
-PAYLOAD_CONTEXT = "jobs"
+PAYLOAD_CONTEXT = jobs.name
 
 #: applies a step's commands in the caller's transaction (``Store`` provides it)
 CommandWriter = Callable[[AsyncConnection, datetime, Sequence[Command]], Awaitable[None]]

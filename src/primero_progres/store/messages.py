@@ -16,11 +16,12 @@ from .commands import AuditRecord, Enqueue
 from .database import Database
 from .dialect import upsert_insert
 from .jobs import JobQueue
+from .keys import Keys
 from .models import UNFINISHED, InboundMessage
 from .schema import inbound_messages, jobs
 from .vocabulary import AuditEvent, Flow, job_kind
 
-PAYLOAD_CONTEXT = "inbound_messages"
+PAYLOAD_CONTEXT = inbound_messages.name
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,11 @@ def _message(row: Any) -> InboundMessage:
 class Messages:
     """``store.messages``: the inbox's durable side."""
 
-    def __init__(self, db: Database, queue: JobQueue, audit: AuditLog) -> None:
+    def __init__(self, db: Database, queue: JobQueue, audit: AuditLog, keys: Keys) -> None:
         self._db = db
         self._jobs = queue
         self._audit = audit
+        self._keys = keys
 
     async def receive(
         self,
@@ -64,7 +66,7 @@ class Messages:
         duplicate answered with the first message's id and no new work."""
         now = self._db.now()
         message_id = str(uuid.uuid4())
-        fingerprint = self._db.cipher.fingerprint(message)
+        fingerprint = await self._keys.fingerprint(message)
         async with self._db.engine.begin() as conn:
             result = await conn.execute(
                 upsert_insert(conn, inbound_messages)

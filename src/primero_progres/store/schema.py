@@ -1,7 +1,8 @@
 """The tables of the durable state. Migrations in ``migrations/`` create the same schema.
 
 Rows hold system IDs, codes and statuses in clear; anything personal lives only in
-the ``payload`` columns, encrypted (see ``crypto.py``).
+the ``payload`` columns, encrypted (see ``crypto.py``), and so do the store's own keys
+(``store_keys``).
 """
 
 from __future__ import annotations
@@ -130,4 +131,17 @@ audit_events = sa.Table(
     sa.Column("ids", sa.JSON, nullable=False),
 )
 
+store_keys = sa.Table(
+    "store_keys",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 ID_COLUMNS = _ID_COLUMNS
+
+#: every table with an encrypted ``payload`` column (the tokens' context is the table's name,
+#: their row id the primary key): ``rotate-key`` re-seals exactly these
+SEALED_TABLES = (inbound_messages, jobs, store_keys)

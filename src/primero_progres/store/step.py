@@ -106,7 +106,7 @@ class FlowStore(Protocol):
     @property
     def messages(self) -> MessageView: ...
 
-    def fingerprint(self, obj: object) -> str:
+    async def fingerprint(self, obj: object) -> str:
         """Keyed content hash: equal content, equal fingerprint; not guessable from the data."""
         ...
 

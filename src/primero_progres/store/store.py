@@ -1,7 +1,7 @@
 """The Store: the only owner of connections and tables, for both SQLite and PostgreSQL.
 
 Each part of the durable state has one API here (``store.jobs``, ``.polls``, ``.ledger``,
-``.cursors``, ``.leases``, ``.messages``, ``.audit``); writes a step asks for are typed
+``.cursors``, ``.leases``, ``.messages``, ``.audit``, ``.keys``); writes a step asks for are typed
 commands (``commands.py``) applied in one transaction.
 """
 
@@ -24,6 +24,7 @@ from .cursors import Cursors
 from .database import Clock, Database, utcnow
 from .engine import create_engine
 from .jobs import JobQueue
+from .keys import Keys
 from .leases import Leases
 from .ledger import Ledger
 from .messages import Messages
@@ -44,7 +45,8 @@ class Store:
         self.cursors = Cursors(self._db)
         self.leases = Leases(self._db)
         self.jobs = JobQueue(self._db, self.audit, self._write)
-        self.messages = Messages(self._db, self.jobs, self.audit)
+        self.keys = Keys(self._db, self.audit)
+        self.messages = Messages(self._db, self.jobs, self.audit, self.keys)
         self.polls = Polls(self._db, self.jobs, self.leases)
 
     @classmethod
@@ -69,9 +71,10 @@ class Store:
     def now(self) -> datetime:
         return self._db.now()
 
-    def fingerprint(self, obj: object) -> str:
-        """Keyed content hash (HMAC-SHA256 of canonical JSON): not guessable from the data."""
-        return self.cipher.fingerprint(obj)
+    async def fingerprint(self, obj: object) -> str:
+        """Keyed content hash (HMAC-SHA256 of canonical JSON): not guessable from the data, and
+        the same before and after an encryption-key rotation."""
+        return await self.keys.fingerprint(obj)
 
     async def apply(self, commands: Sequence[Command]) -> None:
         """Apply ``commands`` in one transaction, outside any job (operator actions, imports)."""

@@ -67,6 +67,11 @@ class AuditEvent(StrEnum):
     JOB_DEAD = "job.dead"
     JOB_REPLAYED = "job.replayed"
     PAYLOADS_PURGED = "payloads.purged"
+    #: ``rotate-key`` moved payloads onto the current encryption key
+    PAYLOADS_RESEALED = "payloads.resealed"
+    FINGERPRINT_KEY_CREATED = "fingerprint_key.created"
+    #: its encryption key was lost: duplicate detection restarted
+    FINGERPRINT_KEY_REPLACED = "fingerprint_key.replaced"
     MESSAGE_FANNED_OUT = "message_fanned_out"
     SEVERAL_CASES_MATCHED = "several_cases_matched"
     INTERVENTION_REFUSED = "intervention_refused"
