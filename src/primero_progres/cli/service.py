@@ -48,7 +48,13 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
 
     tls = tls_options(settings) if http else {}
     store = await Store.open(settings.database_url, encryption=settings.cipher())
-    await store.upgrade()
+    try:
+        await store.upgrade()
+        # an unreadable fingerprint key stops the start (exit 2), not each message later
+        await store.keys.fingerprint_key()
+    except BaseException:
+        await store.close()
+        raise
     stop = asyncio.Event()
     handlers = flows.build_handlers(settings, store)
     worker = Worker.from_settings(store, handlers, settings)
@@ -224,6 +230,7 @@ async def run_poll(settings: Settings, flow: Flow, *, full_scan: bool) -> None:
     handlers = flows.build_handlers(settings, store)
     try:
         await store.upgrade()
+        await store.keys.fingerprint_key()
         mine = {kind: h for kind, h in handlers.items() if flow_of(kind) is flow}
         await store.polls.run_now(flow, {"full_scan": True} if full_scan else None)
         worker = Worker.from_settings(store, mine, settings, concurrency=1)

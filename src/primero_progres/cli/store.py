@@ -12,7 +12,8 @@ import typer
 
 from ..errors import ConfigurationError
 from ..settings import Settings
-from ..store import Flow, Store, backup_sqlite, generate_key
+from ..store import Flow, KeyUsage, RotationResult, Store, backup_sqlite, generate_key
+from ..store.keys import DEFAULT_BATCH_SIZE
 
 T = TypeVar("T")
 ConfigOption = Annotated[
@@ -37,6 +38,42 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
             await store.close()
 
     return asyncio.run(run())
+
+
+def _advise(usage: KeyUsage) -> None:
+    """Say on stderr what the counts mean for the configuration."""
+    variable = "PRIMERO_PROGRES_ENCRYPTION_KEY"
+    if not usage.fingerprint_key_stored:
+        typer.echo(
+            "the fingerprint key is not stored yet: run rotate-key (without --check) "
+            "before removing any key",
+            err=True,
+        )
+    in_use = {kid: n for kid, n in usage.retired.items() if n}
+    if in_use:
+        listed = ", ".join(f"{kid!r} ({n})" for kid, n in in_use.items())
+        typer.echo(
+            f"payloads still need retired key(s) {listed}: restart every serve and worker "
+            f"with {usage.current!r} first in {variable}, then run rotate-key again",
+            err=True,
+        )
+    if usage.removable:
+        listed = ", ".join(repr(kid) for kid in usage.removable)
+        typer.echo(
+            f"no stored payload needs key(s) {listed} any more: remove them from {variable} "
+            "and restart (keep them in your vault while you keep backups made before now)",
+            err=True,
+        )
+    elif usage.done:
+        current = usage.current
+        typer.echo(f"every stored payload is sealed with the current key {current!r}", err=True)
+    unreadable = sum(usage.unknown.values())
+    if unreadable:
+        typer.echo(
+            f"{unreadable} payload(s) are sealed with a key id {variable} does not hold and "
+            "cannot be read (docs/operate.md, payload_unreadable)",
+            err=True,
+        )
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
@@ -81,6 +118,59 @@ def register(app: typer.Typer) -> None:
     def keygen() -> None:
         """Print a new encryption key (32 random bytes, URL-safe base64)."""
         typer.echo(generate_key())
+
+    @app.command("rotate-key")
+    def rotate_key(
+        config: ConfigOption = None,
+        check: Annotated[
+            bool,
+            typer.Option(
+                "--check", help="Only count payloads per key and say which keys can go."
+            ),
+        ] = False,
+        batch_size: Annotated[
+            int, typer.Option(min=1, help="Payloads re-sealed per transaction.")
+        ] = DEFAULT_BATCH_SIZE,
+        replace_lost_fingerprint_key: Annotated[
+            bool,
+            typer.Option(
+                "--replace-lost-fingerprint-key",
+                help="Only if the key that sealed it is lost for good: a new fingerprint key "
+                "(duplicate detection restarts).",
+            ),
+        ] = False,
+    ) -> None:
+        """Re-seal every stored payload under the current encryption key (the first of
+        ENCRYPTION_KEY), in batches, while the bridge runs, so retired keys can be removed.
+
+        Safe to interrupt and run again. Applies pending migrations first, as serve does.
+        Exit 0 when no payload needs a retired key any more, 1 while some still do.
+        """
+        settings = load_settings(config)
+        if replace_lost_fingerprint_key:
+            replaced = with_store(settings, _replace_lost_fingerprint_key)
+            typer.echo(json.dumps({"fingerprint_key_replaced": replaced}))
+            if not replaced:
+                typer.echo(
+                    "the stored fingerprint key opens with the configured keys: nothing replaced",
+                    err=True,
+                )
+                raise typer.Exit(1)
+            return
+        if check:
+            usage = with_store(settings, _usage)
+            typer.echo(json.dumps(usage.as_json(), sort_keys=True))
+        else:
+            try:
+                result = with_store(settings, lambda store: _rotate(store, batch_size))
+            except ConfigurationError as exc:
+                typer.echo(f"error: {exc.message}", err=True)
+                raise typer.Exit(2) from None
+            usage = result.usage
+            typer.echo(json.dumps(result.as_json(), sort_keys=True))
+        _advise(usage)
+        if not usage.done:
+            raise typer.Exit(1)
 
     @app.command()
     def purge(
@@ -152,3 +242,18 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"no dead job {job_id}", err=True)
             raise typer.Exit(1)
         typer.echo(f"job {job_id} queued again")
+
+
+async def _usage(store: Store) -> KeyUsage:
+    await store.upgrade()
+    return await store.keys.usage()
+
+
+async def _rotate(store: Store, batch_size: int) -> RotationResult:
+    await store.upgrade()
+    return await store.keys.rotate(batch_size=batch_size)
+
+
+async def _replace_lost_fingerprint_key(store: Store) -> bool:
+    await store.upgrade()
+    return await store.keys.replace_lost_fingerprint_key()
