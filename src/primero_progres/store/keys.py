@@ -52,6 +52,8 @@ class KeyUsage:
     """How many stored payloads each key of the ring seals, per table."""
 
     current: str
+    #: every key of the ring
+    key_ids: tuple[str, ...]
     #: table -> key id -> payloads sealed with it (every key of the ring, zeros included)
     by_table: dict[str, dict[str, int]]
     #: table -> payloads sealed with a key id the ring does not hold (unreadable)
@@ -65,8 +67,7 @@ class KeyUsage:
     @property
     def retired(self) -> dict[str, int]:
         """Every key of the ring but the current one, with the payloads only it opens."""
-        kids = next(iter(self.by_table.values()), {})
-        return {kid: self.payloads(kid) for kid in kids if kid != self.current}
+        return {kid: self.payloads(kid) for kid in self.key_ids if kid != self.current}
 
     @property
     def removable(self) -> list[str]:
@@ -253,7 +254,7 @@ class Keys:
                 by_table[table.name] = by_key
                 unknown[table.name] = int(total) - sum(by_key.values())
         stored = await self._stored() is not None
-        return KeyUsage(cipher.current, by_table, unknown, stored)
+        return KeyUsage(cipher.current, cipher.key_ids, by_table, unknown, stored)
 
     async def rotate(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> RotationResult:
         """Re-seal every payload not under the current key, ``batch_size`` rows a transaction.
@@ -307,24 +308,26 @@ class Keys:
         )
         if after is not None:
             query = query.where(row_key > after)
+        # the token read is the fence: a row finished or purged meanwhile is left alone
+        update = (
+            sa.update(table)
+            .where(row_key == sa.bindparam("row_id"), column == sa.bindparam("token"))
+            .values(payload=sa.bindparam("sealed"))
+        )
         resealed = unreadable = 0
         async with self._db.engine.begin() as conn:
             rows = (await conn.execute(query)).all()
+            changes = []
             for row_id, token in rows:
                 try:
                     sealed = cipher.reseal(token, context=table.name, row_id=row_id)
                 except PayloadUnreadable:
                     unreadable += 1
                     continue
-                if sealed is None:
-                    continue
-                # the token read is the fence: a row finished or purged meanwhile is left alone
-                result = await conn.execute(
-                    sa.update(table)
-                    .where(row_key == row_id, column == token)
-                    .values(payload=sealed)
-                )
-                resealed += result.rowcount
+                if sealed is not None:
+                    changes.append({"row_id": row_id, "token": token, "sealed": sealed})
+            if changes:
+                resealed = (await conn.execute(update, changes)).rowcount
         last: str | None = rows[-1][0] if rows else None
         return resealed, unreadable, last
 
