@@ -18,6 +18,19 @@ from primero_progres.store import Cipher, StepContext, Store, generate_key
 from primero_progres.worker import Worker
 
 
+async def make_dead_letter(url: str, ring: str) -> str:
+    """A toy job with payload ``{"n": 1}`` that Primero refused (http_422): a dead letter."""
+    store = await Store.open(url, encryption=Cipher.from_config(ring))
+
+    async def refuses(ctx: StepContext) -> None:
+        raise PermanentError("primero create_case: http 422", reason="http_422")
+
+    job_id = (await store.jobs.enqueue("toy.step", {"n": 1}, refs={"case_id": "c-1"})).id
+    await Worker(store, {"toy.step": refuses}).run_until_idle()
+    await store.close()
+    return job_id
+
+
 def test_keygen_prints_32_random_bytes() -> None:
     runner = CliRunner()
     first = runner.invoke(app, ["keygen"]).output.strip()
@@ -43,18 +56,7 @@ def test_dead_letters_replay_purge_and_messages(
     runner = CliRunner()
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
 
-    async def make_dead_letter() -> str:
-        store = await Store.open(url, encryption=Cipher.from_config(key))
-
-        async def refuses(ctx: StepContext) -> None:
-            raise PermanentError("primero create_case: http 422", reason="http_422")
-
-        job_id = (await store.jobs.enqueue("toy.step", {"n": 1}, refs={"case_id": "c-1"})).id
-        await Worker(store, {"toy.step": refuses}).run_until_idle()
-        await store.close()
-        return job_id
-
-    job_id = asyncio.run(make_dead_letter())
+    job_id = asyncio.run(make_dead_letter(url, key))
     listed = runner.invoke(app, ["dead-letters"])
     row = json.loads(listed.output.strip())
     assert (row["job_id"], row["reason"]["reason"], row["refs"]) == (
@@ -80,18 +82,7 @@ def test_rotate_key_check_rotate_and_retire_the_old_key(
     runner = CliRunner()
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
 
-    async def make_dead_letter() -> str:
-        store = await Store.open(url, encryption=Cipher.from_config(f"k1:{old}"))
-
-        async def refuses(ctx: StepContext) -> None:
-            raise PermanentError("primero create_case: http 422", reason="http_422")
-
-        job_id = (await store.jobs.enqueue("toy.step", {"n": 1}, refs={"case_id": "c-1"})).id
-        await Worker(store, {"toy.step": refuses}).run_until_idle()
-        await store.close()
-        return job_id
-
-    job_id = asyncio.run(make_dead_letter())
+    job_id = asyncio.run(make_dead_letter(url, f"k1:{old}"))
     only_old = runner.invoke(app, ["rotate-key", "--check"])
     assert only_old.exit_code == 1, "the fingerprint key is not stored yet"
     assert "not stored yet" in only_old.stderr
