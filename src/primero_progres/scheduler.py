@@ -1,8 +1,10 @@
 """Polling triggers: every tick, ask the store to start each polling flow's next poll.
 
 ``store.polls.try_trigger`` does the deciding (lease ``poll:<flow>`` per flow, interval,
-no overlapping poll) in one transaction, so any number of schedulers on any number of
-machines trigger each poll once.
+no overlapping poll, a start point) in one transaction, so any number of schedulers on any
+number of machines trigger each poll once. A flow without a start point is not polled: the
+store records it once in the audit trail, and each scheduler logs ``poll.no_start_point``
+once, at error level, for the monitoring to alert on.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import contextlib
 import socket
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 
 from .logging import get_logger
-from .store import Flow, Store
+from .store import Flow, NoStartPoint, Store
 
 log = get_logger(__name__)
 
@@ -30,8 +33,12 @@ class Scheduler:
         owner: str | None = None,
         tick_seconds: float = 5.0,
         lease_seconds: float | None = None,
+        start_at: datetime | None = None,
     ) -> None:
         self.store = store
+        #: where a flow without a cursor starts (``POLL_START_AT``); None: it waits for one
+        self.start_at = start_at
+        self._refused: set[Flow] = set()
         self.triggers = {Flow(flow): interval for flow, interval in triggers.items()}
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.tick_seconds = tick_seconds
@@ -41,9 +48,20 @@ class Scheduler:
         """One round over the flows; returns the flows for which a poll was enqueued."""
         enqueued = []
         for flow, interval in self.triggers.items():
-            job_id = await self.store.polls.try_trigger(
-                flow, interval=interval, owner=self.owner, lease_seconds=self.lease_seconds
-            )
+            try:
+                job_id = await self.store.polls.try_trigger(
+                    flow,
+                    interval=interval,
+                    owner=self.owner,
+                    lease_seconds=self.lease_seconds,
+                    start_at=self.start_at,
+                )
+            except NoStartPoint as exc:
+                if flow not in self._refused:
+                    self._refused.add(flow)
+                    log.error("poll.no_start_point", flow=flow.value, reason=exc.reason)
+                continue
+            self._refused.discard(flow)
             if job_id is not None:
                 log.info("poll.enqueued", flow=flow.value, job_id=job_id)
                 enqueued.append(flow)

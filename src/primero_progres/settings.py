@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tomllib
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -156,6 +157,9 @@ class Settings(BaseSettings):
     poll_overlap_seconds: float = Field(default=60.0, ge=0)
     #: flow 2 reads every case updated since its cursor, not only those the ledger knows
     primero_decision_full_scan: bool = False
+    #: where a polling flow with no cursor yet starts reading Primero (ISO 8601; no offset
+    #: means UTC); unset, such a flow does not poll until a start point is given
+    poll_start_at: datetime | None = None
 
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_cap_seconds: float = Field(default=3600.0, gt=0)
@@ -174,6 +178,12 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    #: the address operators and DTP reach the bridge at (``https://...`` marks the console's
+    #: session cookie ``Secure``)
+    public_url: str | None = None
+    #: an operator console session ends after this long without a request
+    admin_session_idle_minutes: float = Field(default=30.0, gt=0)
+
     @field_validator("inbox_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: Any) -> Any:
@@ -181,7 +191,14 @@ class Settings(BaseSettings):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
 
-    @field_validator("primero_url", "dtp_url", "ping_url", "ping_token_url")
+    @field_validator("poll_start_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("primero_url", "dtp_url", "ping_url", "ping_token_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

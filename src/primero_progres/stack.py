@@ -148,8 +148,12 @@ class Stack:
             await asyncio.sleep(0.02)
 
     async def poll(self, flow: Flow | str, **options: Any) -> None:
-        """One polling cycle of ``flow``, as the scheduler would start it, run to the end."""
-        await self.store.polls.run_now(Flow(flow), options)
+        """One polling cycle of ``flow``, as the scheduler would start it, run to the end.
+
+        The simulated Primero holds only what the test or the demo put in it, so a flow that
+        has no cursor yet reads it from the beginning, on purpose.
+        """
+        await self.store.polls.run_now(Flow(flow), options, from_beginning=True)
         await self.settle()
 
     # ----------------------------------------------------------------- the peers' side

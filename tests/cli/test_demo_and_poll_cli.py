@@ -57,10 +57,8 @@ def test_poll_without_peer_settings_names_the_missing_variables(tmp_path: Path) 
     assert "PRIMERO_PROGRES_DTP_URL" in result.stderr
 
 
-async def test_poll_runs_one_cycle_against_the_peers(stack: Stack, tmp_path: Path) -> None:
-    await stack.seed_primero(cases=[demo_data.primero_case(CASE_ID, RECORD_ID)])
-    referred = await stack.caseworker_refers_to_unhcr(RECORD_ID)
-    env = {
+def _peer_env(stack: Stack, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
         **os.environ,
         "PRIMERO_PROGRES_DATABASE_URL": f"sqlite:///{tmp_path / 'poll.db'}",
         "PRIMERO_PROGRES_ENCRYPTION_KEY": generate_key(),
@@ -69,21 +67,47 @@ async def test_poll_runs_one_cycle_against_the_peers(stack: Stack, tmp_path: Pat
         "PRIMERO_PROGRES_PRIMERO_PASSWORD": demo_data.API_PASSWORD,
         "PRIMERO_PROGRES_DTP_URL": stack.dtp.url,
         "PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY": demo_data.DTP_SUBSCRIPTION_KEY,
+        **extra,
     }
 
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, (out + err).decode()
+
+
+async def test_poll_runs_one_cycle_against_the_peers(stack: Stack, tmp_path: Path) -> None:
+    await stack.seed_primero(cases=[demo_data.primero_case(CASE_ID, RECORD_ID)])
+    referred = await stack.caseworker_refers_to_unhcr(RECORD_ID)
+    env = _peer_env(stack, tmp_path, PRIMERO_PROGRES_POLL_START_AT="2000-01-01T00:00:00Z")
+
     async def poll_once() -> int:
-        process = await asyncio.create_subprocess_exec(
-            *CLI,
-            "poll",
-            "primero-referral",
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        await asyncio.wait_for(process.communicate(), timeout=60)
-        return process.returncode or 0
+        return (await _cli(env, "poll", "primero-referral"))[0]
 
     assert await poll_once() == 0
     assert await poll_once() == 0
     sent = await stack.dtp_messages("ReceiveIncomingReferral")
     assert [m["body"]["id"] for m in sent] == [f"{CASE_ID}#{referred['service_unique_id'][-12:]}"]
+
+
+async def test_a_first_poll_without_a_start_point_refuses_and_sends_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Checked on a fresh bridge: a referral made long ago went to DTP on the first poll. Now
+    the poll exits 2 and says how to give a start point; --from-beginning says it on purpose."""
+    await stack.seed_primero(cases=[demo_data.primero_case(CASE_ID, RECORD_ID)])
+    await stack.caseworker_refers_to_unhcr(RECORD_ID)
+    env = _peer_env(stack, tmp_path)
+    for args in (["primero-referral"], ["primero-decision", "--full-scan"]):
+        code, output = await _cli(env, "poll", *args)
+        assert code == 2, output
+        assert "has no start point" in output
+        assert "PRIMERO_PROGRES_POLL_START_AT" in output and "cursor set" in output
+    assert await stack.dtp_messages() == []
+
+    code, output = await _cli(env, "poll", "primero-referral", "--from-beginning")
+    assert code == 0, output
+    assert len(await stack.dtp_messages("ReceiveIncomingReferral")) == 1

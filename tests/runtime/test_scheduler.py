@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from toy_handlers import FakeClock
 
 from primero_progres.scheduler import Scheduler
 from primero_progres.store import StepContext, Store
 from primero_progres.worker import Worker
 
+START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+
 
 async def test_only_the_lease_holder_triggers_a_poll(timed_store: Store, clock: FakeClock) -> None:
     triggers = {"primero-decision": 60.0, "primero-referral": 60.0}
-    one = Scheduler(timed_store, triggers, owner="machine-1", lease_seconds=30)
-    two = Scheduler(timed_store, triggers, owner="machine-2", lease_seconds=30)
+    one = Scheduler(timed_store, triggers, owner="machine-1", lease_seconds=30, start_at=START)
+    two = Scheduler(timed_store, triggers, owner="machine-2", lease_seconds=30, start_at=START)
     assert await one.tick() == ["primero-decision", "primero-referral"]
     assert await two.tick() == []
     assert await timed_store.leases.holder("poll:primero-decision") == "machine-1"
@@ -26,7 +30,9 @@ async def test_only_the_lease_holder_triggers_a_poll(timed_store: Store, clock: 
 async def test_no_new_poll_while_one_is_unfinished_or_before_the_interval(
     timed_store: Store, clock: FakeClock
 ) -> None:
-    scheduler = Scheduler(timed_store, {"primero-decision": 60.0}, owner="m1", lease_seconds=30)
+    scheduler = Scheduler(
+        timed_store, {"primero-decision": 60.0}, owner="m1", lease_seconds=30, start_at=START
+    )
     assert await scheduler.tick() == ["primero-decision"]
     clock.advance(120)
     assert await scheduler.tick() == [], "the first poll is still pending"
@@ -46,8 +52,12 @@ async def test_no_new_poll_while_one_is_unfinished_or_before_the_interval(
 async def test_lease_passes_to_another_process_when_the_holder_stops(
     timed_store: Store, clock: FakeClock
 ) -> None:
-    one = Scheduler(timed_store, {"primero-referral": 10.0}, owner="m1", lease_seconds=30)
-    two = Scheduler(timed_store, {"primero-referral": 10.0}, owner="m2", lease_seconds=30)
+    one = Scheduler(
+        timed_store, {"primero-referral": 10.0}, owner="m1", lease_seconds=30, start_at=START
+    )
+    two = Scheduler(
+        timed_store, {"primero-referral": 10.0}, owner="m2", lease_seconds=30, start_at=START
+    )
     assert await one.tick() == ["primero-referral"]
     await Worker(timed_store, {"primero-referral.poll": _noop}).run_until_idle()
     clock.advance(20)

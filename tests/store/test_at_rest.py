@@ -172,6 +172,9 @@ async def test_upgrade_works_from_any_directory_and_twice(
         "leases",
         "audit_events",
         "store_keys",
+        "operator_accounts",
+        "operator_sessions",
+        "peer_status",
     } <= tables
     await store.close()
 

@@ -3,6 +3,8 @@ polls."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from primero_progres.store import (
@@ -19,6 +21,7 @@ from primero_progres.store import (
 )
 
 STATUSES = ("accepted", "rejected")
+START = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
 def delivered(
@@ -111,21 +114,23 @@ async def test_a_held_lease_is_released_however_the_block_ends(store: Store) -> 
 async def test_a_scheduler_standing_down_hands_its_flow_over_at_once(store: Store) -> None:
     polls = store.polls
     first = await polls.try_trigger(
-        Flow.PRIMERO_DECISION, interval=60, owner="m1", lease_seconds=30
+        Flow.PRIMERO_DECISION, interval=60, owner="m1", lease_seconds=30, start_at=START
     )
     assert first is not None
-    assert await polls.try_trigger(
-        Flow.PRIMERO_DECISION, interval=60, owner="m2", lease_seconds=30
-    ) is None
+    assert (
+        await polls.try_trigger(Flow.PRIMERO_DECISION, interval=60, owner="m2", lease_seconds=30)
+        is None
+    )
     await polls.stand_down(Flow.PRIMERO_DECISION, "m1")
-    assert await polls.try_trigger(
-        Flow.PRIMERO_DECISION, interval=60, owner="m2", lease_seconds=30
-    ) is None, "the first poll is still unfinished"
+    assert (
+        await polls.try_trigger(Flow.PRIMERO_DECISION, interval=60, owner="m2", lease_seconds=30)
+        is None
+    ), "the first poll is still unfinished"
     assert await store.leases.holder("poll:primero-decision") == "m2"
 
 
 async def test_run_now_queues_a_poll_outside_the_schedule(store: Store) -> None:
-    job_id = await store.polls.run_now(Flow.PRIMERO_DECISION, {"full_scan": True})
+    job_id = await store.polls.run_now(Flow.PRIMERO_DECISION, {"full_scan": True}, start_at=START)
     job = await store.jobs.get(job_id, decrypt=True)
     assert job is not None
     assert (job.kind, job.key, job.payload) == ("primero-decision.poll", None, {"full_scan": True})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import doctor, mapping, service, simulate, store
+from . import admin, doctor, mapping, repair, service, simulate, store
 
 app = typer.Typer(
     name="primero-progres",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for part in (mapping, simulate, store, service, doctor):
+for part in (mapping, simulate, store, repair, service, doctor, admin):
     part.register(app)
 
 

@@ -13,6 +13,7 @@ import typer
 
 from ..errors import ConfigurationError
 from ..logging import configure_logging, get_logger
+from ..operators import command_line_account
 from ..settings import Settings
 from ..store import Flow, Store, flow_of
 from .store import ConfigOption, load_settings
@@ -63,7 +64,10 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         asyncio.create_task(_purge_loop(store, settings, stop)),
     ]
     if scheduler:
-        tasks.append(asyncio.create_task(Scheduler(store, flows.poll_triggers(settings)).run(stop)))
+        poller = Scheduler(
+            store, flows.poll_triggers(settings), start_at=settings.poll_start_at
+        )
+        tasks.append(asyncio.create_task(poller.run(stop)))
     # Also under uvicorn: it handles SIGTERM/SIGINT itself, then hands the signal back to the
     # previous handler, this one; without it the default action would end the process before
     # the worker, scheduler and store below are stopped.
@@ -169,8 +173,20 @@ def register(app: typer.Typer) -> None:
                 "those the ledger knows (for referrals made before the bridge ran).",
             ),
         ] = False,
+        from_beginning: Annotated[
+            bool,
+            typer.Option(
+                "--from-beginning",
+                help="With no cursor yet: read every case Primero holds, on purpose (this "
+                "poll only; without it, a flow with no start point refuses to poll).",
+            ),
+        ] = False,
     ) -> None:
-        """Run one polling cycle of FLOW now, and send what it finds."""
+        """Run one polling cycle of FLOW now, and send what it finds.
+
+        A flow that never polled needs a start point (PRIMERO_PROGRES_POLL_START_AT or
+        `cursor set`), else this exits 2 and reads nothing.
+        """
         from .. import flows
 
         if flow not in flows.POLLING_FLOWS:
@@ -178,7 +194,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         settings = load_settings(config)
         configure_logging(level=settings.log_level)
-        _run(run_poll(settings, Flow(flow), full_scan=full_scan))
+        _run(run_poll(settings, Flow(flow), full_scan=full_scan, from_beginning=from_beginning))
 
     @app.command()
     def demo() -> None:
@@ -221,7 +237,9 @@ def probe_health(settings: Settings, *, timeout: float = 5.0) -> bool:
         return False
 
 
-async def run_poll(settings: Settings, flow: Flow, *, full_scan: bool) -> None:
+async def run_poll(
+    settings: Settings, flow: Flow, *, full_scan: bool, from_beginning: bool = False
+) -> None:
     """Queue one poll of ``flow`` and process it and the jobs it queues, nothing else."""
     from .. import flows
     from ..worker import Worker
@@ -232,7 +250,13 @@ async def run_poll(settings: Settings, flow: Flow, *, full_scan: bool) -> None:
         await store.upgrade()
         await store.keys.fingerprint_key()
         mine = {kind: h for kind, h in handlers.items() if flow_of(kind) is flow}
-        await store.polls.run_now(flow, {"full_scan": True} if full_scan else None)
+        await store.polls.run_now(
+            flow,
+            {"full_scan": True} if full_scan else None,
+            start_at=settings.poll_start_at,
+            from_beginning=from_beginning,
+            account=command_line_account(),
+        )
         worker = Worker.from_settings(store, mine, settings, concurrency=1)
         processed = await worker.run_until_idle()
         typer.echo(f"{flow}: {processed} job(s) processed")

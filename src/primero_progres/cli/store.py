@@ -1,4 +1,4 @@
-"""Commands of the 'store' part: migrations, keys, purge and operator views on the queue."""
+"""Commands of the 'store' part: migrations, keys, backup and purge."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 
 from ..errors import ConfigurationError
 from ..settings import Settings
-from ..store import Flow, KeyUsage, RotationResult, Store, backup_sqlite, generate_key
+from ..store import KeyUsage, RotationResult, Store, backup_sqlite, generate_key
 from ..store.keys import DEFAULT_BATCH_SIZE
 
 T = TypeVar("T")
@@ -76,7 +76,8 @@ def _advise(usage: KeyUsage) -> None:
         )
 
 
-def _print(rows: list[dict[str, Any]]) -> None:
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """One JSON object a line (for ``jq``)."""
     for row in rows:
         typer.echo(json.dumps(row, default=str, sort_keys=True))
 
@@ -184,64 +185,6 @@ def register(app: typer.Typer) -> None:
         days = settings.dead_letter_retention_days if retention_days is None else retention_days
         result = with_store(settings, lambda store: store.purge(retention_days=days))
         typer.echo(json.dumps({"jobs_purged": result.jobs, "messages_purged": result.messages}))
-
-    @app.command()
-    def messages(
-        config: ConfigOption = None,
-        flow: Annotated[Flow | None, typer.Option(help="Only this flow.")] = None,
-        limit: int = 50,
-    ) -> None:
-        """Inbound messages (IDs only), newest first, one JSON object a line."""
-        settings = load_settings(config)
-
-        async def view(store: Store) -> list[dict[str, Any]]:
-            rows = []
-            for message in await store.messages.list(flow=flow, limit=limit):
-                jobs = await store.jobs.list(message_id=message.id, limit=1000)
-                rows.append(
-                    {
-                        "message_id": message.id,
-                        "flow": message.flow,
-                        "received_at": message.received_at.isoformat(),
-                        "intervention_numbers": message.intervention_numbers,
-                        "org_referral_ids": message.org_referral_ids,
-                        "payload_stored": message.has_payload,
-                        "jobs": {job.kind + ":" + job.id: job.state for job in jobs},
-                    }
-                )
-            return rows
-
-        _print(with_store(settings, view))
-
-    @app.command("dead-letters")
-    def dead_letters(config: ConfigOption = None, limit: int = 100) -> None:
-        """Dead jobs with their typed reason, one JSON object a line."""
-        settings = load_settings(config)
-
-        async def view(store: Store) -> list[dict[str, Any]]:
-            return [
-                {
-                    "job_id": job.id,
-                    "kind": job.kind,
-                    "attempts": job.attempts,
-                    "updated_at": job.updated_at.isoformat(),
-                    "reason": job.dead_reason.as_json() if job.dead_reason else None,
-                    "refs": job.refs,
-                    "payload_stored": job.has_payload,
-                }
-                for job in await store.jobs.list(state="dead", limit=limit)
-            ]
-
-        _print(with_store(settings, view))
-
-    @app.command()
-    def replay(job_id: str, config: ConfigOption = None) -> None:
-        """Send a dead job back to the queue (attempts reset)."""
-        settings = load_settings(config)
-        if not with_store(settings, lambda store: store.jobs.replay(job_id)):
-            typer.echo(f"no dead job {job_id}", err=True)
-            raise typer.Exit(1)
-        typer.echo(f"job {job_id} queued again")
 
 
 async def _usage(store: Store) -> KeyUsage:

@@ -17,6 +17,7 @@ from ..peers.primero import PrimeroClient
 from ..profiles import Profile, load_profile
 from ..settings import Settings
 from ..store import FlowStore
+from .observed import ObservedGateway, ObservedPrimero
 from .ports import PrimeroApi, ProgresGateway
 
 
@@ -70,8 +71,8 @@ class Runtime:
         return cls(
             store=store,
             profile=load_profile(settings.profile),
-            primero=primero,
-            dtp=dtp,
+            primero=ObservedPrimero(primero, store.peers),
+            dtp=ObservedGateway(dtp, store.peers, peer="dtp"),
             overlap=timedelta(seconds=settings.poll_overlap_seconds),
             full_scan=settings.primero_decision_full_scan,
         )

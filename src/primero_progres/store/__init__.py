@@ -14,6 +14,7 @@ from .leases import LeaseBusy
 from .messages import Receipt
 from .models import (
     AuditEntry,
+    DeadLetterFilter,
     DeadReason,
     EnqueueResult,
     Exchange,
@@ -23,6 +24,7 @@ from .models import (
     JobState,
     PurgeResult,
 )
+from .polls import BEGINNING, NoStartPoint, NotARewind, PollRun, PollStatus, parse_moment, watermark
 from .step import FlowStore, Handler, StepBuffer, StepContext
 from .store import Store
 from .vocabulary import (
@@ -30,6 +32,7 @@ from .vocabulary import (
     Flow,
     LedgerEvent,
     LedgerState,
+    Role,
     decision_key,
     flow_of,
     job_kind,
@@ -37,6 +40,7 @@ from .vocabulary import (
 )
 
 __all__ = [
+    "BEGINNING",
     "AuditEntry",
     "AuditEvent",
     "AuditRecord",
@@ -46,6 +50,7 @@ __all__ = [
     "Cipher",
     "Command",
     "CursorMove",
+    "DeadLetterFilter",
     "DeadReason",
     "Enqueue",
     "EnqueueResult",
@@ -63,10 +68,15 @@ __all__ = [
     "LedgerEvent",
     "LedgerRecord",
     "LedgerState",
+    "NoStartPoint",
+    "NotARewind",
     "PayloadUnreadable",
+    "PollRun",
+    "PollStatus",
     "PurgeResult",
     "Receipt",
     "RotationResult",
+    "Role",
     "StepBuffer",
     "StepContext",
     "Store",
@@ -76,5 +86,7 @@ __all__ = [
     "flow_of",
     "generate_key",
     "job_kind",
+    "parse_moment",
     "poll_kind",
+    "watermark",
 ]

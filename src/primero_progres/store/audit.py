@@ -1,8 +1,10 @@
-"""Audit events: what happened, when, to which IDs. Keys are allow-listed IDs only."""
+"""Audit events: what happened, when, to which IDs, and which operator account did it. Keys are
+allow-listed IDs only."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -14,27 +16,63 @@ from .schema import audit_events
 from .vocabulary import AuditEvent, Flow
 
 
+def audit_entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        row.id, row.at, row.event, row.flow, dict(row.ids), row.account, row.job_id
+    )
+
+
 class AuditLog:
     """``store.audit``: written with the change it records, read for operator views."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def write(self, conn: AsyncConnection, at: datetime, record: AuditRecord) -> None:
-        """Add an entry in the caller's transaction (the store's own writes)."""
+    async def write(
+        self,
+        conn: AsyncConnection,
+        at: datetime,
+        record: AuditRecord,
+        *,
+        job_id: str | None = None,
+    ) -> None:
+        """Add an entry in the caller's transaction (the store's own writes); ``job_id`` is the
+        job whose step wrote it."""
         flow = Flow(record.flow).value if record.flow is not None else None
         await conn.execute(
             sa.insert(audit_events).values(
-                at=at, event=str(record.event), flow=flow, ids=dict(record.ids)
+                at=at,
+                event=str(record.event),
+                flow=flow,
+                ids=dict(record.ids),
+                account=record.account,
+                job_id=job_id,
             )
         )
 
     async def list(
-        self, *, event: AuditEvent | str | None = None, limit: int = 100
+        self,
+        *,
+        event: AuditEvent | str | None = None,
+        account: str | None = None,
+        flow: Flow | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
     ) -> list[AuditEntry]:
-        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        """Newest first (by id, a stable order), filtered by event, account, flow and time."""
+        query = sa.select(audit_events).order_by(audit_events.c.id.desc())
         if event is not None:
             query = query.where(audit_events.c.event == str(event))
+        if account is not None:
+            query = query.where(audit_events.c.account == account)
+        if flow is not None:
+            query = query.where(audit_events.c.flow == str(flow))
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        if until is not None:
+            query = query.where(audit_events.c.at < until)
         async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [AuditEntry(r.id, r.at, r.event, r.flow, dict(r.ids)) for r in rows]
+            rows = (await conn.execute(query.limit(limit).offset(offset))).all()
+        return [audit_entry(r) for r in rows]

@@ -80,6 +80,8 @@ class AuditRecord:
     event: AuditEvent
     flow: Flow | None = None
     ids: Mapping[str, Any] = field(default_factory=dict)
+    #: the operator account that acted (None: the bridge itself)
+    account: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ids", safe_ids(self.ids, what="audit event"))

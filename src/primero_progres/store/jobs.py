@@ -21,14 +21,16 @@ from .commands import AuditRecord, Command, Enqueue
 from .crypto import PayloadUnreadable
 from .database import Database
 from .dialect import upsert_insert
-from .models import DeadReason, EnqueueResult, Job, JobState
+from .models import DeadLetterFilter, DeadReason, EnqueueResult, Job, JobState
 from .schema import inbound_messages, jobs
 from .vocabulary import AuditEvent, flow_of
 
 PAYLOAD_CONTEXT = jobs.name
 
-#: applies a step's commands in the caller's transaction (``Store`` provides it)
-CommandWriter = Callable[[AsyncConnection, datetime, Sequence[Command]], Awaitable[None]]
+#: applies a step's commands in the caller's transaction, the step's job id last (``Store``)
+CommandWriter = Callable[
+    [AsyncConnection, datetime, Sequence[Command], str | None], Awaitable[None]
+]
 
 
 class UnreadableJob(PayloadUnreadable):
@@ -39,7 +41,7 @@ class UnreadableJob(PayloadUnreadable):
         self.job = job
 
 
-def _job(row: Any, payload: dict[str, Any] | None = None) -> Job:
+def job_from_row(row: Any, payload: dict[str, Any] | None = None) -> Job:
     reason = row.dead_reason
     return Job(
         id=row.id,
@@ -57,7 +59,22 @@ def _job(row: Any, payload: dict[str, Any] | None = None) -> Job:
         updated_at=row.updated_at,
         has_payload=row.payload is not None,
         payload=payload,
+        parent_id=row.parent_id,
+        first_failed_at=row.first_failed_at,
     )
+
+
+def _dead_matching(where: DeadLetterFilter) -> list[sa.ColumnElement[bool]]:
+    conditions = [jobs.c.state == JobState.DEAD.value]
+    if where.flow:
+        conditions.append(jobs.c.kind.startswith(f"{where.flow}.", autoescape=True))
+    if where.reason:
+        conditions.append(jobs.c.dead_reason["reason"].as_string() == where.reason)
+    if where.since is not None:
+        conditions.append(jobs.c.updated_at >= where.since)
+    if where.until is not None:
+        conditions.append(jobs.c.updated_at < where.until)
+    return conditions
 
 
 def _held(job: Job, owner: str) -> sa.ColumnElement[bool]:
@@ -67,6 +84,10 @@ def _held(job: Job, owner: str) -> sa.ColumnElement[bool]:
         jobs.c.lease_owner == owner,
         jobs.c.attempts == job.attempts,
     )
+
+
+def _first_failure(now: datetime) -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(jobs.c.first_failed_at, now)
 
 
 def _unleased(now: datetime) -> dict[str, Any]:
@@ -99,8 +120,15 @@ class JobQueue:
         async with self._db.engine.begin() as conn:
             return await self.insert(conn, self._db.now(), command)
 
-    async def insert(self, conn: AsyncConnection, now: datetime, command: Enqueue) -> EnqueueResult:
-        """``enqueue`` in the caller's transaction."""
+    async def insert(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        command: Enqueue,
+        *,
+        parent_id: str | None = None,
+    ) -> EnqueueResult:
+        """``enqueue`` in the caller's transaction; ``parent_id``: the job whose step queues it."""
         job_id = str(uuid.uuid4())
         sealed = (
             self._db.cipher.encrypt(dict(command.payload), context=PAYLOAD_CONTEXT, row_id=job_id)
@@ -119,6 +147,7 @@ class JobQueue:
             refs=dict(command.refs),
             created_at=now,
             updated_at=now,
+            parent_id=parent_id,
         )
         if command.key is None:
             await conn.execute(stmt)
@@ -171,9 +200,9 @@ class JobQueue:
         if row is None:
             return None
         try:
-            return _job(row, self._decrypt(row))
+            return job_from_row(row, self._decrypt(row))
         except PayloadUnreadable as exc:
-            raise UnreadableJob(_job(row), exc) from exc
+            raise UnreadableJob(job_from_row(row), exc) from exc
 
     async def commit_step(self, job: Job, owner: str, commands: Sequence[Command]) -> bool:
         """Mark a held job done, drop its payloads, and apply the step's ``commands``, in one
@@ -190,7 +219,7 @@ class JobQueue:
                     .where(inbound_messages.c.id == job.message_id)
                     .values(payload=None)
                 )
-            await self._write_commands(conn, now, commands)
+            await self._write_commands(conn, now, commands, job.id)
         return True
 
     async def retry(self, job: Job, owner: str, *, delay: float) -> bool:
@@ -202,6 +231,7 @@ class JobQueue:
                 owner,
                 state=JobState.PENDING.value,
                 next_attempt_at=now + timedelta(seconds=delay),
+                first_failed_at=_first_failure(now),
                 **_unleased(now),
             )
 
@@ -215,6 +245,7 @@ class JobQueue:
                 owner,
                 state=JobState.DEAD.value,
                 dead_reason=reason.as_json(),
+                first_failed_at=_first_failure(now),
                 **_unleased(now),
             )
             if held:
@@ -272,27 +303,7 @@ class JobQueue:
             row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
         if row is None:
             return None
-        return _job(row, self._decrypt(row) if decrypt else None)
-
-    async def list(
-        self,
-        *,
-        state: JobState | str | None = None,
-        kind: str | None = None,
-        message_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Job]:
-        query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id)
-        if state is not None:
-            query = query.where(jobs.c.state == str(state))
-        if kind is not None:
-            query = query.where(jobs.c.kind == kind)
-        if message_id is not None:
-            query = query.where(jobs.c.message_id == message_id)
-        async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(query.limit(limit).offset(offset))).all()
-        return [_job(row) for row in rows]
+        return job_from_row(row, self._decrypt(row) if decrypt else None)
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of jobs; for metrics and operator views."""
@@ -303,13 +314,61 @@ class JobQueue:
             rows = (await conn.execute(query)).all()
         return {(kind, state): count for kind, state, count in rows}
 
-    async def replay(self, job_id: str) -> bool:
-        """Send a dead job back to the queue: attempts reset, payload kept."""
+    async def dead_letters(
+        self, where: DeadLetterFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[Job]:
+        """Dead jobs matching ``where``, last failure first (ties by id: a stable order)."""
+        query = (
+            sa.select(jobs)
+            .where(*_dead_matching(where or DeadLetterFilter()))
+            .order_by(jobs.c.updated_at.desc(), jobs.c.id)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit).offset(offset))).all()
+        return [job_from_row(row) for row in rows]
+
+    async def dead_reasons(self) -> list[str]:
+        """The typed reasons of the dead letters there are now, for a filter's choices."""
+        reason = jobs.c.dead_reason["reason"].as_string()
+        query = (
+            sa.select(reason)
+            .where(jobs.c.state == JobState.DEAD.value)
+            .distinct()
+            .order_by(reason)
+        )
+        async with self._db.engine.connect() as conn:
+            return [r for r in (await conn.scalars(query)).all() if r]
+
+    async def replay(
+        self, job_id: str, *, account: str | None = None, reason: str | None = None
+    ) -> bool:
+        """Send a dead job back to the queue: attempts reset, payload kept. Safe to repeat: the
+        ledger drops what was already delivered."""
+        return bool(await self._replay([jobs.c.id == job_id], account=account, reason=reason))
+
+    async def replay_matching(
+        self, where: DeadLetterFilter, *, account: str | None = None, reason: str | None = None
+    ) -> list[str]:
+        """Replay every dead letter matching ``where``, in one transaction; their ids."""
+        return await self._replay(_dead_matching(where), account=account, reason=reason)
+
+    async def _replay(
+        self,
+        conditions: Sequence[sa.ColumnElement[bool]],
+        *,
+        account: str | None,
+        reason: str | None,
+    ) -> list[str]:
         now = self._db.now()
+        dead = [jobs.c.state == JobState.DEAD.value, *conditions]
         async with self._db.engine.begin() as conn:
-            result = await conn.execute(
+            rows = (await conn.execute(sa.select(jobs.c.id, jobs.c.kind).where(*dead))).all()
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            await conn.execute(
                 sa.update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.state == JobState.DEAD.value)
+                .where(jobs.c.id.in_(ids), jobs.c.state == JobState.DEAD.value)
                 .values(
                     state=JobState.PENDING.value,
                     attempts=0,
@@ -318,11 +377,31 @@ class JobQueue:
                     updated_at=now,
                 )
             )
-            replayed = result.rowcount == 1
-            if replayed:
-                record = AuditRecord(AuditEvent.JOB_REPLAYED, None, {"job_id": job_id})
+            for row in rows:
+                audit: dict[str, Any] = {"job_id": row.id, "kind": row.kind}
+                if reason:
+                    audit["reason"] = reason
+                record = AuditRecord(AuditEvent.JOB_REPLAYED, flow_of(row.kind), audit, account)
                 await self._audit.write(conn, now, record)
-        return replayed
+        return ids
+
+    async def discard(self, job_id: str, *, account: str | None, reason: str) -> bool:
+        """Give up on a dead letter: its payload is purged, the row (with its dead reason) and
+        the operator's reason stay. False if ``job_id`` is not a dead letter."""
+        now = self._db.now()
+        async with self._db.engine.begin() as conn:
+            kind = await conn.scalar(
+                sa.update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state == JobState.DEAD.value)
+                .values(state=JobState.DISCARDED.value, payload=None, updated_at=now)
+                .returning(jobs.c.kind)
+            )
+            if kind is None:
+                return False
+            ids = {"job_id": job_id, "kind": kind, "reason": reason}
+            record = AuditRecord(AuditEvent.JOB_DISCARDED, flow_of(kind), ids, account)
+            await self._audit.write(conn, now, record)
+        return True
 
     async def purge_payloads(self, conn: AsyncConnection, cutoff: datetime) -> int:
         """Drop the payloads of done jobs, and of dead letters last touched before ``cutoff``."""
@@ -341,3 +420,24 @@ class JobQueue:
             .values(payload=None)
         )
         return done.rowcount + dead.rowcount
+
+    # last: a method named ``list`` would shadow the builtin in the annotations above it
+    async def list(
+        self,
+        *,
+        state: JobState | str | None = None,
+        kind: str | None = None,
+        message_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        query = sa.select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id)
+        if state is not None:
+            query = query.where(jobs.c.state == str(state))
+        if kind is not None:
+            query = query.where(jobs.c.kind == kind)
+        if message_id is not None:
+            query = query.where(jobs.c.message_id == message_id)
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query.limit(limit).offset(offset))).all()
+        return [job_from_row(row) for row in rows]

@@ -31,7 +31,7 @@ class Receipt:
     job_id: str | None
 
 
-def _message(row: Any) -> InboundMessage:
+def message_from_row(row: Any) -> InboundMessage:
     return InboundMessage(
         id=row.id,
         request_type=row.request_type,
@@ -116,7 +116,7 @@ class Messages:
                     sa.select(inbound_messages).where(inbound_messages.c.id == message_id)
                 )
             ).first()
-        return _message(row) if row else None
+        return message_from_row(row) if row else None
 
     async def payload(self, message_id: str) -> dict[str, Any] | None:
         """The decrypted message, or None once purged (its receive job is done)."""
@@ -139,7 +139,7 @@ class Messages:
             query = query.where(inbound_messages.c.flow == str(flow))
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
-        return [_message(r) for r in rows]
+        return [message_from_row(r) for r in rows]
 
     async def purge_payloads(self, conn: AsyncConnection, cutoff: datetime) -> int:
         """Drop the payloads of messages received before ``cutoff`` with no unfinished job."""

@@ -16,6 +16,8 @@ class JobState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     DEAD = "dead"
+    #: a dead letter an operator gave up on: payload purged, row and reason kept
+    DISCARDED = "discarded"
 
 
 UNFINISHED = (JobState.PENDING, JobState.RUNNING)
@@ -58,6 +60,30 @@ class Job:
     updated_at: datetime
     has_payload: bool
     payload: dict[str, Any] | None = field(default=None, repr=False)
+    #: the job whose step queued this one
+    parent_id: str | None = None
+    #: when an attempt first failed
+    first_failed_at: datetime | None = None
+
+    @property
+    def flow(self) -> str:
+        return self.kind.partition(".")[0]
+
+    @property
+    def step(self) -> str:
+        return self.kind.partition(".")[2]
+
+
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters an operator looks at, or replays all at once."""
+
+    flow: str | None = None
+    #: the typed reason (``http_401``, ``unknown_case``...)
+    reason: str | None = None
+    #: last failure at or after / before
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +138,10 @@ class AuditEntry:
     event: str
     flow: str | None
     ids: dict[str, Any]
+    #: the operator account that acted (None: the bridge itself)
+    account: str | None = None
+    #: the job whose step wrote it
+    job_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,47 +1,136 @@
-"""When a polling flow runs: one ``<flow>.poll`` job per interval, one process deciding at a time.
+"""When a polling flow runs: one ``<flow>.poll`` job per interval, one process deciding at a time,
+and never without a start point.
 
 The decision, the lease it needs and the job it creates are one transaction: the trigger
 takes (or renews) the lease ``poll:<flow>``, and only its holder enqueues, only when no poll
 of the flow is unfinished and the interval has passed since the last one. The job key
 ``<flow>.poll:<interval bucket>`` makes a double trigger impossible even if two holders
 overlapped.
+
+A polling flow with no cursor has never polled: its first poll would read every case Primero
+ever updated and send proGres years of history. So every way a poll starts (the scheduler,
+``poll``, the console's "poll now") goes through ``_start``: with no cursor it needs a start
+point (the configured ``start_at``, written as the cursor, or ``from_beginning`` said on
+purpose), else it refuses with ``NoStartPoint``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .commands import Enqueue
+from ..errors import ConfigurationError, InvalidInputError
+from .audit import AuditLog, audit_entry
+from .commands import AuditRecord, CursorMove, Enqueue
+from .cursors import Cursors
 from .database import Database
 from .jobs import JobQueue
 from .leases import Leases
-from .models import UNFINISHED
-from .schema import jobs
-from .vocabulary import Flow, poll_kind
+from .models import UNFINISHED, AuditEntry, JobState
+from .schema import audit_events, cursors, jobs
+from .vocabulary import AuditEvent, Flow, job_kind, poll_kind
+
+#: the start point "from the beginning": a cursor before any record Primero holds
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class NoStartPoint(ConfigurationError):
+    """A polling flow has no cursor and no start point was given: it must not poll."""
+
+    def __init__(self, flow: Flow) -> None:
+        super().__init__(
+            f"{flow} has no start point: its first poll would read all of Primero's history. "
+            f"Set PRIMERO_PROGRES_POLL_START_AT, or run `primero-progres cursor set {flow} "
+            "--to DATE-TIME` (or `--from-beginning` to read everything on purpose)",
+            reason="no_start_point",
+        )
+        self.flow = Flow(flow)
+
+
+class NotARewind(InvalidInputError):
+    """A rewind would move a cursor forward (and skip what lies between)."""
+
+
+def watermark(moment: datetime) -> str:
+    """A moment in the cursor's format (``YYYY-MM-DDTHH:MM:SSZ``; naive is taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_moment(text: str) -> datetime:
+    """An operator's ISO 8601 date-time (``2026-11-30T08:00:00Z``; no offset means UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(
+            f"not an ISO 8601 date-time: {text[:40]!r} (e.g. 2026-11-30T08:00:00Z)",
+            reason="invalid_date_time",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def poll_lease(flow: Flow) -> str:
     return f"poll:{Flow(flow).value}"
 
 
-class Polls:
-    """``store.polls``: the scheduler's trigger and the operator's "poll now"."""
+@dataclass(frozen=True)
+class PollRun:
+    """One poll of a flow: its job, and what it found (from its ``poll_finished`` entry)."""
 
-    def __init__(self, db: Database, queue: JobQueue, leases: Leases) -> None:
+    job_id: str
+    state: str
+    queued_at: datetime
+    finished_at: datetime | None
+    cases_read: int | None
+    items_queued: int | None
+    items_sent: int
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    flow: str
+    cursor: str | None
+    cursor_updated_at: datetime | None
+    last_finished_at: datetime | None
+    #: a poll of the flow is pending or running
+    running: bool
+    #: the scheduler's next trigger (None: it cannot say, e.g. no start point)
+    next_poll_at: datetime | None
+
+
+class Polls:
+    """``store.polls``: the scheduler's trigger, the operator's "poll now" and cursor moves."""
+
+    def __init__(
+        self, db: Database, queue: JobQueue, leases: Leases, cursors: Cursors, audit: AuditLog
+    ) -> None:
         self._db = db
         self._jobs = queue
         self._leases = leases
+        self._cursors = cursors
+        self._audit = audit
 
     async def try_trigger(
-        self, flow: Flow, *, interval: float, owner: str, lease_seconds: float
+        self,
+        flow: Flow,
+        *,
+        interval: float,
+        owner: str,
+        lease_seconds: float,
+        start_at: datetime | None = None,
     ) -> str | None:
         """Enqueue the next poll of ``flow`` if it is due and ``owner`` holds the flow's lease;
-        the new job's id, else None."""
+        the new job's id, else None. Raises ``NoStartPoint`` (after recording it once in the
+        audit trail) when the flow has no cursor and ``start_at`` is None."""
         kind = poll_kind(flow)
+        refused = False
         async with self._db.engine.begin() as conn:
             now = self._db.now()
             if not await self._leases.take(conn, now, poll_lease(flow), owner, lease_seconds):
@@ -61,15 +150,250 @@ class Polls:
             )
             if last is not None and last + timedelta(seconds=interval) > now:
                 return None
-            bucket = int(now.timestamp() // interval)
-            result = await self._jobs.insert(conn, now, Enqueue(kind, {}, key=f"{kind}:{bucket}"))
+            try:
+                await self._start(conn, now, flow, start_at=start_at)
+            except NoStartPoint:
+                refused = True
+                await self._record_refusal(conn, now, flow)
+            else:
+                bucket = int(now.timestamp() // interval)
+                command = Enqueue(kind, {}, key=f"{kind}:{bucket}")
+                result = await self._jobs.insert(conn, now, command)
+        if refused:
+            raise NoStartPoint(flow)
         return result.id if result.created else None
 
     async def stand_down(self, flow: Flow, owner: str) -> None:
         """Give up the flow's trigger lease (a scheduler stopping), so another takes over now."""
         await self._leases.release(poll_lease(flow), owner)
 
-    async def run_now(self, flow: Flow, options: Mapping[str, Any] | None = None) -> str:
-        """Enqueue a poll of ``flow`` at once, outside the schedule (``options`` is its payload)."""
-        result = await self._jobs.enqueue(poll_kind(flow), dict(options) if options else None)
+    async def run_now(
+        self,
+        flow: Flow,
+        options: Mapping[str, Any] | None = None,
+        *,
+        start_at: datetime | None = None,
+        from_beginning: bool = False,
+        account: str | None = None,
+        reason: str | None = None,
+    ) -> str:
+        """Enqueue a poll of ``flow`` at once, outside the schedule (``options`` is its payload).
+
+        With no cursor: ``start_at`` becomes the cursor, ``from_beginning`` lets this poll read
+        everything; neither raises ``NoStartPoint``. An ``account`` is audited as the operator
+        who asked.
+        """
+        async with self._db.engine.begin() as conn:
+            now = self._db.now()
+            await self._start(
+                conn, now, flow, start_at=start_at, from_beginning=from_beginning, account=account
+            )
+            payload = dict(options) if options else None
+            result = await self._jobs.insert(conn, now, Enqueue(poll_kind(flow), payload))
+            if account is not None:
+                ids: dict[str, Any] = {"job_id": result.id, **(payload or {})}
+                if from_beginning:
+                    ids["from_beginning"] = True
+                if reason:
+                    ids["reason"] = reason
+                record = AuditRecord(AuditEvent.POLL_REQUESTED, flow, ids, account)
+                await self._audit.write(conn, now, record)
         return result.id
+
+    async def set_start(
+        self, flow: Flow, moment: datetime, *, account: str | None, reason: str | None = None
+    ) -> str:
+        """Set ``flow``'s cursor to ``moment`` (the start point, or a new one on a new cut-over);
+        the cursor written."""
+        async with self._db.engine.begin() as conn:
+            now = self._db.now()
+            previous = await _cursor(conn, flow)
+            value = watermark(moment)
+            await self._move(
+                conn, now, flow, value, previous, AuditEvent.CURSOR_SET, account, reason, "operator"
+            )
+        return value
+
+    async def rewind(
+        self, flow: Flow, moment: datetime, *, account: str | None, reason: str | None = None
+    ) -> str:
+        """Move ``flow``'s cursor back to ``moment``, so the next poll re-reads that window (the
+        ledger drops what was already sent). Raises ``NoStartPoint`` when the flow has no
+        cursor and ``NotARewind`` when ``moment`` is after the cursor."""
+        async with self._db.engine.begin() as conn:
+            now = self._db.now()
+            previous = await _cursor(conn, flow)
+            if previous is None:
+                raise NoStartPoint(flow)
+            value = watermark(moment)
+            if value > previous:
+                raise NotARewind(
+                    f"{flow}: {value} is after the cursor {previous}: a rewind only moves back "
+                    "(to skip ahead, set a new start point with `cursor set`)",
+                    reason="not_a_rewind",
+                )
+            await self._move(
+                conn, now, flow, value, previous, AuditEvent.CURSOR_REWOUND, account, reason, None
+            )
+        return value
+
+    async def status(
+        self, flows: Mapping[Flow, float], *, start_at: datetime | None = None
+    ) -> list[PollStatus]:
+        """Each polling flow (with its interval): cursor, last finished poll, next poll."""
+        out = []
+        async with self._db.engine.connect() as conn:
+            for flow, interval in flows.items():
+                kind = poll_kind(flow)
+                cursor = (
+                    await conn.execute(
+                        sa.select(cursors.c.value, cursors.c.updated_at).where(
+                            cursors.c.flow == str(flow)
+                        )
+                    )
+                ).first()
+                last_created = await conn.scalar(
+                    sa.select(sa.func.max(jobs.c.created_at)).where(jobs.c.kind == kind)
+                )
+                finished = await conn.scalar(
+                    sa.select(sa.func.max(jobs.c.updated_at)).where(
+                        jobs.c.kind == kind, jobs.c.state == JobState.DONE.value
+                    )
+                )
+                running = await conn.scalar(
+                    sa.select(jobs.c.id)
+                    .where(jobs.c.kind == kind, jobs.c.state.in_([s.value for s in UNFINISHED]))
+                    .limit(1)
+                )
+                startable = cursor is not None or start_at is not None
+                next_poll = None
+                if startable:
+                    due = last_created + timedelta(seconds=interval) if last_created else None
+                    next_poll = max(due, self._db.now()) if due else self._db.now()
+                out.append(
+                    PollStatus(
+                        flow=str(flow),
+                        cursor=cursor.value if cursor else None,
+                        cursor_updated_at=cursor.updated_at if cursor else None,
+                        last_finished_at=finished,
+                        running=running is not None,
+                        next_poll_at=next_poll,
+                    )
+                )
+        return out
+
+    async def runs(self, flow: Flow, *, limit: int = 20, offset: int = 0) -> list[PollRun]:
+        """The flow's polls, newest first: each one's job, what it read and queued, and how
+        many of the messages it queued were sent."""
+        kind, send = poll_kind(flow), job_kind(flow, "send")
+        query = (
+            sa.select(jobs)
+            .where(jobs.c.kind == kind)
+            .order_by(jobs.c.created_at.desc(), jobs.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            ids = [row.id for row in rows]
+            finished: dict[str, AuditEntry] = {}
+            sent: dict[str, int] = {}
+            if ids:
+                entries = await conn.execute(
+                    sa.select(audit_events).where(
+                        audit_events.c.job_id.in_(ids),
+                        audit_events.c.event == AuditEvent.POLL_FINISHED.value,
+                    )
+                )
+                finished = {e.job_id: e for e in map(audit_entry, entries.all()) if e.job_id}
+                counted = await conn.execute(
+                    sa.select(jobs.c.parent_id, sa.func.count())
+                    .where(
+                        jobs.c.parent_id.in_(ids),
+                        jobs.c.kind == send,
+                        jobs.c.state == JobState.DONE.value,
+                    )
+                    .group_by(jobs.c.parent_id)
+                )
+                sent = {parent: count for parent, count in counted.all()}
+        return [_run(row, finished.get(row.id), sent.get(row.id, 0)) for row in rows]
+
+    # ------------------------------------------------------------------ the one decision
+
+    async def _start(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        flow: Flow,
+        *,
+        start_at: datetime | None,
+        from_beginning: bool = False,
+        account: str | None = None,
+    ) -> None:
+        """Let a poll of ``flow`` start, or raise ``NoStartPoint``: the flow has a cursor, or
+        ``start_at`` becomes it, or the caller said ``from_beginning``."""
+        if await _cursor(conn, flow) is not None or from_beginning:
+            return
+        if start_at is None:
+            raise NoStartPoint(flow)
+        value = watermark(start_at)
+        await self._move(
+            conn, now, flow, value, None, AuditEvent.CURSOR_SET, account, None, "setting"
+        )
+
+    async def _move(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        flow: Flow,
+        value: str,
+        previous: str | None,
+        event: AuditEvent,
+        account: str | None,
+        reason: str | None,
+        source: str | None,
+    ) -> None:
+        await self._cursors.write(conn, now, CursorMove(flow, value))
+        ids: dict[str, Any] = {"cursor": value, "previous_cursor": previous}
+        if source:
+            ids["source"] = source
+        if reason:
+            ids["reason"] = reason
+        await self._audit.write(conn, now, AuditRecord(event, flow, ids, account))
+
+    async def _record_refusal(self, conn: AsyncConnection, now: datetime, flow: Flow) -> None:
+        """Audit a refused trigger once per flow: a flow that never had a cursor keeps being
+        refused every tick, and one entry says it."""
+        recorded = await conn.scalar(
+            sa.select(audit_events.c.id)
+            .where(
+                audit_events.c.event == AuditEvent.POLL_NO_START_POINT.value,
+                audit_events.c.flow == str(flow),
+            )
+            .limit(1)
+        )
+        if recorded is None:
+            record = AuditRecord(AuditEvent.POLL_NO_START_POINT, flow, {"reason": "no_start_point"})
+            await self._audit.write(conn, now, record)
+
+
+async def _cursor(conn: AsyncConnection, flow: Flow) -> str | None:
+    value: str | None = await conn.scalar(
+        sa.select(cursors.c.value).where(cursors.c.flow == str(flow))
+    )
+    return value
+
+
+def _run(row: Any, finished: AuditEntry | None, sent: int) -> PollRun:
+    done = row.state in (JobState.DONE.value, JobState.DEAD.value, JobState.DISCARDED.value)
+    ids = finished.ids if finished else {}
+    return PollRun(
+        job_id=row.id,
+        state=row.state,
+        queued_at=row.created_at,
+        finished_at=row.updated_at if done else None,
+        cases_read=ids.get("count"),
+        items_queued=ids.get("total"),
+        items_sent=sent,
+        cursor=ids.get("cursor"),
+    )

@@ -12,7 +12,22 @@ from typing import Any
 
 from ..logging import REDACTED, is_safe_key
 
-_EXTRA_SAFE = frozenset({"index", "fields", "direction", "dead_reason"})
+_EXTRA_SAFE = frozenset(
+    {
+        "index",
+        "fields",
+        "direction",
+        "dead_reason",
+        # operator actions: the account acted on, its role, where a start point came from
+        "account",
+        "role",
+        "previous_role",
+        "previous_cursor",
+        "source",
+        "from_beginning",
+        "full_scan",
+    }
+)
 _MAX_VALUE = 200
 
 

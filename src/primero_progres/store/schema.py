@@ -46,7 +46,7 @@ inbound_messages = sa.Table(
     sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
     sa.Column("intervention_numbers", sa.JSON, nullable=False),
     sa.Column("org_referral_ids", sa.JSON, nullable=False),
-    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False, index=True),
     sa.Column("payload", sa.Text, nullable=True),
 )
 
@@ -67,8 +67,13 @@ jobs = sa.Table(
     sa.Column("refs", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    #: the job whose step queued this one (None: queued by the inbox, a trigger, an operator)
+    sa.Column("parent_id", ID, nullable=True, index=True),
+    #: when an attempt first failed (kept through replays)
+    sa.Column("first_failed_at", UTCDateTime, nullable=True),
     sa.Index("ix_jobs_state_next_attempt_at", "state", "next_attempt_at"),
     sa.Index("ix_jobs_kind_state", "kind", "state"),
+    sa.Index("ix_jobs_state_updated_at", "state", "updated_at"),
 )
 
 _ID_COLUMNS = (
@@ -99,7 +104,7 @@ exchange_events = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("exchange_id", ID, sa.ForeignKey("exchanges.id"), nullable=False, index=True),
-    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False, index=True),
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("direction", sa.String(16), nullable=True),
     sa.Column("detail", sa.JSON, nullable=False),
@@ -129,6 +134,54 @@ audit_events = sa.Table(
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("flow", sa.String(32), nullable=True),
     sa.Column("ids", sa.JSON, nullable=False),
+    #: the operator account that acted (None: the bridge itself)
+    sa.Column("account", sa.String(64), nullable=True, index=True),
+    #: the job whose step wrote the entry
+    sa.Column("job_id", ID, nullable=True, index=True),
+    sa.Index("ix_audit_events_event_id", "event", "id"),
+)
+
+operator_accounts = sa.Table(
+    "operator_accounts",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    #: Argon2 (PHC string); never the password
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False),
+    sa.Column("locked_until", UTCDateTime, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+operator_sessions = sa.Table(
+    "operator_sessions",
+    metadata,
+    #: SHA-256 of the session token the cookie carries (a database leak opens no session)
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "account",
+        sa.String(64),
+        sa.ForeignKey("operator_accounts.name"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+)
+
+peer_status = sa.Table(
+    "peer_status",
+    metadata,
+    sa.Column("peer", sa.String(16), primary_key=True),
+    sa.Column("last_success_at", UTCDateTime, nullable=True),
+    sa.Column("last_failure_at", UTCDateTime, nullable=True),
+    sa.Column("last_failure_class", sa.String(32), nullable=True),
+    sa.Column("last_failure_reason", sa.String(64), nullable=True),
+    sa.Column("consecutive_failures", sa.Integer, nullable=False),
 )
 
 store_keys = sa.Table(

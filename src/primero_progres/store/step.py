@@ -94,6 +94,14 @@ class MessageView(Protocol):
     async def payload(self, message_id: str) -> dict[str, Any] | None: ...
 
 
+class PeerRecorder(Protocol):
+    async def record(
+        self, peer: str, *, failure_class: str | None = None, reason: str | None = None
+    ) -> None:
+        """A call to ``peer`` succeeded (``failure_class`` None) or failed."""
+        ...
+
+
 class FlowStore(Protocol):
     """The reads a flow step may make (``Store`` is one; tests use an in-memory fake)."""
 
@@ -105,6 +113,9 @@ class FlowStore(Protocol):
 
     @property
     def messages(self) -> MessageView: ...
+
+    @property
+    def peers(self) -> PeerRecorder: ...
 
     async def fingerprint(self, obj: object) -> str:
         """Keyed content hash: equal content, equal fingerprint; not guessable from the data."""

@@ -1,8 +1,9 @@
 """The Store: the only owner of connections and tables, for both SQLite and PostgreSQL.
 
 Each part of the durable state has one API here (``store.jobs``, ``.polls``, ``.ledger``,
-``.cursors``, ``.leases``, ``.messages``, ``.audit``, ``.keys``); writes a step asks for are typed
-commands (``commands.py``) applied in one transaction.
+``.cursors``, ``.leases``, ``.messages``, ``.audit``, ``.keys``, and for the operator console
+``.accounts``, ``.peers``, ``.reports``); writes a step asks for are typed commands
+(``commands.py``) applied in one transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from .accounts import Accounts
 from .audit import AuditLog
 from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
 from .crypto import Cipher
@@ -29,7 +31,9 @@ from .leases import Leases
 from .ledger import Ledger
 from .messages import Messages
 from .models import PurgeResult
+from .peers import PeerLog
 from .polls import Polls
+from .reports import Reports
 from .vocabulary import AuditEvent
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -47,7 +51,10 @@ class Store:
         self.jobs = JobQueue(self._db, self.audit, self._write)
         self.keys = Keys(self._db, self.audit)
         self.messages = Messages(self._db, self.jobs, self.audit, self.keys)
-        self.polls = Polls(self._db, self.jobs, self.leases)
+        self.polls = Polls(self._db, self.jobs, self.leases, self.cursors, self.audit)
+        self.accounts = Accounts(self._db, self.audit)
+        self.peers = PeerLog(self._db)
+        self.reports = Reports(self._db)
 
     @classmethod
     async def open(cls, url: str, *, encryption: Cipher, clock: Clock = utcnow) -> Store:
@@ -82,15 +89,21 @@ class Store:
             await self._write(conn, self.now(), commands)
 
     async def _write(
-        self, conn: AsyncConnection, now: datetime, commands: Sequence[Command]
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        commands: Sequence[Command],
+        job_id: str | None = None,
     ) -> None:
+        """Apply ``commands``; ``job_id``: the job whose step asked for them (linked to the
+        jobs it queues and the audit entries it writes)."""
         for item in commands:
             if isinstance(item, Enqueue):
-                await self.jobs.insert(conn, now, item)
+                await self.jobs.insert(conn, now, item, parent_id=job_id)
             elif isinstance(item, LedgerRecord):
                 await self.ledger.write(conn, now, item)
             elif isinstance(item, AuditRecord):
-                await self.audit.write(conn, now, item)
+                await self.audit.write(conn, now, item, job_id=job_id)
             elif isinstance(item, CursorMove):
                 await self.cursors.write(conn, now, item)
             else:
@@ -107,6 +120,24 @@ class Store:
 
         async with self.engine.begin() as conn:
             await conn.run_sync(run)
+
+    async def revision(self) -> str | None:
+        """The migration the database is at (None before ``upgrade``)."""
+        try:
+            async with self.engine.connect() as conn:
+                value = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+        except Exception:
+            return None
+        return str(value) if value is not None else None
+
+    @staticmethod
+    def head() -> str:
+        """The newest migration this version of the package ships."""
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        return str(ScriptDirectory.from_config(config).get_current_head())
 
     async def ping(self) -> bool:
         try:

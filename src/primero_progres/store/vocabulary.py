@@ -82,6 +82,33 @@ class AuditEvent(StrEnum):
     REFERRAL_SENT = "referral_sent"
     DECISION_APPLIED = "decision_applied"
     POLL_FINISHED = "poll_finished"
+    #: a polling flow was due but has no start point: it does not poll (once per flow)
+    POLL_NO_START_POINT = "poll.no_start_point"
+    #: a polling flow's start point was set (``source``: ``setting`` or ``operator``)
+    CURSOR_SET = "cursor.set"
+    CURSOR_REWOUND = "cursor.rewound"
+    POLL_REQUESTED = "poll.requested"
+    JOB_DISCARDED = "job.discarded"
+    ACCOUNT_CREATED = "account.created"
+    ACCOUNT_ROLE_CHANGED = "account.role_changed"
+    ACCOUNT_DISABLED = "account.disabled"
+    ACCOUNT_PASSWORD_RESET = "account.password_reset"
+    ACCOUNT_LOCKED = "account.locked"
+    LOGIN_SUCCEEDED = "login.succeeded"
+    LOGIN_FAILED = "login.failed"
+    LOGGED_OUT = "logout"
+
+
+class Role(StrEnum):
+    """What an operator account may do in the console; each role includes the one before."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
 
 
 def job_kind(flow: Flow, step: str) -> str:
