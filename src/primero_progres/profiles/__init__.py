@@ -1,6 +1,13 @@
 """Mapping profiles: the localized tables, codes and defaults the transforms use."""
 
-from .loader import BUILT_IN, ProfileError, ProfileProblem, check_profile, load_profile
+from .loader import (
+    BUILT_IN,
+    ProfileError,
+    ProfileProblem,
+    check_profile,
+    load_profile,
+    profile_sha256,
+)
 from .schema import Profile, profile_json_schema
 
 __all__ = [
@@ -11,4 +18,5 @@ __all__ = [
     "check_profile",
     "load_profile",
     "profile_json_schema",
+    "profile_sha256",
 ]

@@ -8,6 +8,7 @@ can name its key and line.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -226,3 +227,8 @@ def load_profile(name_or_path: str | Path = "gambella") -> Profile:
     if profile is None:
         raise ProfileError(str(path), problems)
     return profile
+
+
+def profile_sha256(name_or_path: str | Path) -> str:
+    """SHA-256 of the profile's file as it is on disk: which profile a deployment runs."""
+    return hashlib.sha256(_resolve(name_or_path).read_bytes()).hexdigest()

@@ -324,7 +324,9 @@ class Reports:
             exchange_ids = [e.id for e in found_exchanges]
             ledger_rows = (
                 await conn.execute(
-                    sa.select(exchange_events, exchanges.c.flow)
+                    sa.select(
+                        exchange_events, exchanges.c.flow, *(exchanges.c[c] for c in ID_COLUMNS)
+                    )
                     .join(exchanges, exchanges.c.id == exchange_events.c.exchange_id)
                     .where(exchange_events.c.exchange_id.in_(exchange_ids))
                     .order_by(exchange_events.c.id)
@@ -371,7 +373,11 @@ class Reports:
                     row.event,
                     row.flow,
                     row.direction,
-                    {"exchange_id": row.exchange_id, **dict(row.detail)},
+                    {
+                        "exchange_id": row.exchange_id,
+                        **{c: getattr(row, c) for c in ID_COLUMNS if getattr(row, c)},
+                        **dict(row.detail),
+                    },
                 )
             )
         for row in audit_rows:

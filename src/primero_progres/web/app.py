@@ -1,4 +1,4 @@
-"""The FastAPI app: inbox, health, readiness and metrics (the admin UI plugs in as a router)."""
+"""The FastAPI app: inbox, health, readiness, metrics and the operator console (``/admin``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from .. import __version__
 from ..runtime.metrics import QUEUE_DEPTH, REGISTRY
 from ..settings import Settings
 from ..store import Store
+from . import console
 from .errors import documented
 from .inbox import build_router
 
@@ -59,6 +60,7 @@ def create_app(
                 QUEUE_DEPTH.labels(kind, state).set(count)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    console.install(app, settings, store)
     for router in extra_routers:
         app.include_router(router)
     return app
