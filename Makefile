@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test bench lint clean
+.PHONY: install chromium demo test screenshots bench lint clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,8 +17,18 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/primero-progres demo
 
-test: install
+# The console's browser tests drive Debian's Chromium through Playwright (never
+# `playwright install`, which downloads a browser); installing it needs root, as CI has.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
+
+test: install chromium
 	$(VENV)/bin/pytest
+
+# Refresh the console screenshots of docs/console.md from the browser tests.
+screenshots: install chromium
+	PRIMERO_PROGRES_SCREENSHOTS=$(CURDIR)/docs/console $(VENV)/bin/pytest -q tests/web/console
 
 # Every benchmark in bench/ prints its figures; none is a pass/fail test.
 bench: install
