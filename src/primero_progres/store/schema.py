@@ -72,7 +72,8 @@ jobs = sa.Table(
     #: when an attempt first failed (kept through replays)
     sa.Column("first_failed_at", UTCDateTime, nullable=True),
     sa.Index("ix_jobs_state_next_attempt_at", "state", "next_attempt_at"),
-    sa.Index("ix_jobs_kind_state", "kind", "state"),
+    sa.Index("ix_jobs_kind_state_updated_at", "kind", "state", "updated_at"),
+    sa.Index("ix_jobs_kind_created_at", "kind", "created_at"),
     sa.Index("ix_jobs_state_updated_at", "state", "updated_at"),
 )
 
@@ -104,10 +105,12 @@ exchange_events = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("exchange_id", ID, sa.ForeignKey("exchanges.id"), nullable=False, index=True),
-    sa.Column("at", UTCDateTime, nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("direction", sa.String(16), nullable=True),
     sa.Column("detail", sa.JSON, nullable=False),
+    #: the console's figures count events by time and name from the index alone
+    sa.Index("ix_exchange_events_at_event", "at", "event"),
 )
 
 cursors = sa.Table(

@@ -60,13 +60,20 @@ def upgrade() -> None:
         batch.add_column(sa.Column("first_failed_at", UTCDateTime, nullable=True))
     op.create_index("ix_jobs_parent_id", "jobs", ["parent_id"])
     op.create_index("ix_jobs_state_updated_at", "jobs", ["state", "updated_at"])
+    # the console's per-kind figures (last poll, received per day) read these in index order
+    op.drop_index("ix_jobs_kind_state", "jobs")
+    op.create_index("ix_jobs_kind_state_updated_at", "jobs", ["kind", "state", "updated_at"])
+    op.create_index("ix_jobs_kind_created_at", "jobs", ["kind", "created_at"])
     op.create_index("ix_inbound_messages_received_at", "inbound_messages", ["received_at"])
-    op.create_index("ix_exchange_events_at", "exchange_events", ["at"])
+    op.create_index("ix_exchange_events_at_event", "exchange_events", ["at", "event"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_exchange_events_at", "exchange_events")
+    op.drop_index("ix_exchange_events_at_event", "exchange_events")
     op.drop_index("ix_inbound_messages_received_at", "inbound_messages")
+    op.drop_index("ix_jobs_kind_created_at", "jobs")
+    op.drop_index("ix_jobs_kind_state_updated_at", "jobs")
+    op.create_index("ix_jobs_kind_state", "jobs", ["kind", "state"])
     op.drop_index("ix_jobs_state_updated_at", "jobs")
     op.drop_index("ix_jobs_parent_id", "jobs")
     with op.batch_alter_table("jobs") as batch:
