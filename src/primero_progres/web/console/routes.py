@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,25 @@ def _day(text: str | None) -> datetime | None:
         return None
 
 
+def _until(text: str | None) -> datetime | None:
+    """The end of a YYYY-MM-DD day given as "to" (the next day's start), or None."""
+    day = _day(text)
+    return day + timedelta(days=1) if day else None
+
+
+def _paged(name: str, rows: Sequence[Any], page: int) -> dict[str, Any]:
+    """A page's rows (fetched one over ``PAGE_SIZE``, to know whether more follow)."""
+    return {name: rows[:PAGE_SIZE], "more": len(rows) > PAGE_SIZE, "page": page}
+
+
+def _filtered(params: Mapping[str, str], keys: Sequence[str]) -> dict[str, Any]:
+    """A list's filter: the form's values, and the query string that keeps them on paging."""
+    return {
+        "filter": {k: params.get(k, "") for k in keys},
+        "filter_query": urlencode({k: params[k] for k in keys if params.get(k)}),
+    }
+
+
 def _page(value: str | None) -> int:
     try:
         return max(1, int(value or 1))
@@ -145,6 +164,18 @@ def _redirect(target: str, **params: object) -> RedirectResponse:
     if shown:
         target += ("&" if "?" in target else "?") + urlencode(shown)
     return RedirectResponse(target, status_code=303)
+
+
+async def _done(
+    back: str, notice: str, action: Callable[[], Awaitable[object]]
+) -> RedirectResponse:
+    """Run an operator's action: 303 back with ``notice``, or with the refusal's reason code
+    (a rule or store refusal: no start point, not a rewind, a weak password...)."""
+    try:
+        await action()
+    except BridgeError as exc:
+        return _redirect(back, error=exc.reason)
+    return _redirect(back, notice=notice)
 
 
 def _text(form: Any, name: str) -> str:
@@ -296,12 +327,11 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
 
     def dead_filter(params: Mapping[str, Any]) -> DeadLetterFilter:
         flow = params.get("flow") or None
-        until = _day(params.get("until"))
         return DeadLetterFilter(
             flow=flow if flow in {f.value for f in Flow} else None,
             reason=(params.get("reason") or None),
             since=_day(params.get("since")),
-            until=until + timedelta(days=1) if until else None,
+            until=_until(params.get("until")),
         )
 
     @router.get("/dead-letters")
@@ -316,15 +346,10 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             request,
             "dead_letters.html",
             operator,
-            jobs=rows[:PAGE_SIZE],
-            more=len(rows) > PAGE_SIZE,
-            page=page,
             flows=[f.value for f in Flow],
             reasons=await store.jobs.dead_reasons(),
-            filter={k: params.get(k, "") for k in ("flow", "reason", "since", "until")},
-            filter_query=urlencode(
-                {k: params[k] for k in ("flow", "reason", "since", "until") if params.get(k)}
-            ),
+            **_paged("jobs", rows, page),
+            **_filtered(params, ("flow", "reason", "since", "until")),
         )
 
     @router.post("/dead-letters/replay")
@@ -380,9 +405,7 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             request,
             "messages.html",
             operator,
-            messages=rows[:PAGE_SIZE],
-            more=len(rows) > PAGE_SIZE,
-            page=page,
+            **_paged("messages", rows, page),
         )
 
     # ------------------------------------------------------------------ polls
@@ -400,36 +423,38 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             start_at=settings.poll_start_at,
         )
 
-    @router.post("/polls/{flow}/poll-now")
-    async def poll_now(flow: str, operator: Operator = can_act) -> Response:
+    async def on_polling_flow(
+        flow: str,
+        operator: Operator,
+        notice: str,
+        action: Callable[[Flow, str | None], Awaitable[object]],
+    ) -> RedirectResponse:
         back = PATH + "/polls"
         if flow not in polling:
             return _redirect(back, error="not_a_polling_flow")
         note, problem = _reason(operator.form, required=False)
         if problem:
             return _redirect(back, error=problem)
-        try:
-            await store.polls.run_now(
-                Flow(flow), start_at=settings.poll_start_at, account=operator.name, reason=note
-            )
-        except BridgeError as exc:
-            return _redirect(back, error=exc.reason)
-        return _redirect(back, notice="poll_queued")
+        return await _done(back, notice, lambda: action(Flow(flow), note))
+
+    @router.post("/polls/{flow}/poll-now")
+    async def poll_now(flow: str, operator: Operator = can_act) -> Response:
+        return await on_polling_flow(
+            flow,
+            operator,
+            "poll_queued",
+            lambda chosen, note: store.polls.run_now(
+                chosen, start_at=settings.poll_start_at, account=operator.name, reason=note
+            ),
+        )
 
     @router.post("/polls/{flow}/rewind")
     async def rewind(flow: str, operator: Operator = can_act) -> Response:
-        back = PATH + "/polls"
-        if flow not in polling:
-            return _redirect(back, error="not_a_polling_flow")
-        note, problem = _reason(operator.form, required=False)
-        if problem:
-            return _redirect(back, error=problem)
-        try:
+        async def move(chosen: Flow, note: str | None) -> object:
             moment = parse_moment(_text(operator.form, "to"))
-            await store.polls.rewind(Flow(flow), moment, account=operator.name, reason=note)
-        except BridgeError as exc:
-            return _redirect(back, error=exc.reason)
-        return _redirect(back, notice="rewound")
+            return await store.polls.rewind(chosen, moment, account=operator.name, reason=note)
+
+        return await on_polling_flow(flow, operator, "rewound", move)
 
     # ------------------------------------------------------------------ audit, settings
 
@@ -437,12 +462,11 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
     async def audit(request: Request, operator: Operator = can_view) -> Response:
         params = request.query_params
         page = _page(params.get("page"))
-        until = _day(params.get("until"))
         entries = await store.audit.list(
             event=params.get("event") or None,
             account=params.get("account") or None,
             since=_day(params.get("since")),
-            until=until + timedelta(days=1) if until else None,
+            until=_until(params.get("until")),
             limit=PAGE_SIZE + 1,
             offset=(page - 1) * PAGE_SIZE,
         )
@@ -450,14 +474,9 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             request,
             "audit.html",
             operator,
-            entries=entries[:PAGE_SIZE],
-            more=len(entries) > PAGE_SIZE,
-            page=page,
             events=[e.value for e in AuditEvent],
-            filter={k: params.get(k, "") for k in ("event", "account", "since", "until")},
-            filter_query=urlencode(
-                {k: params[k] for k in ("event", "account", "since", "until") if params.get(k)}
-            ),
+            **_paged("entries", entries, page),
+            **_filtered(params, ("event", "account", "since", "until")),
         )
 
     @router.get("/settings")
@@ -489,48 +508,41 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             roles=[r.value for r in Role],
         )
 
+    def password(operator: Operator) -> str:
+        value = operator.form.get("password") if operator.form else None
+        return hash_password(value if isinstance(value, str) else "")
+
     @router.post("/accounts")
     async def add_account(operator: Operator = can_manage) -> Response:
-        back = PATH + "/accounts"
-        password = operator.form.get("password") if operator.form else None
-        try:
+        async def add() -> None:
             name = check_name(_text(operator.form, "name"))
             role = check_role(_text(operator.form, "role"))
-            hashed = hash_password(password if isinstance(password, str) else "")
-            await store.accounts.add(name, role, hashed, account=operator.name)
-        except BridgeError as exc:
-            return _redirect(back, error=exc.reason)
-        return _redirect(back, notice="account_created")
+            await store.accounts.add(name, role, password(operator), account=operator.name)
+
+        return await _done(PATH + "/accounts", "account_created", add)
 
     @router.post("/accounts/{name}/role")
     async def change_role(name: str, operator: Operator = can_manage) -> Response:
-        back = PATH + "/accounts"
-        try:
+        async def change() -> None:
             role = check_role(_text(operator.form, "role"))
             await store.accounts.set_role(name, role, account=operator.name)
-        except BridgeError as exc:
-            return _redirect(back, error=exc.reason)
-        return _redirect(back, notice="role_changed")
+
+        return await _done(PATH + "/accounts", "role_changed", change)
 
     @router.post("/accounts/{name}/disable")
     async def disable_account(name: str, operator: Operator = can_manage) -> Response:
-        back = PATH + "/accounts"
-        try:
-            await store.accounts.disable(name, account=operator.name)
-        except BridgeError as exc:
-            return _redirect(back, error=exc.reason)
-        return _redirect(back, notice="account_disabled")
+        return await _done(
+            PATH + "/accounts",
+            "account_disabled",
+            lambda: store.accounts.disable(name, account=operator.name),
+        )
 
     @router.post("/accounts/{name}/password")
     async def reset_password(name: str, operator: Operator = can_manage) -> Response:
-        back = PATH + "/accounts"
-        password = operator.form.get("password") if operator.form else None
-        try:
-            hashed = hash_password(password if isinstance(password, str) else "")
-            await store.accounts.set_password(name, hashed, account=operator.name)
-        except BridgeError as exc:
-            return _redirect(back, error=exc.reason)
-        return _redirect(back, notice="password_reset")
+        async def reset() -> None:
+            await store.accounts.set_password(name, password(operator), account=operator.name)
+
+        return await _done(PATH + "/accounts", "password_reset", reset)
 
     # ------------------------------------------------------------------ assets
 
