@@ -69,35 +69,38 @@ class Sessions:
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self._store = store
-        self._signer = Signer(
-            store.fingerprint({"purpose": "operator-console-session"}), salt="pp-console"
-        )
+        self._key: Signer | None = None
         self.idle = timedelta(minutes=settings.admin_session_idle_minutes)
         self.secure = bool(settings.public_url and settings.public_url.startswith("https://"))
 
+    async def _signer(self) -> Signer:
+        """Signs with a key derived from the store's fingerprint key (kept in the database,
+        unchanged by an encryption-key rotation), so every process signs alike."""
+        if self._key is None:
+            secret = await self._store.fingerprint({"purpose": "operator-console-session"})
+            self._key = Signer(secret, salt="pp-console")
+        return self._key
+
     async def current(self, request: Request) -> Session | None:
-        raw = request.cookies.get(SESSION_COOKIE)
-        if not raw:
-            return None
-        try:
-            token = self._signer.unsign(raw).decode()
-        except BadSignature:
+        token = await self.token(request)
+        if token is None:
             return None
         return await self._store.accounts.session(token, idle=self.idle)
 
-    def token(self, request: Request) -> str | None:
+    async def token(self, request: Request) -> str | None:
         raw = request.cookies.get(SESSION_COOKIE)
         if not raw:
             return None
         try:
-            return self._signer.unsign(raw).decode()
+            return (await self._signer()).unsign(raw).decode()
         except BadSignature:
             return None
 
-    def open(self, response: Response, token: str) -> None:
+    async def open(self, response: Response, token: str) -> None:
+        signed = (await self._signer()).sign(token).decode()
         response.set_cookie(
             SESSION_COOKIE,
-            self._signer.sign(token).decode(),
+            signed,
             path=PATH,
             httponly=True,
             samesite="strict",

@@ -291,13 +291,13 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             return login_form(request, LOGIN_REFUSED, 401)
         token, _session = opened
         response = RedirectResponse(_back(form.get("next"), PATH + "/"), status_code=303)
-        sessions.open(response, token)
+        await sessions.open(response, token)
         sessions.clear_login_cookie(response)
         return response
 
     @router.post("/logout")
     async def logout(request: Request, operator: Operator = any_session) -> Response:
-        token = sessions.token(request)
+        token = await sessions.token(request)
         if token is not None:
             await store.accounts.close_session(token, account=operator.name)
         response = RedirectResponse(PATH + "/login", status_code=303)
