@@ -1,0 +1,62 @@
+"""Session cookie attributes and the idle timeout, over plain HTTP (no browser needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import httpx2
+
+from primero_progres.operators import hash_password
+from primero_progres.stack import Stack
+from primero_progres.store import Role
+
+PASSWORD = "a long pass phrase 2026"
+
+
+async def _log_in(client: httpx2.AsyncClient) -> httpx2.Response:
+    page = await client.get("/admin/login")
+    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert match
+    return await client.post(
+        "/admin/login", data={"csrf": match.group(1), "name": "amina", "password": PASSWORD}
+    )
+
+
+def _attributes(answer: httpx2.Response, name: str) -> tuple[str, set[str]]:
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith(name + "="))
+    value, *attributes = cookie.split(";")
+    return value.split("=", 1)[1], {part.strip().lower() for part in attributes}
+
+
+async def test_the_cookies_are_secure_behind_an_https_public_url(tmp_path: Path) -> None:
+    """A browser sends them back over HTTPS only (this plain-HTTP client, by hand)."""
+    async with Stack(tmp_path, public_url="https://bridge.example.org") as stack:
+        await stack.store.accounts.add("amina", Role.ADMIN, hash_password(PASSWORD), account=None)
+        async with httpx2.AsyncClient(base_url=stack.bridge_url) as client:
+            page = await client.get("/admin/login")
+            token, attributes = _attributes(page, "pp_console_login")
+            assert {"httponly", "secure", "samesite=strict", "path=/admin"} <= attributes
+            match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert match and match.group(1) == token
+            answer = await client.post(
+                "/admin/login",
+                data={"csrf": token, "name": "amina", "password": PASSWORD},
+                headers={"Cookie": f"pp_console_login={token}"},
+            )
+    assert answer.status_code == 303
+    _session, attributes = _attributes(answer, "pp_console")
+    assert {"httponly", "secure", "samesite=strict", "path=/admin"} <= attributes
+
+
+async def test_a_session_ends_after_the_idle_timeout(tmp_path: Path) -> None:
+    async with Stack(tmp_path, admin_session_idle_minutes=0.02) as stack:
+        await stack.store.accounts.add("amina", Role.ADMIN, hash_password(PASSWORD), account=None)
+        async with httpx2.AsyncClient(base_url=stack.bridge_url) as client:
+            assert (await _log_in(client)).status_code == 303
+            assert (await client.get("/admin/")).status_code == 200
+            await asyncio.sleep(1.5)
+            answer = await client.get("/admin/")
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/admin/login")
