@@ -44,6 +44,7 @@ from .errors import (
     is_transient_status,
     parse_retry_after,
 )
+from .observe import ObservedClient
 from .pooled import PooledClient
 
 if TYPE_CHECKING:
@@ -327,7 +328,8 @@ class PingClient(PooledClient):
         self._token: str | None = None
         self._token_expires: float | None = None
         self._token_lock = asyncio.Lock()
-        self._http = httpx.AsyncClient(
+        self._http = ObservedClient(
+            PEER,
             timeout=httpx.Timeout(timeout),
             verify=verify,
             headers={"Accept": "application/json"},

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx2 as httpx
 
 from ..logging import get_logger
+from .observe import ObservedClient, tls_failure
 from .primero_errors import (
     PEER,
     AuthenticationError,
@@ -121,18 +122,6 @@ class WebhookRegistration:
     created: bool
 
 
-def tls_failure(exc: BaseException) -> bool:
-    """Whether a connection failure was the TLS handshake (certificate, protocol)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -172,7 +161,8 @@ class PrimeroClient:
         self._user_id: int | None = None
         self._login_lock = asyncio.Lock()
         self.page_size = min(page_size, MAX_PER)
-        self._http = httpx.AsyncClient(
+        self._http = ObservedClient(
+            PEER,
             base_url=base_url.rstrip("/") + "/api/v2",
             timeout=timeout,
             verify=_ssl_context(verify),

@@ -13,6 +13,8 @@ from .keys import FingerprintKeyUnreadable, KeyUsage, RotationResult
 from .leases import LeaseBusy
 from .messages import Receipt
 from .models import (
+    AlertNotice,
+    AlertState,
     AuditEntry,
     DeadLetterFilter,
     DeadReason,
@@ -22,7 +24,11 @@ from .models import (
     InboundMessage,
     Job,
     JobState,
+    OutboxEntry,
+    PeerHealth,
+    PeerOutcomes,
     PurgeResult,
+    WaitingJobs,
 )
 from .polls import BEGINNING, NoStartPoint, NotARewind, PollRun, PollStatus, parse_moment, watermark
 from .step import FlowStore, Handler, StepBuffer, StepContext
@@ -41,6 +47,8 @@ from .vocabulary import (
 
 __all__ = [
     "BEGINNING",
+    "AlertNotice",
+    "AlertState",
     "AuditEntry",
     "AuditEvent",
     "AuditRecord",
@@ -70,7 +78,10 @@ __all__ = [
     "LedgerState",
     "NoStartPoint",
     "NotARewind",
+    "OutboxEntry",
     "PayloadUnreadable",
+    "PeerHealth",
+    "PeerOutcomes",
     "PollRun",
     "PollStatus",
     "PurgeResult",
@@ -81,6 +92,7 @@ __all__ = [
     "StepContext",
     "Store",
     "UnreadableJob",
+    "WaitingJobs",
     "backup_sqlite",
     "decision_key",
     "flow_of",

@@ -3,6 +3,7 @@ allow-listed IDs only."""
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
 from typing import Any
 
@@ -76,3 +77,23 @@ class AuditLog:
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()
         return [audit_entry(r) for r in rows]
+
+    async def after(
+        self, event: AuditEvent | str, *, after_id: int, until: datetime, limit: int = 1000
+    ) -> builtins.list[AuditEntry]:
+        """Entries of ``event`` past ``after_id`` written no later than ``until``, oldest first
+        (a reader's cursor over the trail, as the alert check reads new dead letters)."""
+        query = (
+            sa.select(audit_events)
+            .where(
+                audit_events.c.event == str(event),
+                audit_events.c.id > after_id,
+                audit_events.c.at <= until,
+            )
+            .order_by(audit_events.c.id)
+            .limit(limit)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [audit_entry(r) for r in rows]
+

@@ -21,7 +21,7 @@ from .commands import AuditRecord, Command, Enqueue
 from .crypto import PayloadUnreadable
 from .database import Database
 from .dialect import upsert_insert
-from .models import DeadLetterFilter, DeadReason, EnqueueResult, Job, JobState
+from .models import UNFINISHED, DeadLetterFilter, DeadReason, EnqueueResult, Job, JobState, WaitingJobs
 from .schema import inbound_messages, jobs
 from .vocabulary import AuditEvent, flow_of
 
@@ -313,6 +313,29 @@ class JobQueue:
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return {(kind, state): count for kind, state, count in rows}
+
+    async def waiting(self) -> dict[str, WaitingJobs]:
+        """kind -> its unfinished (pending or running) jobs: how many, and the oldest's age."""
+        query = (
+            sa.select(jobs.c.kind, sa.func.count(), sa.func.min(jobs.c.created_at))
+            .where(jobs.c.state.in_([s.value for s in UNFINISHED]))
+            .group_by(jobs.c.kind)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {kind: WaitingJobs(count, oldest) for kind, count, oldest in rows}
+
+    async def dead_counts(self) -> dict[tuple[str, str], int]:
+        """(kind, reason) -> number of dead letters; for metrics."""
+        reason = jobs.c.dead_reason["reason"].as_string()
+        query = (
+            sa.select(jobs.c.kind, reason, sa.func.count())
+            .where(jobs.c.state == JobState.DEAD.value)
+            .group_by(jobs.c.kind, reason)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {(kind, code or "unknown"): count for kind, code, count in rows}
 
     async def dead_letters(
         self, where: DeadLetterFilter | None = None, *, limit: int = 100, offset: int = 0

@@ -148,3 +148,72 @@ class AuditEntry:
 class PurgeResult:
     jobs: int
     messages: int
+
+
+@dataclass(frozen=True)
+class WaitingJobs:
+    """Unfinished jobs of one kind: how many, and when the oldest was queued."""
+
+    count: int
+    oldest_created_at: datetime
+
+
+@dataclass(frozen=True)
+class PeerOutcomes:
+    """What one process saw of a peer since it last reported: its latest success, and the
+    failures that came after it (first and last, and the class of the last)."""
+
+    peer: str
+    succeeded_at: datetime | None = None
+    first_failed_at: datetime | None = None
+    failed_at: datetime | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class PeerHealth:
+    """What every process together saw of a peer."""
+
+    peer: str
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_failure: str | None
+    #: the first failure after the last success; None while the latest call worked
+    failing_since: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """One alert condition (``key`` is ``<event>:<subject>``): whether it was announced and
+    not yet recovered (``active``), since when it holds, when it was last notified, and what the
+    check keeps about it between runs (``data``: counts and IDs only)."""
+
+    key: str
+    event: str
+    active: bool = False
+    since: datetime | None = None
+    notified_at: datetime | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlertNotice:
+    """A notification to send: IDs, codes and counts only."""
+
+    key: str
+    event: str
+    severity: str
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A notice some alert targets (``pending``, by fingerprint) have not taken yet."""
+
+    id: int
+    notice: AlertNotice
+    pending: list[str]
+    attempts: int
+    created_at: datetime

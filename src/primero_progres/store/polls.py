@@ -16,7 +16,7 @@ purpose), else it refuses with ``NoStartPoint``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -166,6 +166,18 @@ class Polls:
     async def stand_down(self, flow: Flow, owner: str) -> None:
         """Give up the flow's trigger lease (a scheduler stopping), so another takes over now."""
         await self._leases.release(poll_lease(flow), owner)
+
+    async def last_completed(self, flows: Iterable[Flow]) -> dict[Flow, datetime]:
+        """flow -> when its latest poll finished, for the polling ``flows`` that ever polled."""
+        kinds = {poll_kind(flow): Flow(flow) for flow in flows}
+        query = (
+            sa.select(jobs.c.kind, sa.func.max(jobs.c.updated_at))
+            .where(jobs.c.kind.in_(sorted(kinds)), jobs.c.state == JobState.DONE.value)
+            .group_by(jobs.c.kind)
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {kinds[kind]: finished for kind, finished in rows}
 
     async def run_now(
         self,

@@ -196,6 +196,49 @@ store_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+#: what the bridge last saw of each peer (``store.peer_health``), merged from every process
+peer_health = sa.Table(
+    "peer_health",
+    metadata,
+    sa.Column("peer", sa.String(32), primary_key=True),
+    sa.Column("last_success_at", UTCDateTime, nullable=True),
+    sa.Column("last_failure_at", UTCDateTime, nullable=True),
+    sa.Column("last_failure", sa.String(32), nullable=True),
+    #: the first failure after the last success; null while the latest call worked
+    sa.Column("failing_since", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: one row per alert condition (``<event>:<key>``): announced or not, since when, when last told
+alert_state = sa.Table(
+    "alert_state",
+    metadata,
+    sa.Column("key", sa.String(160), primary_key=True),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=True),
+    sa.Column("notified_at", UTCDateTime, nullable=True),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+#: notifications decided but not yet taken by every alert target (IDs, codes, counts only)
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(160), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    #: fingerprints of the alert URLs that have not taken it yet
+    sa.Column("pending", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("attempted_at", UTCDateTime, nullable=True),
+)
+
 ID_COLUMNS = _ID_COLUMNS
 
 #: every table with an encrypted ``payload`` column (the tokens' context is the table's name,

@@ -1,9 +1,9 @@
 """The Store: the only owner of connections and tables, for both SQLite and PostgreSQL.
 
 Each part of the durable state has one API here (``store.jobs``, ``.polls``, ``.ledger``,
-``.cursors``, ``.leases``, ``.messages``, ``.audit``, ``.keys``, and for the operator console
-``.accounts``, ``.peers``, ``.reports``); writes a step asks for are typed commands
-(``commands.py``) applied in one transaction.
+``.cursors``, ``.leases``, ``.messages``, ``.audit``, ``.keys``, for the operator console
+``.accounts``, ``.peers``, ``.reports``, and for alerting ``.peer_health``, ``.alerts``); writes
+a step asks for are typed commands (``commands.py``) applied in one transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .accounts import Accounts
+from .alerts import Alerts
 from .audit import AuditLog
 from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
 from .crypto import Cipher
@@ -31,6 +32,7 @@ from .leases import Leases
 from .ledger import Ledger
 from .messages import Messages
 from .models import PurgeResult
+from .peer_health import PeerHealthTable
 from .peers import PeerLog
 from .polls import Polls
 from .reports import Reports
@@ -55,6 +57,8 @@ class Store:
         self.accounts = Accounts(self._db, self.audit)
         self.peers = PeerLog(self._db)
         self.reports = Reports(self._db)
+        self.peer_health = PeerHealthTable(self._db)
+        self.alerts = Alerts(self._db)
 
     @classmethod
     async def open(cls, url: str, *, encryption: Cipher, clock: Clock = utcnow) -> Store:

@@ -1,0 +1,55 @@
+"""Alerting: what the bridge last saw of each peer, the state of each alert, the alert outbox.
+
+Revision ID: 0003_alert_state
+Revises: 0002_fingerprint_key
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from primero_progres.store.schema import UTCDateTime
+
+revision = "0003_alert_state"
+down_revision = "0002_fingerprint_key"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "peer_health",
+        sa.Column("peer", sa.String(32), primary_key=True),
+        sa.Column("last_success_at", UTCDateTime, nullable=True),
+        sa.Column("last_failure_at", UTCDateTime, nullable=True),
+        sa.Column("last_failure", sa.String(32), nullable=True),
+        sa.Column("failing_since", UTCDateTime, nullable=True),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    )
+    op.create_table(
+        "alert_state",
+        sa.Column("key", sa.String(160), primary_key=True),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("since", UTCDateTime, nullable=True),
+        sa.Column("notified_at", UTCDateTime, nullable=True),
+        sa.Column("data", sa.JSON, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    )
+    op.create_table(
+        "alert_outbox",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(160), nullable=False),
+        sa.Column("event", sa.String(32), nullable=False),
+        sa.Column("severity", sa.String(16), nullable=False),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("pending", sa.JSON, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("attempted_at", UTCDateTime, nullable=True),
+    )
+
+
+def downgrade() -> None:
+    for table in ("alert_outbox", "alert_state", "peer_health"):
+        op.drop_table(table)

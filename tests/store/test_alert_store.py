@@ -1,0 +1,155 @@
+"""The store parts alerting reads and writes, on both databases: peer health merged from several
+processes, alert states and the outbox, and the reads the checks and metrics make (waiting
+jobs, dead letters by reason, the last completed poll, new audit entries)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from primero_progres.errors import FailureClass
+from primero_progres.store import (
+    AlertNotice,
+    AlertState,
+    AuditEvent,
+    DeadReason,
+    Flow,
+    PeerOutcomes,
+    Store,
+)
+from primero_progres.store.peer_health import merge
+from primero_progres.store.schema import metadata
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def test_the_migrations_create_the_schema_the_store_uses(store: Store) -> None:
+    def differences(sync_conn: sa.Connection) -> list[object]:
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": False})
+        return list(compare_metadata(context, metadata))
+
+    async with store.engine.connect() as conn:
+        found = await conn.run_sync(differences)
+    assert [d for d in found if "alembic_version" not in str(d)] == []
+
+
+async def test_peer_health_keeps_the_first_failure_after_the_latest_success(store: Store) -> None:
+    health = store.peer_health
+    await health.record([PeerOutcomes("primero", succeeded_at=at(0))])
+    await health.record(
+        [PeerOutcomes("primero", first_failed_at=at(10), failed_at=at(20), failure="timeout")]
+    )
+    # another process, later, saw only failures: failing_since stays the first one
+    await health.record(
+        [PeerOutcomes("primero", first_failed_at=at(30), failed_at=at(40), failure="server_error")]
+    )
+    [row] = await health.all()
+    assert (row.peer, row.last_success_at, row.failing_since) == ("primero", at(0), at(10))
+    assert (row.last_failure_at, row.last_failure) == (at(40), "server_error")
+
+    await health.record([PeerOutcomes("primero", succeeded_at=at(50))])
+    [row] = await health.all()
+    assert (row.failing_since, row.last_success_at, row.last_failure_at) == (None, at(50), at(40))
+
+
+async def test_peer_health_of_several_peers_in_one_report(store: Store) -> None:
+    await store.peer_health.record(
+        [
+            PeerOutcomes("dtp", first_failed_at=at(1), failed_at=at(1), failure="unauthorized"),
+            PeerOutcomes("primero", succeeded_at=at(2)),
+        ]
+    )
+    rows = {row.peer: row for row in await store.peer_health.all()}
+    assert rows["dtp"].failing_since == at(1) and rows["dtp"].last_failure == "unauthorized"
+    assert rows["primero"].failing_since is None and rows["primero"].last_failure is None
+
+
+def test_a_late_report_of_an_older_failure_does_not_hide_a_newer_success() -> None:
+    from primero_progres.store import PeerHealth
+
+    row = PeerHealth("dtp", at(100), None, None, None, at(100))
+    late = PeerOutcomes("dtp", first_failed_at=at(10), failed_at=at(20), failure="timeout")
+    assert merge(row, late)["failing_since"] is None
+    # a success reported late, between two failures: failing since the later failure only
+    failing = PeerHealth("dtp", at(0), at(40), "timeout", at(10), at(40))
+    merged = merge(failing, PeerOutcomes("dtp", succeeded_at=at(20)))
+    assert (merged["failing_since"], merged["last_success_at"]) == (at(40), at(20))
+
+
+async def test_alert_states_and_the_outbox_round_trip(store: Store) -> None:
+    state = AlertState("peer_down:dtp", "peer_down", True, at(0), at(5), {"failure": "timeout"})
+    notice = AlertNotice("peer_down:dtp", "peer_down", "failure", "title", "body")
+    await store.alerts.commit([state], [notice], targets={"t2", "t1"})
+    assert await store.alerts.states() == {"peer_down:dtp": state}
+
+    [entry] = await store.alerts.outbox()
+    assert (entry.notice, entry.pending, entry.attempts) == (notice, ["t1", "t2"], 0)
+    await store.alerts.attempted(entry.id, pending={"t2"})
+    [entry] = await store.alerts.outbox()
+    assert (entry.pending, entry.attempts) == (["t2"], 1)
+    await store.alerts.attempted(entry.id, pending=set())
+    assert await store.alerts.outbox() == []
+
+    recovered = AlertState("peer_down:dtp", "peer_down", False, None, at(5), {})
+    await store.alerts.commit([recovered], [notice], targets=set())
+    assert await store.alerts.states() == {"peer_down:dtp": recovered}
+    assert await store.alerts.outbox() == [], "nobody to tell: nothing queued"
+
+
+async def _dead(store: Store, kind: str, reason: str, **refs: str) -> str:
+    job_id = (await store.jobs.enqueue(kind, {"x": 1}, refs=refs)).id
+    job = await store.jobs.claim("w", kinds=[kind], lease_seconds=30)
+    assert job is not None and job.id == job_id
+    await store.jobs.kill(job, "w", DeadReason(FailureClass.PERMANENT, reason, "m"))
+    return job_id
+
+
+async def test_dead_letters_waiting_jobs_and_new_audit_entries(store: Store) -> None:
+    first = await _dead(store, "progres-referral.deliver", "http_403", progres_interventionnumber="I-1")
+    await _dead(store, "progres-referral.deliver", "http_403")
+    await _dead(store, "primero-decision.send", "http_400")
+    await store.jobs.enqueue("progres-decision.apply", {"x": 1})
+    await store.jobs.enqueue("progres-decision.apply", {"x": 2})
+
+    assert await store.jobs.dead_counts() == {
+        ("progres-referral.deliver", "http_403"): 2,
+        ("primero-decision.send", "http_400"): 1,
+    }
+    waiting = await store.jobs.waiting()
+    assert list(waiting) == ["progres-decision.apply"]
+    assert waiting["progres-decision.apply"].count == 2
+    assert waiting["progres-decision.apply"].oldest_created_at <= store.now()
+
+    entries = await store.audit.after(AuditEvent.JOB_DEAD, after_id=0, until=store.now())
+    assert [(e.flow, e.ids["reason"]) for e in entries] == [
+        ("progres-referral", "http_403"),
+        ("progres-referral", "http_403"),
+        ("primero-decision", "http_400"),
+    ]
+    assert entries[0].ids["job_id"] == first
+    assert entries[0].ids["progres_interventionnumber"] == "I-1"
+    later = await store.audit.after(AuditEvent.JOB_DEAD, after_id=entries[1].id, until=store.now())
+    assert [e.id for e in later] == [entries[2].id]
+    assert await store.audit.after(
+        AuditEvent.JOB_DEAD, after_id=0, until=entries[0].at - timedelta(seconds=1)
+    ) == []
+
+
+async def test_the_last_completed_poll_of_each_flow(store: Store) -> None:
+    flows = [Flow.PRIMERO_DECISION, Flow.PRIMERO_REFERRAL]
+    assert await store.polls.last_completed(flows) == {}
+    await store.polls.run_now(Flow.PRIMERO_DECISION)
+    job = await store.jobs.claim("w", kinds=["primero-decision.poll"], lease_seconds=30)
+    assert job is not None
+    assert await store.polls.last_completed(flows) == {}, "a running poll has not completed"
+    await store.jobs.commit_step(job, "w", [])
+    finished = await store.polls.last_completed(flows)
+    assert list(finished) == [Flow.PRIMERO_DECISION]
+    assert abs(finished[Flow.PRIMERO_DECISION] - store.now()) < timedelta(seconds=30)
