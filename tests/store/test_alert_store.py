@@ -112,7 +112,8 @@ async def _dead(store: Store, kind: str, reason: str, **refs: str) -> str:
 
 
 async def test_dead_letters_waiting_jobs_and_new_audit_entries(store: Store) -> None:
-    first = await _dead(store, "progres-referral.deliver", "http_403", progres_interventionnumber="I-1")
+    deliver = "progres-referral.deliver"
+    first = await _dead(store, deliver, "http_403", progres_interventionnumber="I-1")
     await _dead(store, "progres-referral.deliver", "http_403")
     await _dead(store, "primero-decision.send", "http_400")
     await store.jobs.enqueue("progres-decision.apply", {"x": 1})
