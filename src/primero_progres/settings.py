@@ -10,6 +10,7 @@ reported as a ``ConfigurationError`` naming the variable, never its value.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ PING_REQUIRED = (
     "ping_subscription_key",
     *_PING_IDS,
 )
+_ALERT_URL_START = re.compile(r"[\s,]+(?=[A-Za-z][A-Za-z0-9+.-]*://)")
 #: what an id may hold: the partner id goes into a URL path
 _ID_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
@@ -170,6 +172,17 @@ class Settings(BaseSettings):
     dead_letter_retention_days: float = Field(default=30.0, ge=0)
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
+    #: where alerts go: apprise URLs (mailtos://, msteams://, slack://, json://...), separated
+    #: by commas; secret, they hold credentials
+    alert_urls: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    alert_check_seconds: float = Field(default=30.0, gt=0)
+    #: at most one notification per alert and subject in this time
+    alert_repeat_minutes: float = Field(default=60.0, gt=0)
+    #: a peer failing every call this long is down (a refused credential or certificate: at once)
+    alert_peer_down_minutes: float = Field(default=10.0, gt=0)
+    #: a job waiting longer than this (since it was queued) is a backlog
+    alert_backlog_minutes: float = Field(default=30.0, gt=0)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     #: serve HTTPS with this certificate chain (PEM; may hold the key too), so DTP can call
@@ -178,8 +191,8 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    #: the address operators and DTP reach the bridge at (``https://...`` marks the console's
-    #: session cookie ``Secure``)
+    #: the address operators and DTP reach the bridge at: the base of the console links in
+    #: alerts (``https://...`` also marks the console's session cookie ``Secure``)
     public_url: str | None = None
     #: an operator console session ends after this long without a request
     admin_session_idle_minutes: float = Field(default=30.0, gt=0)
@@ -196,6 +209,14 @@ class Settings(BaseSettings):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
+        return value
+
+    @field_validator("alert_urls", mode="before")
+    @classmethod
+    def _split_alert_urls(cls, value: Any) -> Any:
+        # split only before a scheme: an apprise URL may hold commas (to=a@x.org,b@x.org)
+        if isinstance(value, str):
+            return [u.strip(" ,") for u in _ALERT_URL_START.split(value) if u.strip(" ,")]
         return value
 
     @field_validator("primero_url", "dtp_url", "ping_url", "ping_token_url", "public_url")
@@ -306,6 +327,9 @@ class Settings(BaseSettings):
 
     def inbox_token_values(self) -> list[bytes]:
         return [t.get_secret_value().encode() for t in self.inbox_tokens]
+
+    def alert_url_values(self) -> list[str]:
+        return [u.get_secret_value() for u in self.alert_urls]
 
 
 def _blank(value: Any) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 import uvicorn
 
 from . import demo_data, flows
+from .alerts import Alerter, PeerHealthRecorder
+from .peers.observe import add_observer, remove_observer
 from .profiles import load_profile
 from .settings import Settings
 from .sim import dtp as dtp_sim
@@ -91,6 +93,10 @@ class Stack:
         self.store = await Store.open(self.settings.database_url, encryption=self.settings.cipher())
         await self.store.upgrade()
         self.handlers = flows.build_handlers(self.settings, self.store)
+        # what the bridge sees of the peers, and the alert check, driven by ``check_alerts``
+        self.peer_health = PeerHealthRecorder(self.store)
+        add_observer(self.peer_health)
+        self.alerter = Alerter(self.store, self.settings, owner="stack", recorder=self.peer_health)
         self.worker = Worker.from_settings(
             self.store,
             self.handlers,
@@ -123,6 +129,7 @@ class Stack:
         self._bridge.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.control.aclose()
+        remove_observer(self.peer_health)
         await self.handlers.aclose()
         await self.store.close()
         self.dtp.stop()
@@ -146,6 +153,10 @@ class Stack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"jobs still unfinished after {timeout} s: {counts}")
             await asyncio.sleep(0.02)
+
+    async def check_alerts(self) -> bool:
+        """One alert check, as the scheduler's process runs it every ``ALERT_CHECK_SECONDS``."""
+        return await self.alerter.check()
 
     async def poll(self, flow: Flow | str, **options: Any) -> None:
         """One polling cycle of ``flow``, as the scheduler would start it, run to the end.

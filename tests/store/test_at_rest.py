@@ -175,6 +175,9 @@ async def test_upgrade_works_from_any_directory_and_twice(
         "operator_accounts",
         "operator_sessions",
         "peer_status",
+        "peer_health",
+        "alert_state",
+        "alert_outbox",
     } <= tables
     await store.close()
 

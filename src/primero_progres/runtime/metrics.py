@@ -1,8 +1,22 @@
-"""Prometheus metrics. Labels carry flow names, job kinds and outcomes only: never IDs."""
+"""Prometheus metrics. Labels carry flow names, job kinds, peer names, outcomes, failure classes
+and reason codes only: never an ID or a personal value.
+
+Counters and histograms count what this process did (a worker's peer calls are counted by that
+worker); the gauges ``refresh`` sets are read from the database at each scrape, so they hold
+for every process together.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from typing import TYPE_CHECKING, get_args
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .._compat import Peer
+from ..peers.observe import CallFailure, PeerCall, add_observer
+
+if TYPE_CHECKING:
+    from ..alerts.monitoring import Monitoring
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -24,3 +38,128 @@ QUEUE_DEPTH = Gauge(
     ["kind", "state"],
     registry=REGISTRY,
 )
+PEER_REQUEST_DURATION = Histogram(
+    "primero_progres_peer_request_duration_seconds",
+    "HTTP requests to a peer (primero, dtp, ping), whatever their outcome, in seconds.",
+    ["peer"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+PEER_ERRORS = Counter(
+    "primero_progres_peer_errors",
+    "Failed HTTP requests to a peer, by failure class (timeout, connection, tls, unauthorized, "
+    "forbidden, rate_limited, server_error, client_error).",
+    ["peer", "failure"],
+    registry=REGISTRY,
+)
+PEER_FAILING_SINCE = Gauge(
+    "primero_progres_peer_failing_since_timestamp_seconds",
+    "Since when every call to the peer has failed (Unix time; 0 while the latest call worked).",
+    ["peer"],
+    registry=REGISTRY,
+)
+PEER_REFUSED = Gauge(
+    "primero_progres_peer_refused",
+    "1 while the latest call to the peer was refused (401, 403, TLS handshake), else 0.",
+    ["peer"],
+    registry=REGISTRY,
+)
+OLDEST_WAITING_JOB = Gauge(
+    "primero_progres_oldest_waiting_job_age_seconds",
+    "Age of the oldest unfinished (pending or running) job of the flow, since it was queued "
+    "(0: none).",
+    ["flow"],
+    registry=REGISTRY,
+)
+LAST_POLL = Gauge(
+    "primero_progres_last_poll_completed_timestamp_seconds",
+    "When the polling flow's latest poll completed (Unix time; absent until one has).",
+    ["flow"],
+    registry=REGISTRY,
+)
+POLL_INTERVAL = Gauge(
+    "primero_progres_poll_interval_seconds",
+    "The polling flow's configured interval.",
+    ["flow"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Gauge(
+    "primero_progres_dead_letters",
+    "Dead letters (jobs that will not be retried by themselves), by flow and reason code.",
+    ["flow", "reason"],
+    registry=REGISTRY,
+)
+CERTIFICATE_EXPIRY = Gauge(
+    "primero_progres_client_certificate_expiry_timestamp_seconds",
+    "When the client certificate the bridge presents to the peer expires (Unix time).",
+    ["peer"],
+    registry=REGISTRY,
+)
+ALERT_NOTIFICATIONS = Counter(
+    "primero_progres_alert_notifications",
+    "Alert notifications handed to an alert target, by event and outcome (sent, failed).",
+    ["event", "outcome"],
+    registry=REGISTRY,
+)
+
+for _peer in get_args(Peer):
+    PEER_REQUEST_DURATION.labels(_peer)
+    for _failure in CallFailure:
+        PEER_ERRORS.labels(_peer, _failure.value)
+
+
+def observe_peer_call(call: PeerCall) -> None:
+    PEER_REQUEST_DURATION.labels(call.peer).observe(call.seconds)
+    if call.failure is not None:
+        PEER_ERRORS.labels(call.peer, call.failure.value).inc()
+
+
+add_observer(observe_peer_call)
+
+
+#: the gauges read from the database at each scrape
+DATABASE_GAUGES = (
+    QUEUE_DEPTH,
+    PEER_FAILING_SINCE,
+    PEER_REFUSED,
+    OLDEST_WAITING_JOB,
+    LAST_POLL,
+    POLL_INTERVAL,
+    DEAD_LETTERS,
+    CERTIFICATE_EXPIRY,
+)
+
+
+def clear_gauges() -> None:
+    """Drop the database-derived series (the database could not be read: none is current)."""
+    for gauge in DATABASE_GAUGES:
+        gauge.clear()
+
+
+def set_gauges(state: Monitoring, counts: dict[tuple[str, str], int]) -> None:
+    """The database-derived gauges, from one monitoring read and the queue counts."""
+    from ..peers.observe import REFUSALS
+    from ..store import Flow
+
+    refused = {failure.value for failure in REFUSALS}
+    clear_gauges()
+    for (kind, job_state), count in counts.items():
+        if job_state in ("pending", "running", "dead"):
+            QUEUE_DEPTH.labels(kind, job_state).set(count)
+    for peer in state.peers:
+        since = peer.failing_since
+        PEER_FAILING_SINCE.labels(peer.peer).set(since.timestamp() if since else 0)
+        PEER_REFUSED.labels(peer.peer).set(int(since is not None and peer.last_failure in refused))
+    for flow in Flow:
+        waiting = state.waiting.get(flow)
+        age = (state.now - waiting.oldest_created_at).total_seconds() if waiting else 0.0
+        OLDEST_WAITING_JOB.labels(flow.value).set(max(age, 0.0))
+    for flow, interval in state.poll_intervals.items():
+        POLL_INTERVAL.labels(flow.value).set(interval)
+        finished = state.last_polls.get(flow)
+        if finished is not None:
+            LAST_POLL.labels(flow.value).set(finished.timestamp())
+    for (flow_name, reason), count in state.dead_letters.items():
+        DEAD_LETTERS.labels(flow_name, reason).set(count)
+    if state.certificate_expires is not None:
+        CERTIFICATE_EXPIRY.labels("dtp").set(state.certificate_expires.timestamp())

@@ -9,12 +9,16 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
-from ..runtime.metrics import QUEUE_DEPTH, REGISTRY
+from ..alerts import monitoring
+from ..logging import get_logger
+from ..runtime.metrics import REGISTRY, clear_gauges, set_gauges
 from ..settings import Settings
 from ..store import Store
 from . import console
 from .errors import documented
 from .inbox import build_router
+
+log = get_logger(__name__)
 
 
 def create_app(
@@ -52,12 +56,11 @@ def create_app(
     async def metrics() -> Response:
         try:
             counts = await store.jobs.counts()
-        except Exception:
-            counts = {}
-        QUEUE_DEPTH.clear()
-        for (kind, state), count in counts.items():
-            if state in ("pending", "running", "dead"):
-                QUEUE_DEPTH.labels(kind, state).set(count)
+            set_gauges(await monitoring.read(store, settings), counts)
+        except Exception as exc:
+            # the process's own counters are still true; nothing read from the database is
+            log.warning("metrics.refresh_failed", error=type(exc).__name__)
+            clear_gauges()
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     console.install(app, settings, store)
