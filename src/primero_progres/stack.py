@@ -86,6 +86,8 @@ class Stack:
             "dtp_subscription_key": demo_data.DTP_SUBSCRIPTION_KEY,
             "dtp_timeout_seconds": 2.0,
             "lease_seconds": 30.0,
+            # alerts link to this bridge's own console
+            "public_url": self.bridge_url,
             **FAST_RETRY,
             **self.settings_overrides,
         }

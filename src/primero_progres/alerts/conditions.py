@@ -65,6 +65,10 @@ class Rules:
     repeat: timedelta = timedelta(minutes=60)
     peer_down: timedelta = timedelta(minutes=10)
     backlog: timedelta = timedelta(minutes=30)
+    #: a group of dead letters is announced once its first is this old, so that a burst (one
+    #: message's interventions failing together) is one notice; longer than the reader's delay
+    #: (``service.SETTLE``), so the burst has been read by then
+    dead_letter_wait: timedelta = timedelta(seconds=5)
     #: the base URL of the operator console's links; None: notices carry no links
     public_url: str | None = None
 
@@ -312,8 +316,10 @@ def _dead_letters(check: _Check, entries: Sequence[AuditEntry]) -> None:
         cursor = check.state(DEAD_LETTER_CURSOR, AlertEvent.DEAD_LETTERS)
         check.save(replace(cursor, data={"after_id": entries[-1].id}))
     for key, group in sorted(check.all_states().items()):
-        due = group.event == AlertEvent.DEAD_LETTERS.value and group.data.get("count")
-        if due and check.may_notify(group):
+        if group.event != AlertEvent.DEAD_LETTERS.value or not group.data.get("count"):
+            continue
+        first = datetime.fromisoformat(group.data["first_at"])
+        if check.now - first >= check.rules.dead_letter_wait and check.may_notify(group):
             _announce_dead_letters(check, key, group.data)
             check.save(replace(group, data={}, notified_at=check.now))
 
