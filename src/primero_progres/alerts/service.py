@@ -21,7 +21,7 @@ from ..runtime.metrics import ALERT_NOTIFICATIONS
 from ..settings import Settings
 from ..store import AuditEvent, Store
 from . import monitoring
-from .conditions import Rules, dead_letter_cursor, evaluate
+from .conditions import AlertEvent, Rules, dead_letter_cursor, evaluate
 from .health import PeerHealthRecorder
 from .notify import Target, send, targets
 
@@ -63,6 +63,10 @@ class Alerter:
         self.rules = rules(settings)
         self.check_seconds = settings.alert_check_seconds
         self.lease_seconds = max(3 * self.check_seconds, 120.0)
+        # every series from zero, so that a first failure is an increase a rule can see
+        for event in AlertEvent:
+            for outcome in ("sent", "failed"):
+                ALERT_NOTIFICATIONS.labels(event.value, outcome)
 
     async def _lead(self) -> bool:
         return await self.store.leases.acquire(LEASE, self.owner, ttl=self.lease_seconds)
