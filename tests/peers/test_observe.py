@@ -9,7 +9,6 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from conftest import PrimeroSim
 from primero_progres.alerts.health import PeerHealthRecorder
 from primero_progres.peers.dtp import DTPClient
 from primero_progres.peers.errors import TransientPeerError
@@ -26,12 +25,12 @@ def calls() -> Iterator[list[PeerCall]]:
         yield seen
 
 
-def _fault(sim: PrimeroSim, **rule: Any) -> None:
+def _fault(sim: Any, **rule: Any) -> None:
     sim.app.state.faults.set([FaultRule(path="/api/v2/cases", **rule)])
 
 
 async def test_each_status_is_one_call_of_its_class(
-    primero_sim: PrimeroSim, calls: list[PeerCall]
+    primero_sim: Any, calls: list[PeerCall]
 ) -> None:
     expected = {
         200: None,
@@ -56,7 +55,7 @@ async def test_each_status_is_one_call_of_its_class(
 
 
 async def test_timeouts_refused_connections_and_tls_failures(
-    primero_sim: PrimeroSim, calls: list[PeerCall]
+    primero_sim: Any, calls: list[PeerCall]
 ) -> None:
     _fault(primero_sim, hang=True)
     async with ObservedClient("primero", timeout=0.2) as client:
@@ -75,7 +74,7 @@ async def test_timeouts_refused_connections_and_tls_failures(
 
 
 async def test_the_clients_report_under_their_peer_name(
-    primero_sim: PrimeroSim, calls: list[PeerCall]
+    primero_sim: Any, calls: list[PeerCall]
 ) -> None:
     async with PrimeroClient(
         primero_sim.url, username=primero_sim.user, password=primero_sim.password
