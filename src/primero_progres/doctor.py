@@ -33,7 +33,7 @@ from .peers.primero import (
     TokenNotIssuedError,
     tls_failure,
 )
-from .peers.tls import HandshakeRefused, client_certificate, client_ssl_context, handshake
+from .peers.tls import HandshakeRefused, client_ssl_context, handshake
 from .profiles import Profile, ProfileError, load_profile
 from .settings import Settings, env_name
 
@@ -677,13 +677,8 @@ async def dtp_client_certificate(ctx: DoctorContext) -> Outcome:
         if settings.dtp_url is not None and settings.dtp_url.startswith("https://"):
             return warn("no client certificate configured", "DTP pins a client certificate")
         raise NotChecked("no client certificate configured (plain http:// peer)")
-    password = settings.dtp_client_pkcs12_password
     try:
-        certificate = client_certificate(
-            client_cert=settings.dtp_client_cert,
-            pkcs12_file=settings.dtp_client_pkcs12,
-            pkcs12_password=password.get_secret_value() if password is not None else None,
-        )
+        certificate = settings.dtp_client_certificate()
     except ConfigurationError as exc:
         return fail(exc.message, "fix DTP_CLIENT_CERT / DTP_CLIENT_PKCS12")
     if certificate is None:

@@ -15,7 +15,7 @@ import tomllib
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -29,6 +29,9 @@ from pydantic_settings import (
 from .errors import ConfigurationError
 from .mapping.dtp import DECISION_REQUEST, REFERRAL_REQUEST
 from .store.crypto import Cipher, generate_key
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 PREFIX = "PRIMERO_PROGRES_"
 DEFAULT_DATABASE_URL = "sqlite:///./primero-progres.db"
@@ -327,6 +330,18 @@ class Settings(BaseSettings):
 
     def inbox_token_values(self) -> list[bytes]:
         return [t.get_secret_value().encode() for t in self.inbox_tokens]
+
+    def dtp_client_certificate(self) -> x509.Certificate | None:
+        """The DTP client certificate configured (PEM, or in the PKCS#12 bundle), or None;
+        ``ConfigurationError`` when it cannot be read."""
+        from .peers.tls import client_certificate
+
+        password = self.dtp_client_pkcs12_password
+        return client_certificate(
+            client_cert=self.dtp_client_cert,
+            pkcs12_file=self.dtp_client_pkcs12,
+            pkcs12_password=password.get_secret_value() if password is not None else None,
+        )
 
     def alert_url_values(self) -> list[str]:
         return [u.get_secret_value() for u in self.alert_urls]

@@ -10,7 +10,6 @@ from datetime import datetime
 
 from ..errors import ConfigurationError
 from ..logging import get_logger
-from ..peers.tls import client_certificate
 from ..settings import Settings
 from ..store import Flow, PeerHealth, Store, WaitingJobs, flow_of
 
@@ -53,13 +52,8 @@ def poll_intervals(settings: Settings) -> dict[Flow, float]:
 def certificate_expiry(settings: Settings) -> datetime | None:
     """When the DTP client certificate expires; None when there is none, or it cannot be read
     (the service refuses to start with an unreadable one, so this is a file changed since)."""
-    password = settings.dtp_client_pkcs12_password
     try:
-        certificate = client_certificate(
-            client_cert=settings.dtp_client_cert,
-            pkcs12_file=settings.dtp_client_pkcs12,
-            pkcs12_password=password.get_secret_value() if password is not None else None,
-        )
+        certificate = settings.dtp_client_certificate()
     except ConfigurationError as exc:
         log.warning("certificate.unreadable", peer="dtp", reason=exc.reason)
         return None
