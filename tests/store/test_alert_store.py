@@ -6,10 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-
 from primero_progres.errors import FailureClass
 from primero_progres.store import (
     AlertNotice,
@@ -21,23 +17,12 @@ from primero_progres.store import (
     Store,
 )
 from primero_progres.store.peer_health import merge
-from primero_progres.store.schema import metadata
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-async def test_the_migrations_create_the_schema_the_store_uses(store: Store) -> None:
-    def differences(sync_conn: sa.Connection) -> list[object]:
-        context = MigrationContext.configure(sync_conn, opts={"compare_type": False})
-        return list(compare_metadata(context, metadata))
-
-    async with store.engine.connect() as conn:
-        found = await conn.run_sync(differences)
-    assert [d for d in found if "alembic_version" not in str(d)] == []
 
 
 async def test_peer_health_keeps_the_first_failure_after_the_latest_success(store: Store) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import apprise
@@ -47,12 +47,10 @@ class Target:
         return f"{self.scheme}#{self.position}"
 
 
-def targets(
-    settings: Settings, fingerprint: Callable[[str], str] | None = None
-) -> list[Target]:
-    """The configured alert URLs (``fingerprint`` names them for the outbox; without it, their
-    position does); a URL apprise cannot use is a ``ConfigurationError`` naming its position
-    and scheme, never its text."""
+def targets(settings: Settings) -> list[Target]:
+    """The configured alert URLs, named by their position (``named`` gives them the outbox's
+    names); a URL apprise cannot use is a ``ConfigurationError`` naming its position and
+    scheme, never its text."""
     found = []
     for position, url in enumerate(settings.alert_url_values(), start=1):
         scheme = url.partition("://")[0].lower() if "://" in url else "?"
@@ -65,9 +63,16 @@ def targets(
             )
         # apprise's url() is untyped; it masks passwords and tokens with privacy=True
         shown = str(cast(Callable[..., object], plugin.url)(privacy=True))
-        name = fingerprint(url)[:16] if fingerprint is not None else str(position)
-        found.append(Target(name, position, scheme, shown, url))
+        found.append(Target(str(position), position, scheme, shown, url))
     return found
+
+
+async def named(
+    found: Sequence[Target], fingerprint: Callable[[str], Awaitable[str]]
+) -> list[Target]:
+    """The targets with their outbox names: a keyed fingerprint of each URL (stable across
+    processes and restarts, and revealing nothing of the URL)."""
+    return [replace(target, id=(await fingerprint(target.url))[:16]) for target in found]
 
 
 def _send(target: Target, notice: AlertNotice) -> bool:

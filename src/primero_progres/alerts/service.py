@@ -23,7 +23,7 @@ from ..store import AuditEvent, Store
 from . import monitoring
 from .conditions import AlertEvent, Rules, dead_letter_cursor, evaluate
 from .health import PeerHealthRecorder
-from .notify import Target, send, targets
+from .notify import Target, named, send, targets
 
 log = get_logger(__name__)
 
@@ -59,7 +59,8 @@ class Alerter:
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.recorder = recorder
-        self.targets: list[Target] = targets(settings, store.fingerprint)
+        self.configured: list[Target] = targets(settings)
+        self._named: list[Target] | None = None
         self.rules = rules(settings)
         self.check_seconds = settings.alert_check_seconds
         self.lease_seconds = max(3 * self.check_seconds, 120.0)
@@ -68,6 +69,11 @@ class Alerter:
             for outcome in ("sent", "failed"):
                 ALERT_NOTIFICATIONS.labels(event.value, outcome)
 
+    async def targets(self) -> list[Target]:
+        if self._named is None:
+            self._named = await named(self.configured, self.store.fingerprint)
+        return self._named
+
     async def _lead(self) -> bool:
         return await self.store.leases.acquire(LEASE, self.owner, ttl=self.lease_seconds)
 
@@ -75,7 +81,7 @@ class Alerter:
         """One round: decide and deliver, if this process holds the lease; whether it did."""
         if self.recorder is not None:
             await self.recorder.flush()
-        if not self.targets or not await self._lead():
+        if not self.configured or not await self._lead():
             return False
         states = await self.store.alerts.states()
         state = await monitoring.read(self.store, self.settings, dead_letters=False)
@@ -84,14 +90,14 @@ class Alerter:
         )
         decision = evaluate(state, dead, states, self.rules)
         await self.store.alerts.commit(
-            decision.states, decision.notices, targets=[t.id for t in self.targets]
+            decision.states, decision.notices, targets=[t.id for t in await self.targets()]
         )
         await self.deliver()
         return True
 
     async def deliver(self) -> None:
         """Work through the outbox; a target that fails is tried again at the next check."""
-        by_id = {target.id: target for target in self.targets}
+        by_id = {target.id: target for target in await self.targets()}
         failed: set[str] = set()
         expiry = self.store.now() - OUTBOX_EXPIRY
         for entry in await self.store.alerts.outbox():
@@ -120,10 +126,10 @@ class Alerter:
             await self.store.alerts.attempted(entry.id, pending=pending)
 
     async def run(self, stop: asyncio.Event) -> None:
-        if not self.targets:
+        if not self.configured:
             log.info("alerts.disabled", reason="no_alert_urls")
             return
-        log.info("alerts.started", worker=self.owner, count=len(self.targets))
+        log.info("alerts.started", worker=self.owner, count=len(self.configured))
         try:
             while not stop.is_set():
                 try:
