@@ -131,7 +131,7 @@ async def test_dead_letters_waiting_jobs_and_new_audit_entries(store: Store) -> 
 async def test_the_last_completed_poll_of_each_flow(store: Store) -> None:
     flows = [Flow.PRIMERO_DECISION, Flow.PRIMERO_REFERRAL]
     assert await store.polls.last_completed(flows) == {}
-    await store.polls.run_now(Flow.PRIMERO_DECISION)
+    await store.polls.run_now(Flow.PRIMERO_DECISION, from_beginning=True)
     job = await store.jobs.claim("w", kinds=["primero-decision.poll"], lease_seconds=30)
     assert job is not None
     assert await store.polls.last_completed(flows) == {}, "a running poll has not completed"

@@ -1,7 +1,7 @@
 """Alerting: what the bridge last saw of each peer, the state of each alert, the alert outbox.
 
-Revision ID: 0003_alert_state
-Revises: 0002_fingerprint_key
+Revision ID: 0004_alert_state
+Revises: 0003_operator_console
 """
 
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 from primero_progres.store.schema import UTCDateTime
 
-revision = "0003_alert_state"
-down_revision = "0002_fingerprint_key"
+revision = "0004_alert_state"
+down_revision = "0003_operator_console"
 branch_labels = None
 depends_on = None
 
