@@ -16,8 +16,7 @@ from typing import Any
 import uvicorn
 
 from . import demo_data, flows
-from .alerts import Alerter, PeerHealthRecorder
-from .peers.observe import add_observer, remove_observer
+from .alerts import Alerter
 from .profiles import load_profile
 from .settings import Settings
 from .sim import dtp as dtp_sim
@@ -95,10 +94,8 @@ class Stack:
         self.store = await Store.open(self.settings.database_url, encryption=self.settings.cipher())
         await self.store.upgrade()
         self.handlers = flows.build_handlers(self.settings, self.store)
-        # what the bridge sees of the peers, and the alert check, driven by ``check_alerts``
-        self.peer_health = PeerHealthRecorder(self.store)
-        add_observer(self.peer_health)
-        self.alerter = Alerter(self.store, self.settings, owner="stack", recorder=self.peer_health)
+        # the alert check, driven by ``check_alerts``
+        self.alerter = Alerter(self.store, self.settings, owner="stack")
         self.worker = Worker.from_settings(
             self.store,
             self.handlers,
@@ -131,7 +128,6 @@ class Stack:
         self._bridge.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.control.aclose()
-        remove_observer(self.peer_health)
         await self.handlers.aclose()
         await self.store.close()
         self.dtp.stop()

@@ -1,19 +1,23 @@
 """Alerts end to end: the flows fail for real against the simulators, the alert check runs as
-the scheduler's process runs it, and the notices arrive over real SMTP and a real webhook."""
+the scheduler's process runs it, and the notices arrive over real SMTP and a real webhook; each
+console link they carry is followed, logged in, to the page showing what the alert is about."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx2
 import pytest
 import trustme
 
 from alert_receivers import BlackHole, SmtpReceiver, WebhookReceiver, closed_port_url
+from console_client import console_session
 from e2e.test_four_flows import _play
 from e2e.test_personal_data import _play_every_flow, leaks, marked_intervention
 from primero_progres import demo_data
@@ -26,6 +30,7 @@ CASES = "/api/v2/cases"
 FEEDBACK = "/ReceiveDecisionOutgoingReferral"
 NUMBERS = ["DEMO-26-PRTITV-0000011", "DEMO-26-PRTITV-0000012", "DEMO-26-PRTITV-0000013"]
 DEAD_LETTERS = "dead letter(s) in progres-referral: http_403"
+CONSOLE_LINK = re.compile(r"https?://[^\s]+/admin/[^\s]*")
 
 
 async def check_until(
@@ -66,6 +71,29 @@ def alert_urls(*urls: str) -> str:
     return ",".join(urls)
 
 
+async def follow(stack: Stack, console: httpx2.AsyncClient, text: str) -> dict[str, str]:
+    """Open every console link of an alert text as the logged-in ``console``: link -> page."""
+    pages: dict[str, str] = {}
+    for link in CONSOLE_LINK.findall(text):
+        assert link.startswith(f"{stack.bridge_url}/admin/"), link
+        answer = await console.get(link)
+        assert answer.status_code == 200, (link, answer.status_code)
+        assert 'action="/admin/logout"' in answer.text, "a console page, not the login form"
+        pages[link] = answer.text
+    assert pages, "the alert links to the console"
+    return pages
+
+
+def peer_row(page: str, peer: str) -> list[str]:
+    """The cells of the overview's row of ``peer``."""
+    row = re.search(rf'<tr data-peer="{peer}">(.*?)</tr>', page, re.DOTALL)
+    assert row, f"no row of {peer} on the page"
+    return [
+        re.sub(r"<[^>]+>", "", cell).strip()
+        for cell in re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.DOTALL)
+    ]
+
+
 async def test_a_permanent_primero_refusal_gives_one_grouped_alert_on_each_target(
     tmp_path: Path, smtp: SmtpReceiver, webhook: WebhookReceiver
 ) -> None:
@@ -98,7 +126,28 @@ async def test_a_permanent_primero_refusal_gives_one_grouped_alert_on_each_targe
             {"flow": ["progres-referral"], "reason": ["http_403"]},
         )
         # Primero refusing the bridge's permissions is a peer alert too, at once
-        assert len(smtp.about("primero refuses the bridge's permissions (HTTP 403)")) == 1
+        [refused] = smtp.about("primero refuses the bridge's permissions (HTTP 403)")
+
+        async with console_session(stack) as session:
+            pages = await follow(stack, session, mail.body)
+            assert await follow(stack, session, post.notice["message"]) == pages
+            listed = pages[console]
+            assert "http_403" in listed
+            for job in dead:
+                assert f'data-job="{job.id}"' in listed
+            for job_id, number in re.findall(
+                r"- job (\S+) \(progres-referral.deliver\), progres_interventionnumber (\S+):",
+                mail.body,
+            ):
+                timeline = pages[f"{trace}{number}"]
+                assert "Nothing found" not in timeline
+                assert number in timeline and job_id in timeline
+            # the peer panel the refusal links to shows Primero failing since the alert's time
+            [overview] = (await follow(stack, session, refused.body)).values()
+            row = peer_row(overview, "primero")
+            failing_since = re.search(r"Failing since: (\S+ \S+) UTC", refused.body)
+            assert failing_since and row[5].startswith(failing_since.group(1))
+            assert (row[2], row[3]) == ("permanent", "http_403") and int(row[4]) >= 1
 
         await checked_past_the_latest_dead_letter(stack)
         assert len(smtp.about(DEAD_LETTERS)) == len(webhook.about(DEAD_LETTERS)) == 1
@@ -133,11 +182,18 @@ async def test_a_peer_down_for_the_configured_time_gives_one_alert_then_one_reco
         [job] = await stack.store.jobs.list(state="dead")
 
         await check_until(stack, lambda: bool(smtp.about(down) and webhook.about(down)))
-        [health] = [p for p in await stack.store.peer_health.all() if p.peer == "dtp"]
+        [health] = [p for p in await stack.store.peers.all() if p.peer == "dtp"]
         state = (await stack.store.alerts.states())["peer_down:dtp"]
         assert health.failing_since is not None and state.notified_at is not None
         assert state.notified_at - health.failing_since >= timedelta(minutes=0.05)
         assert "Last failure: server_error" in smtp.about(down)[0].body
+        async with console_session(stack) as session:
+            [overview] = (await follow(stack, session, smtp.about(down)[0].body)).values()
+            # the console's peer panel says what the alert says
+            row = peer_row(overview, "dtp")
+            assert (row[2], row[3]) == ("transient", "http_503")
+            assert int(row[4]) >= 1
+            assert row[5].startswith(health.failing_since.strftime("%Y-%m-%d %H:%M"))
 
         await stack.set_faults("dtp", [])
         assert await stack.store.jobs.replay(job.id)
@@ -149,6 +205,10 @@ async def test_a_peer_down_for_the_configured_time_gives_one_alert_then_one_reco
         for receiver in (smtp, webhook):
             assert len(receiver.about(down)) == len(receiver.about(recovered)) == 1
         assert webhook.about(recovered)[0].notice["type"] == "success"
+        async with console_session(stack) as session:
+            [overview] = (await follow(stack, session, smtp.about(recovered)[0].body)).values()
+            row = peer_row(overview, "dtp")
+            assert (row[4], row[5]) == ("0", "—"), "no failure in a row, not failing"
 
 
 async def test_two_workers_checking_at_once_send_one_alert_and_one_takes_over(
@@ -214,9 +274,7 @@ async def test_personal_values_of_failing_flows_never_reach_an_alert(
         assert leaks(repr([job.payload for job in payloads if job])), "the dead work is marked"
 
         expected = ["progres-decision: unknown_case", DEAD_LETTERS, "primero-decision: http_400"]
-        await check_until(
-            stack, lambda: all(smtp.about(e) and webhook.about(e) for e in expected)
-        )
+        await check_until(stack, lambda: all(smtp.about(e) and webhook.about(e) for e in expected))
         wire = [mail.raw for mail in smtp.mails] + [post.text for post in webhook.posts]
         assert len(wire) >= 2 * len(expected)
         assert leaks("\n".join(wire)) == []
@@ -271,9 +329,7 @@ async def test_a_target_that_failed_gets_the_notice_at_the_next_check_and_only_i
 
 def _expiring_certificate(directory: Path, days: int) -> Path:
     ca = trustme.CA()
-    leaf = ca.issue_cert(
-        "bridge.example.org", not_after=datetime.now(UTC) + timedelta(days=days)
-    )
+    leaf = ca.issue_cert("bridge.example.org", not_after=datetime.now(UTC) + timedelta(days=days))
     path = directory / "client.pem"
     leaf.private_key_and_cert_chain_pem.write_to_path(str(path))
     return path
@@ -290,6 +346,9 @@ async def test_the_dtp_client_certificate_expiring_is_announced_once_a_day(
         day = (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%d")
         assert day in mail.subject
         assert "days left" in mail.body
+        async with console_session(stack) as session:
+            [settings_page] = (await follow(stack, session, mail.body)).values()
+        assert re.search(rf"DTP client certificate</dt><dd>valid until {day} ", settings_page)
 
 
 async def test_alerts_are_off_without_alert_urls(tmp_path: Path) -> None:

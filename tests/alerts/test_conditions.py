@@ -9,7 +9,7 @@ from typing import Any
 
 from primero_progres.alerts.conditions import Rules, dead_letter_cursor, evaluate
 from primero_progres.alerts.monitoring import Monitoring
-from primero_progres.store import AlertNotice, AlertState, AuditEntry, Flow, PeerHealth, WaitingJobs
+from primero_progres.store import AlertNotice, AlertState, AuditEntry, Flow, PeerStatus, WaitingJobs
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 RULES = Rules(public_url="https://bridge.example.org")
@@ -46,12 +46,20 @@ def titles(notices: Sequence[AlertNotice]) -> list[str]:
     return [n.title.removeprefix("[primero-progres] ") for n in notices]
 
 
-def failing(peer: str, since: datetime, failure: str = "timeout") -> PeerHealth:
-    return PeerHealth(peer, since - timedelta(minutes=1), since, failure, since, since)
+def failing(peer: str, since: datetime, failure: str = "timeout") -> PeerStatus:
+    return PeerStatus(
+        peer,
+        last_success_at=since - timedelta(minutes=1),
+        last_failure_at=since,
+        last_failure_kind=failure,
+        consecutive_failures=1,
+        failing_since=since,
+        updated_at=since,
+    )
 
 
-def working(peer: str, at: datetime) -> PeerHealth:
-    return PeerHealth(peer, at, None, None, None, at)
+def working(peer: str, at: datetime) -> PeerStatus:
+    return PeerStatus(peer, last_success_at=at, updated_at=at)
 
 
 def test_a_peer_is_down_after_the_threshold_reminded_each_window_and_recovers_once() -> None:
@@ -61,7 +69,7 @@ def test_a_peer_is_down_after_the_threshold_reminded_each_window_and_recovers_on
     assert down.title == "[primero-progres] dtp is down: every call has failed for 10 min"
     assert (down.key, down.event, down.severity) == ("peer_down:dtp", "peer_down", "failure")
     assert "Last failure: timeout at 2026-03-01 08:00 UTC" in down.body
-    assert "Console: https://bridge.example.org/admin/" in down.body
+    assert "Console: https://bridge.example.org/admin/#peers\n" in down.body
     assert "Runbook: docs/alerts.md#peer-down" in down.body
 
     assert checks.run(minutes(69), peers=[failing("dtp", T0)]) == []

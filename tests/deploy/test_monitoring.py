@@ -53,7 +53,6 @@ def _certificate(directory: Path) -> Path:
 async def _metrics_after_the_four_flows(tmp_path: Path) -> str:
     async with Stack(tmp_path, dtp_client_cert=_certificate(tmp_path)) as stack:
         await _play(stack)
-        await stack.peer_health.flush()
         answer = await stack.http.get(f"{stack.bridge_url}/metrics")
         assert answer.status_code == 200
         return str(answer.text)

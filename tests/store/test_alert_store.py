@@ -1,10 +1,13 @@
-"""The store parts alerting reads and writes, on both databases: peer health merged from several
+"""The store parts alerting reads and writes, on both databases: peer status merged from several
 processes, alert states and the outbox, and the reads the checks and metrics make (waiting
 jobs, dead letters by reason, the last completed poll, new audit entries)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from primero_progres.errors import FailureClass
 from primero_progres.store import (
@@ -14,9 +17,10 @@ from primero_progres.store import (
     DeadReason,
     Flow,
     PeerOutcomes,
+    PeerStatus,
     Store,
 )
-from primero_progres.store.peer_health import merge
+from primero_progres.store.peers import merge
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -25,8 +29,8 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-async def test_peer_health_keeps_the_first_failure_after_the_latest_success(store: Store) -> None:
-    health = store.peer_health
+async def test_peer_status_keeps_the_first_failure_after_the_latest_success(store: Store) -> None:
+    health = store.peers
     await health.record([PeerOutcomes("primero", succeeded_at=at(0))])
     await health.record(
         [PeerOutcomes("primero", first_failed_at=at(10), failed_at=at(20), failure="timeout")]
@@ -37,35 +41,81 @@ async def test_peer_health_keeps_the_first_failure_after_the_latest_success(stor
     )
     [row] = await health.all()
     assert (row.peer, row.last_success_at, row.failing_since) == ("primero", at(0), at(10))
-    assert (row.last_failure_at, row.last_failure) == (at(40), "server_error")
+    assert (row.last_failure_at, row.last_failure_kind) == (at(40), "server_error")
+    assert row.consecutive_failures == 2
 
     await health.record([PeerOutcomes("primero", succeeded_at=at(50))])
     [row] = await health.all()
     assert (row.failing_since, row.last_success_at, row.last_failure_at) == (None, at(50), at(40))
+    assert (row.consecutive_failures, row.last_failure_kind) == (0, "server_error")
 
 
-async def test_peer_health_of_several_peers_in_one_report(store: Store) -> None:
-    await store.peer_health.record(
+async def test_peer_status_of_several_peers_in_one_report(store: Store) -> None:
+    await store.peers.record(
         [
             PeerOutcomes("dtp", first_failed_at=at(1), failed_at=at(1), failure="unauthorized"),
             PeerOutcomes("primero", succeeded_at=at(2)),
         ]
     )
-    rows = {row.peer: row for row in await store.peer_health.all()}
-    assert rows["dtp"].failing_since == at(1) and rows["dtp"].last_failure == "unauthorized"
-    assert rows["primero"].failing_since is None and rows["primero"].last_failure is None
+    rows = {row.peer: row for row in await store.peers.all()}
+    assert rows["dtp"].failing_since == at(1) and rows["dtp"].last_failure_kind == "unauthorized"
+    assert rows["primero"].failing_since is None and rows["primero"].last_failure_kind is None
 
 
 def test_a_late_report_of_an_older_failure_does_not_hide_a_newer_success() -> None:
-    from primero_progres.store import PeerHealth
-
-    row = PeerHealth("dtp", at(100), None, None, None, at(100))
+    row = PeerStatus("dtp", last_success_at=at(100), updated_at=at(100))
     late = PeerOutcomes("dtp", first_failed_at=at(10), failed_at=at(20), failure="timeout")
     assert merge(row, late)["failing_since"] is None
     # a success reported late, between two failures: failing since the later failure only
-    failing = PeerHealth("dtp", at(0), at(40), "timeout", at(10), at(40))
+    failing = PeerStatus(
+        "dtp",
+        last_success_at=at(0),
+        last_failure_at=at(40),
+        last_failure_kind="timeout",
+        consecutive_failures=3,
+        failing_since=at(10),
+        updated_at=at(40),
+    )
     merged = merge(failing, PeerOutcomes("dtp", succeeded_at=at(20)))
     assert (merged["failing_since"], merged["last_success_at"]) == (at(40), at(20))
+    assert merged["consecutive_failures"] == 1, "only the failure at 40 follows that success"
+
+
+_moments = st.integers(min_value=0, max_value=100).map(at)
+
+
+@st.composite
+def _reports(draw: st.DrawFn) -> PeerOutcomes:
+    """What one process may report: a success and/or failures after it, in any order of
+    arrival."""
+    succeeded = draw(st.none() | _moments)
+    failures = draw(st.integers(min_value=0, max_value=3))
+    if failures == 0:
+        return PeerOutcomes("dtp", succeeded_at=succeeded or at(0))
+    first = draw(_moments.filter(lambda m: succeeded is None or m > succeeded))
+    last = draw(_moments.filter(lambda m: m >= first))
+    kind = draw(st.sampled_from(["timeout", "unauthorized", "server_error"]))
+    return PeerOutcomes(
+        "dtp", succeeded, first, last, kind, "transient", "timeout", failures=failures
+    )
+
+
+@given(st.lists(_reports(), min_size=1, max_size=8))
+def test_the_console_and_the_alerts_read_the_same_failing_run(reports: list[PeerOutcomes]) -> None:
+    """Whatever the order reports arrive in, "failures in a row" (the console) is above zero
+    exactly while ``failing_since`` (the peer-down alert) is set, after the latest success."""
+    row: PeerStatus | None = None
+    for report in reports:
+        row = PeerStatus("dtp", **merge(row, report))
+        failing = row.failing_since is not None
+        assert (row.consecutive_failures > 0) == failing
+        if failing:
+            assert row.last_failure_at is not None and row.failing_since <= row.last_failure_at
+            assert row.last_success_at is None or row.failing_since > row.last_success_at
+        else:
+            assert row.last_failure_at is None or (
+                row.last_success_at is not None and row.last_success_at >= row.last_failure_at
+            )
 
 
 async def test_alert_states_and_the_outbox_round_trip(store: Store) -> None:

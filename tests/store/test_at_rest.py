@@ -175,7 +175,6 @@ async def test_upgrade_works_from_any_directory_and_twice(
         "operator_accounts",
         "operator_sessions",
         "peer_status",
-        "peer_health",
         "alert_state",
         "alert_outbox",
     } <= tables

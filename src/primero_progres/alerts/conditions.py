@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
-from ..peers.observe import REFUSALS, CallFailure
-from ..store import AlertNotice, AlertState, AuditEntry, Flow, PeerHealth
+from ..peers.errors import REFUSALS, CallFailure
+from ..store import AlertNotice, AlertState, AuditEntry, Flow, PeerStatus
 from ..store.schema import ID_COLUMNS
 from .monitoring import Monitoring, code
 
@@ -175,9 +175,9 @@ def _runbook(anchor: str) -> str:
 # ------------------------------------------------------------------------------ the conditions
 
 
-def _peer(check: _Check, peer: PeerHealth) -> None:
+def _peer(check: _Check, peer: PeerStatus) -> None:
     since = peer.failing_since
-    failure = peer.last_failure or "unknown"
+    failure = peer.last_failure_kind or "unknown"
     refused = failure in {f.value for f in REFUSALS}
     down_for = check.now - since if since is not None else timedelta(0)
     holds = since is not None and (refused or down_for >= check.rules.peer_down)
@@ -202,7 +202,7 @@ def _peer(check: _Check, peer: PeerHealth) -> None:
             f"Failing since: {_when(since)}",
             f"Last success: {_when(peer.last_success_at)}",
             "Work for this peer is retried with backoff and waits meanwhile; nothing is lost.",
-            *check.links_line("/admin/"),
+            *check.links_line("/admin/#peers"),
             _runbook("peer-down"),
         ],
         recovered=f"{name} answers again",
@@ -247,7 +247,7 @@ def _backlog(check: _Check, monitoring: Monitoring, flow: Flow) -> None:
             f"Flow: {flow.value}",
             f"Unfinished jobs: {waiting.count if waiting else 0}",
             f"Oldest queued at: {_when(waiting.oldest_created_at if waiting else None)}",
-            *check.links_line("/admin/messages"),
+            *check.links_line("/admin/"),
             _runbook("backlog"),
         ],
         severity=Severity.WARNING,

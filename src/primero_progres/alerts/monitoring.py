@@ -11,7 +11,7 @@ from datetime import datetime
 from ..errors import ConfigurationError
 from ..logging import get_logger
 from ..settings import Settings
-from ..store import Flow, PeerHealth, Store, WaitingJobs, flow_of
+from ..store import Flow, PeerStatus, Store, WaitingJobs, flow_of
 
 log = get_logger(__name__)
 
@@ -30,7 +30,7 @@ class Monitoring:
     """The bridge's state as monitoring sees it at ``now``: IDs, codes, counts and times."""
 
     now: datetime
-    peers: list[PeerHealth]
+    peers: list[PeerStatus]
     #: unfinished jobs per flow (count, oldest queued)
     waiting: dict[Flow, WaitingJobs]
     #: polling flow -> its interval in seconds
@@ -88,7 +88,7 @@ async def read(store: Store, settings: Settings, *, dead_letters: bool = True) -
     intervals = poll_intervals(settings)
     return Monitoring(
         now=store.now(),
-        peers=await store.peer_health.all(),
+        peers=await store.peers.all(),
         waiting=waiting_by_flow(await store.jobs.waiting()),
         poll_intervals=intervals,
         last_polls=await store.polls.last_completed(intervals),

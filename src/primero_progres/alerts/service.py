@@ -22,7 +22,6 @@ from ..settings import Settings
 from ..store import AuditEvent, Store
 from . import monitoring
 from .conditions import AlertEvent, Rules, dead_letter_cursor, evaluate
-from .health import PeerHealthRecorder
 from .notify import Target, named, send, targets
 
 log = get_logger(__name__)
@@ -53,12 +52,10 @@ class Alerter:
         settings: Settings,
         *,
         owner: str | None = None,
-        recorder: PeerHealthRecorder | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
-        self.recorder = recorder
         self.configured: list[Target] = targets(settings)
         self._named: list[Target] | None = None
         self.rules = rules(settings)
@@ -79,8 +76,6 @@ class Alerter:
 
     async def check(self) -> bool:
         """One round: decide and deliver, if this process holds the lease; whether it did."""
-        if self.recorder is not None:
-            await self.recorder.flush()
         if not self.configured or not await self._lead():
             return False
         states = await self.store.alerts.states()

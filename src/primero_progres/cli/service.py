@@ -43,9 +43,8 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     import uvicorn
 
     from .. import flows
-    from ..alerts import Alerter, PeerHealthRecorder
+    from ..alerts import Alerter
     from ..alerts.notify import targets
-    from ..peers.observe import add_observer, remove_observer
     from ..scheduler import Scheduler
     from ..web import create_app
     from ..worker import Worker
@@ -63,21 +62,17 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     stop = asyncio.Event()
     handlers = flows.build_handlers(settings, store)
     worker = Worker.from_settings(store, handlers, settings)
-    # every process reports what it sees of the peers; the scheduling ones also run the checks
-    recorder = PeerHealthRecorder(store)
-    alerter = Alerter(store, settings, recorder=recorder)
-    add_observer(recorder)
     tasks = [
         asyncio.create_task(worker.run(stop)),
         asyncio.create_task(_purge_loop(store, settings, stop)),
-        asyncio.create_task(recorder.run(stop, interval=min(5.0, settings.alert_check_seconds))),
     ]
     if scheduler:
         poller = Scheduler(
             store, flows.poll_triggers(settings), start_at=settings.poll_start_at
         )
         tasks.append(asyncio.create_task(poller.run(stop)))
-        tasks.append(asyncio.create_task(alerter.run(stop)))
+        # the scheduling processes run the alert check (one of them at a time: its lease)
+        tasks.append(asyncio.create_task(Alerter(store, settings).run(stop)))
     # Also under uvicorn: it handles SIGTERM/SIGINT itself, then hands the signal back to the
     # previous handler, this one; without it the default action would end the process before
     # the worker, scheduler and store below are stopped.
@@ -101,7 +96,6 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-        remove_observer(recorder)
         await handlers.aclose()
         await store.close()
 

@@ -17,7 +17,7 @@ from ..peers.primero import PrimeroClient
 from ..profiles import Profile, load_profile
 from ..settings import Settings
 from ..store import FlowStore
-from .observed import ObservedGateway, ObservedPrimero
+from .observed import ObservedGateway, ObservedPrimero, PeerObserver
 from .ports import PrimeroApi, ProgresGateway
 
 
@@ -68,11 +68,13 @@ class Runtime:
             referral_path=settings.dtp_referral_path,
             decision_path=settings.dtp_decision_path,
         )
+        # every call to a peer: into the metrics and store.peers (the console, the alerts)
+        observer = PeerObserver(store.peers, clock=store.now)
         return cls(
             store=store,
             profile=load_profile(settings.profile),
-            primero=ObservedPrimero(primero, store.peers),
-            dtp=ObservedGateway(dtp, store.peers, peer="dtp"),
+            primero=ObservedPrimero(primero, observer),
+            dtp=ObservedGateway(dtp, observer, peer="dtp"),
             overlap=timedelta(seconds=settings.poll_overlap_seconds),
             full_scan=settings.primero_decision_full_scan,
         )

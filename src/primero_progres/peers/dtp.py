@@ -44,7 +44,6 @@ from .errors import (
     is_transient_status,
     parse_retry_after,
 )
-from .observe import ObservedClient
 from .pooled import PooledClient
 from .tls import client_ssl_context
 
@@ -106,8 +105,7 @@ class DTPClient(PooledClient):
         self.base_url = base_url.rstrip("/")
         self.referral_url = f"{self.base_url}/{referral_path.lstrip('/')}"
         self.decision_url = f"{self.base_url}/{decision_path.lstrip('/')}"
-        self._http = ObservedClient(
-            "dtp",
+        self._http = httpx.AsyncClient(
             verify=ssl_context,
             timeout=httpx.Timeout(timeout),
             headers={SUBSCRIPTION_HEADER: subscription_key, "Accept": "application/json"},

@@ -6,11 +6,13 @@ response body may echo personal data and is never copied into a message.
 
 from __future__ import annotations
 
+import ssl
 import time
 from email.utils import parsedate_to_datetime
+from enum import StrEnum
 
 from .._compat import Peer
-from ..errors import PermanentError, TransientError
+from ..errors import BridgeError, PermanentError, TransientError
 
 #: besides every 5xx, the statuses after which the same request may later succeed
 _TRANSIENT_STATUSES = frozenset({408, 429})
@@ -90,3 +92,72 @@ class PermanentPeerError(PermanentError, PeerError):
 
 def _reason(status_code: int | None) -> str:
     return f"http_{status_code}" if status_code is not None else "connection"
+
+
+class CallFailure(StrEnum):
+    """How a call to a peer failed, whatever the client: a bounded set, safe as a metric label."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    #: the TLS handshake failed (server certificate untrusted, our certificate refused)
+    TLS = "tls"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    #: any other 4xx, or an answer the bridge cannot use: the peer answered, about this one
+    #: request
+    CLIENT_ERROR = "client_error"
+
+
+#: the peer refused the bridge itself (credentials, permissions, certificate): worth an alert
+#: at the first occurrence
+REFUSALS = frozenset({CallFailure.UNAUTHORIZED, CallFailure.FORBIDDEN, CallFailure.TLS})
+#: failures that say nothing about the peer's health: it answered, about this request only
+ANSWERED = frozenset({CallFailure.CLIENT_ERROR})
+
+
+def status_failure(status_code: int) -> CallFailure | None:
+    """The failure of an HTTP status (None for 1xx-3xx)."""
+    if status_code < 400:
+        return None
+    if status_code == 401:
+        return CallFailure.UNAUTHORIZED
+    if status_code == 403:
+        return CallFailure.FORBIDDEN
+    if status_code == 408:
+        return CallFailure.TIMEOUT
+    if status_code == 429:
+        return CallFailure.RATE_LIMITED
+    if status_code >= 500:
+        return CallFailure.SERVER_ERROR
+    return CallFailure.CLIENT_ERROR
+
+
+def tls_failure(exc: BaseException) -> bool:
+    """Whether a connection failure was the TLS handshake (certificate, protocol)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def call_failure(exc: PeerError) -> CallFailure:
+    """How the call that raised ``exc`` failed: by its HTTP status, else by what failed below
+    HTTP (a timeout, the TLS handshake, the connection); a peer error with neither is an
+    answer the bridge could not use."""
+    if exc.status_code is not None:
+        failure = status_failure(exc.status_code)
+        if failure is not None:
+            return failure
+    if tls_failure(exc):
+        return CallFailure.TLS
+    if isinstance(exc, BridgeError) and exc.reason == "timeout":
+        return CallFailure.TIMEOUT
+    if isinstance(exc, TransientError):
+        return CallFailure.CONNECTION
+    return CallFailure.CLIENT_ERROR

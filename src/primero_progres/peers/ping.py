@@ -44,7 +44,6 @@ from .errors import (
     is_transient_status,
     parse_retry_after,
 )
-from .observe import ObservedClient
 from .pooled import PooledClient
 
 if TYPE_CHECKING:
@@ -328,8 +327,7 @@ class PingClient(PooledClient):
         self._token: str | None = None
         self._token_expires: float | None = None
         self._token_lock = asyncio.Lock()
-        self._http = ObservedClient(
-            PEER,
+        self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             verify=verify,
             headers={"Accept": "application/json"},

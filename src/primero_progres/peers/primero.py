@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx2 as httpx
 
 from ..logging import get_logger
-from .observe import ObservedClient, tls_failure
+from .errors import tls_failure
 from .primero_errors import (
     PEER,
     AuthenticationError,
@@ -161,8 +161,7 @@ class PrimeroClient:
         self._user_id: int | None = None
         self._login_lock = asyncio.Lock()
         self.page_size = min(page_size, MAX_PER)
-        self._http = ObservedClient(
-            PEER,
+        self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/api/v2",
             timeout=timeout,
             verify=_ssl_context(verify),

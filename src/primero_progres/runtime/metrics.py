@@ -2,8 +2,8 @@
 and reason codes only: never an ID or a personal value.
 
 Counters and histograms count what this process did (a worker's peer calls are counted by that
-worker); the gauges ``refresh`` sets are read from the database at each scrape, so they hold
-for every process together.
+worker, through ``flows.observed``); the gauges ``set_gauges`` sets are read from the database
+at each scrape, so they hold for every process together.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .._compat import Peer
-from ..peers.observe import CallFailure, PeerCall, add_observer
+from ..peers.errors import REFUSALS, CallFailure
 
 if TYPE_CHECKING:
     from ..alerts.monitoring import Monitoring
@@ -40,14 +40,15 @@ QUEUE_DEPTH = Gauge(
 )
 PEER_REQUEST_DURATION = Histogram(
     "primero_progres_peer_request_duration_seconds",
-    "HTTP requests to a peer (primero, dtp, ping), whatever their outcome, in seconds.",
+    "Calls the flows make to a peer (primero, dtp, ping), whatever their outcome, in seconds "
+    "(a paged read of cases is one call: the time spent waiting for its pages).",
     ["peer"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     registry=REGISTRY,
 )
 PEER_ERRORS = Counter(
     "primero_progres_peer_errors",
-    "Failed HTTP requests to a peer, by failure class (timeout, connection, tls, unauthorized, "
+    "Failed calls to a peer, by how they failed (timeout, connection, tls, unauthorized, "
     "forbidden, rate_limited, server_error, client_error).",
     ["peer", "failure"],
     registry=REGISTRY,
@@ -108,13 +109,11 @@ for _peer in get_args(Peer):
         PEER_ERRORS.labels(_peer, _failure.value)
 
 
-def observe_peer_call(call: PeerCall) -> None:
-    PEER_REQUEST_DURATION.labels(call.peer).observe(call.seconds)
-    if call.failure is not None:
-        PEER_ERRORS.labels(call.peer, call.failure.value).inc()
-
-
-add_observer(observe_peer_call)
+def observe_peer_call(peer: str, seconds: float, failure: CallFailure | None) -> None:
+    """One call the flows made to ``peer`` (``flows.observed``)."""
+    PEER_REQUEST_DURATION.labels(peer).observe(seconds)
+    if failure is not None:
+        PEER_ERRORS.labels(peer, failure.value).inc()
 
 
 #: the gauges read from the database at each scrape
@@ -138,7 +137,6 @@ def clear_gauges() -> None:
 
 def set_gauges(state: Monitoring, counts: dict[tuple[str, str], int]) -> None:
     """The database-derived gauges, from one monitoring read and the queue counts."""
-    from ..peers.observe import REFUSALS
     from ..store import Flow
 
     refused = {failure.value for failure in REFUSALS}
@@ -149,7 +147,8 @@ def set_gauges(state: Monitoring, counts: dict[tuple[str, str], int]) -> None:
     for peer in state.peers:
         since = peer.failing_since
         PEER_FAILING_SINCE.labels(peer.peer).set(since.timestamp() if since else 0)
-        PEER_REFUSED.labels(peer.peer).set(int(since is not None and peer.last_failure in refused))
+        refusing = since is not None and peer.last_failure_kind in refused
+        PEER_REFUSED.labels(peer.peer).set(int(refusing))
     for flow in Flow:
         waiting = state.waiting.get(flow)
         age = (state.now - waiting.oldest_created_at).total_seconds() if waiting else 0.0

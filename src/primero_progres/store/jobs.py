@@ -21,7 +21,15 @@ from .commands import AuditRecord, Command, Enqueue
 from .crypto import PayloadUnreadable
 from .database import Database
 from .dialect import upsert_insert
-from .models import UNFINISHED, DeadLetterFilter, DeadReason, EnqueueResult, Job, JobState, WaitingJobs
+from .models import (
+    UNFINISHED,
+    DeadLetterFilter,
+    DeadReason,
+    EnqueueResult,
+    Job,
+    JobState,
+    WaitingJobs,
+)
 from .schema import inbound_messages, jobs
 from .vocabulary import AuditEvent, flow_of
 

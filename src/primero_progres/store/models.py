@@ -161,26 +161,38 @@ class WaitingJobs:
 @dataclass(frozen=True)
 class PeerOutcomes:
     """What one process saw of a peer since it last reported: its latest success, and the
-    failures that came after it (first and last, and the class of the last)."""
+    failures that came after it (how many, the first and the last, and how the last failed)."""
 
     peer: str
     succeeded_at: datetime | None = None
     first_failed_at: datetime | None = None
     failed_at: datetime | None = None
+    #: how the last failure failed (``peers.errors.CallFailure``: timeout, unauthorized...)
     failure: str | None = None
+    #: its failure class (transient, permanent) and reason code (``http_503``, ``timeout``)
+    failure_class: str | None = None
+    reason: str | None = None
+    #: failures after the success (at least one when ``failed_at`` is set)
+    failures: int = 0
 
 
 @dataclass(frozen=True)
-class PeerHealth:
-    """What every process together saw of a peer."""
+class PeerStatus:
+    """How a peer answered lately, as every process together saw it (``store.peers``): the
+    console's peer panel and the peer-down alert read this same row."""
 
     peer: str
-    last_success_at: datetime | None
-    last_failure_at: datetime | None
-    last_failure: str | None
-    #: the first failure after the last success; None while the latest call worked
-    failing_since: datetime | None
-    updated_at: datetime
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    last_failure_class: str | None = None
+    last_failure_reason: str | None = None
+    #: failures since the latest success (0 while the latest call worked)
+    consecutive_failures: int = 0
+    #: how the latest failure failed (``peers.errors.CallFailure``)
+    last_failure_kind: str | None = None
+    #: the first failure after the latest success; None while the latest call worked
+    failing_since: datetime | None = None
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,8 @@ operator_sessions = sa.Table(
     sa.Column("last_seen_at", UTCDateTime, nullable=False),
 )
 
+#: how each peer answered lately (``store.peers``), merged from every process: the console's
+#: peer panel and the peer-down alert read it
 peer_status = sa.Table(
     "peer_status",
     metadata,
@@ -185,6 +187,11 @@ peer_status = sa.Table(
     sa.Column("last_failure_class", sa.String(32), nullable=True),
     sa.Column("last_failure_reason", sa.String(64), nullable=True),
     sa.Column("consecutive_failures", sa.Integer, nullable=False),
+    #: how the latest failure failed (``peers.errors.CallFailure``: timeout, unauthorized...)
+    sa.Column("last_failure_kind", sa.String(32), nullable=True),
+    #: the first failure after the latest success; null while the latest call worked
+    sa.Column("failing_since", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=True),
 )
 
 store_keys = sa.Table(
@@ -193,19 +200,6 @@ store_keys = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-)
-
-#: what the bridge last saw of each peer (``store.peer_health``), merged from every process
-peer_health = sa.Table(
-    "peer_health",
-    metadata,
-    sa.Column("peer", sa.String(32), primary_key=True),
-    sa.Column("last_success_at", UTCDateTime, nullable=True),
-    sa.Column("last_failure_at", UTCDateTime, nullable=True),
-    sa.Column("last_failure", sa.String(32), nullable=True),
-    #: the first failure after the last success; null while the latest call worked
-    sa.Column("failing_since", UTCDateTime, nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 

@@ -8,11 +8,12 @@ applies them with "job done" in one transaction, or drops them if the step fails
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
-from .models import Exchange, Job
+from .models import Exchange, Job, PeerOutcomes
 from .vocabulary import AuditEvent, Flow, LedgerEvent, LedgerState
 
 AfterCommit = Callable[[], Awaitable[object]]
@@ -95,10 +96,8 @@ class MessageView(Protocol):
 
 
 class PeerRecorder(Protocol):
-    async def record(
-        self, peer: str, *, failure_class: str | None = None, reason: str | None = None
-    ) -> None:
-        """A call to ``peer`` succeeded (``failure_class`` None) or failed."""
+    async def record(self, seen: Sequence[PeerOutcomes]) -> None:
+        """Merge what this process saw of the peers into their rows (``store.peers``)."""
         ...
 
 
@@ -119,6 +118,10 @@ class FlowStore(Protocol):
 
     async def fingerprint(self, obj: object) -> str:
         """Keyed content hash: equal content, equal fingerprint; not guessable from the data."""
+        ...
+
+    def now(self) -> datetime:
+        """The store's clock (the moments it records are compared with it)."""
         ...
 
 

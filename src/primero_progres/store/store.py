@@ -1,9 +1,9 @@
 """The Store: the only owner of connections and tables, for both SQLite and PostgreSQL.
 
 Each part of the durable state has one API here (``store.jobs``, ``.polls``, ``.ledger``,
-``.cursors``, ``.leases``, ``.messages``, ``.audit``, ``.keys``, for the operator console
-``.accounts``, ``.peers``, ``.reports``, and for alerting ``.peer_health``, ``.alerts``); writes
-a step asks for are typed commands (``commands.py``) applied in one transaction.
+``.cursors``, ``.leases``, ``.messages``, ``.audit``, ``.keys``, ``.peers``, for the operator
+console ``.accounts``, ``.reports``, and for alerting ``.alerts``); writes a step asks for are
+typed commands (``commands.py``) applied in one transaction.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from .leases import Leases
 from .ledger import Ledger
 from .messages import Messages
 from .models import PurgeResult
-from .peer_health import PeerHealthTable
 from .peers import PeerLog
 from .polls import Polls
 from .reports import Reports
@@ -57,7 +56,6 @@ class Store:
         self.accounts = Accounts(self._db, self.audit)
         self.peers = PeerLog(self._db)
         self.reports = Reports(self._db)
-        self.peer_health = PeerHealthTable(self._db)
         self.alerts = Alerts(self._db)
 
     @classmethod

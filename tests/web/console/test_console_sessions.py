@@ -8,20 +8,10 @@ from pathlib import Path
 
 import httpx2
 
+from console_client import PASSWORD, log_in
 from primero_progres.operators import hash_password
 from primero_progres.stack import Stack
 from primero_progres.store import Role
-
-PASSWORD = "a long pass phrase 2026"
-
-
-async def _log_in(client: httpx2.AsyncClient) -> httpx2.Response:
-    page = await client.get("/admin/login")
-    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert match
-    return await client.post(
-        "/admin/login", data={"csrf": match.group(1), "name": "amina", "password": PASSWORD}
-    )
 
 
 def _attributes(answer: httpx2.Response, name: str) -> tuple[str, set[str]]:
@@ -54,7 +44,7 @@ async def test_a_session_ends_after_the_idle_timeout(tmp_path: Path) -> None:
     async with Stack(tmp_path, admin_session_idle_minutes=0.02) as stack:
         await stack.store.accounts.add("amina", Role.ADMIN, hash_password(PASSWORD), account=None)
         async with httpx2.AsyncClient(base_url=stack.bridge_url) as client:
-            assert (await _log_in(client)).status_code == 303
+            assert (await log_in(client, "amina")).status_code == 303
             assert (await client.get("/admin/")).status_code == 200
             await asyncio.sleep(1.5)
             answer = await client.get("/admin/")

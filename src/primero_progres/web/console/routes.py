@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import SecretStr
 
 from ... import __version__, flows
+from ...alerts.monitoring import certificate_expiry
 from ...errors import BridgeError
 from ...operators import (
     LOGIN_REFUSED,
@@ -494,6 +495,8 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             profile_sha256=digest,
             revision=await store.revision(),
             head=Store.head(),
+            # what the certificate-expiry alert reads
+            certificate_expires=certificate_expiry(settings),
         )
 
     # ------------------------------------------------------------------ accounts

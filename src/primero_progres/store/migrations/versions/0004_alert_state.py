@@ -1,4 +1,5 @@
-"""Alerting: what the bridge last saw of each peer, the state of each alert, the alert outbox.
+"""Alerting: when each peer started failing and how (on the console's ``peer_status``), the state
+of each alert, the alert outbox.
 
 Revision ID: 0004_alert_state
 Revises: 0003_operator_console
@@ -16,15 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "peer_health",
-        sa.Column("peer", sa.String(32), primary_key=True),
-        sa.Column("last_success_at", UTCDateTime, nullable=True),
-        sa.Column("last_failure_at", UTCDateTime, nullable=True),
-        sa.Column("last_failure", sa.String(32), nullable=True),
-        sa.Column("failing_since", UTCDateTime, nullable=True),
-        sa.Column("updated_at", UTCDateTime, nullable=False),
-    )
+    with op.batch_alter_table("peer_status") as batch:
+        batch.add_column(sa.Column("last_failure_kind", sa.String(32), nullable=True))
+        batch.add_column(sa.Column("failing_since", UTCDateTime, nullable=True))
+        batch.add_column(sa.Column("updated_at", UTCDateTime, nullable=True))
     op.create_table(
         "alert_state",
         sa.Column("key", sa.String(160), primary_key=True),
@@ -51,5 +47,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("alert_outbox", "alert_state", "peer_health"):
+    for table in ("alert_outbox", "alert_state"):
         op.drop_table(table)
+    with op.batch_alter_table("peer_status") as batch:
+        batch.drop_column("updated_at")
+        batch.drop_column("failing_since")
+        batch.drop_column("last_failure_kind")
