@@ -349,6 +349,8 @@ async def test_the_dtp_client_certificate_expiring_is_announced_once_a_day(
         async with console_session(stack) as session:
             [settings_page] = (await follow(stack, session, mail.body)).values()
         assert re.search(rf"DTP client certificate</dt><dd>valid until {day} ", settings_page)
+        assert "<code>PRIMERO_PROGRES_ALERT_URLS</code></td><td>••••" in settings_page
+        assert smtp.url not in settings_page, "alert URLs hold credentials: never shown"
 
 
 async def test_alerts_are_off_without_alert_urls(tmp_path: Path) -> None:

@@ -60,21 +60,6 @@ def certificate_expiry(settings: Settings) -> datetime | None:
     return certificate.not_valid_after_utc if certificate is not None else None
 
 
-def waiting_by_flow(waiting: Mapping[str, WaitingJobs]) -> dict[Flow, WaitingJobs]:
-    by_flow: dict[Flow, WaitingJobs] = {}
-    for kind, jobs in waiting.items():
-        flow = flow_of(kind)
-        if flow is None:
-            continue
-        known = by_flow.get(flow)
-        if known is not None:
-            jobs = WaitingJobs(
-                known.count + jobs.count, min(known.oldest_created_at, jobs.oldest_created_at)
-            )
-        by_flow[flow] = jobs
-    return by_flow
-
-
 def dead_letters_by_flow(counts: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
     by_flow: dict[tuple[str, str], int] = {}
     for (kind, reason), count in counts.items():
@@ -89,7 +74,7 @@ async def read(store: Store, settings: Settings, *, dead_letters: bool = True) -
     return Monitoring(
         now=store.now(),
         peers=await store.peers.all(),
-        waiting=waiting_by_flow(await store.jobs.waiting()),
+        waiting=await store.jobs.waiting_by_flow(),
         poll_intervals=intervals,
         last_polls=await store.polls.last_completed(intervals),
         dead_letters=dead_letters_by_flow(await store.jobs.dead_counts()) if dead_letters else {},

@@ -31,7 +31,7 @@ from .models import (
     WaitingJobs,
 )
 from .schema import inbound_messages, jobs
-from .vocabulary import AuditEvent, flow_of
+from .vocabulary import AuditEvent, Flow, flow_of
 
 PAYLOAD_CONTEXT = jobs.name
 
@@ -101,6 +101,33 @@ def _first_failure(now: datetime) -> sa.ColumnElement[Any]:
 def _unleased(now: datetime) -> dict[str, Any]:
     """The columns every way out of RUNNING clears."""
     return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+
+
+async def waiting_by_kind(conn: AsyncConnection) -> dict[str, WaitingJobs]:
+    """kind -> its unfinished jobs (count, oldest queued), in the caller's connection."""
+    query = (
+        sa.select(jobs.c.kind, sa.func.count(), sa.func.min(jobs.c.created_at))
+        .where(jobs.c.state.in_([s.value for s in UNFINISHED]))
+        .group_by(jobs.c.kind)
+    )
+    rows = (await conn.execute(query)).all()
+    return {kind: WaitingJobs(count, oldest) for kind, count, oldest in rows}
+
+
+def by_flow(waiting: Mapping[str, WaitingJobs]) -> dict[Flow, WaitingJobs]:
+    """Unfinished jobs per kind, summed per flow (kinds of no flow are left out)."""
+    flows: dict[Flow, WaitingJobs] = {}
+    for kind, found in waiting.items():
+        flow = flow_of(kind)
+        if flow is None:
+            continue
+        known = flows.get(flow)
+        if known is not None:
+            found = WaitingJobs(
+                known.count + found.count, min(known.oldest_created_at, found.oldest_created_at)
+            )
+        flows[flow] = found
+    return flows
 
 
 class JobQueue:
@@ -324,14 +351,13 @@ class JobQueue:
 
     async def waiting(self) -> dict[str, WaitingJobs]:
         """kind -> its unfinished (pending or running) jobs: how many, and the oldest's age."""
-        query = (
-            sa.select(jobs.c.kind, sa.func.count(), sa.func.min(jobs.c.created_at))
-            .where(jobs.c.state.in_([s.value for s in UNFINISHED]))
-            .group_by(jobs.c.kind)
-        )
         async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return {kind: WaitingJobs(count, oldest) for kind, count, oldest in rows}
+            return await waiting_by_kind(conn)
+
+    async def waiting_by_flow(self) -> dict[Flow, WaitingJobs]:
+        """The same per flow: what the backlog alert, its metric and the console's overview
+        ("in flight", "oldest waiting") count."""
+        return by_flow(await self.waiting())
 
     async def dead_counts(self) -> dict[tuple[str, str], int]:
         """(kind, reason) -> number of dead letters; for metrics."""

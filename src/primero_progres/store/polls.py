@@ -168,16 +168,10 @@ class Polls:
         await self._leases.release(poll_lease(flow), owner)
 
     async def last_completed(self, flows: Iterable[Flow]) -> dict[Flow, datetime]:
-        """flow -> when its latest poll finished, for the polling ``flows`` that ever polled."""
-        kinds = {poll_kind(flow): Flow(flow) for flow in flows}
-        query = (
-            sa.select(jobs.c.kind, sa.func.max(jobs.c.updated_at))
-            .where(jobs.c.kind.in_(sorted(kinds)), jobs.c.state == JobState.DONE.value)
-            .group_by(jobs.c.kind)
-        )
+        """flow -> when its latest poll finished, for the polling ``flows`` that ever polled
+        (what the poll-stale alert and its metric read; ``status`` shows the same)."""
         async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return {kinds[kind]: finished for kind, finished in rows}
+            return await _last_completed(conn, flows)
 
     async def run_now(
         self,
@@ -255,6 +249,7 @@ class Polls:
         """Each polling flow (with its interval): cursor, last finished poll, next poll."""
         out = []
         async with self._db.engine.connect() as conn:
+            last_completed = await _last_completed(conn, flows)
             for flow, interval in flows.items():
                 kind = poll_kind(flow)
                 cursor = (
@@ -266,11 +261,6 @@ class Polls:
                 ).first()
                 last_created = await conn.scalar(
                     sa.select(sa.func.max(jobs.c.created_at)).where(jobs.c.kind == kind)
-                )
-                finished = await conn.scalar(
-                    sa.select(sa.func.max(jobs.c.updated_at)).where(
-                        jobs.c.kind == kind, jobs.c.state == JobState.DONE.value
-                    )
                 )
                 running = await conn.scalar(
                     sa.select(jobs.c.id)
@@ -287,7 +277,7 @@ class Polls:
                         flow=str(flow),
                         cursor=cursor.value if cursor else None,
                         cursor_updated_at=cursor.updated_at if cursor else None,
-                        last_finished_at=finished,
+                        last_finished_at=last_completed.get(Flow(flow)),
                         running=running is not None,
                         next_poll_at=next_poll,
                     )
@@ -387,6 +377,17 @@ class Polls:
         if recorded is None:
             record = AuditRecord(AuditEvent.POLL_NO_START_POINT, flow, {"reason": "no_start_point"})
             await self._audit.write(conn, now, record)
+
+
+async def _last_completed(conn: AsyncConnection, flows: Iterable[Flow]) -> dict[Flow, datetime]:
+    kinds = {poll_kind(flow): Flow(flow) for flow in flows}
+    query = (
+        sa.select(jobs.c.kind, sa.func.max(jobs.c.updated_at))
+        .where(jobs.c.kind.in_(sorted(kinds)), jobs.c.state == JobState.DONE.value)
+        .group_by(jobs.c.kind)
+    )
+    rows = (await conn.execute(query)).all()
+    return {kinds[kind]: finished for kind, finished in rows}
 
 
 async def _cursor(conn: AsyncConnection, flow: Flow) -> str | None:

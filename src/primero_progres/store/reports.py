@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from .audit import audit_entry
 from .database import Database
-from .jobs import job_from_row
+from .jobs import by_flow, job_from_row, waiting_by_kind
 from .messages import message_from_row
 from .models import UNFINISHED, InboundMessage, Job, JobState
 from .schema import ID_COLUMNS, audit_events, exchange_events, exchanges, inbound_messages, jobs
@@ -168,13 +168,8 @@ class Reports:
                     .group_by(jobs.c.kind)
                 )
             ).all()
-            waiting_rows = (
-                await conn.execute(
-                    sa.select(jobs.c.kind, sa.func.count(), sa.func.min(jobs.c.created_at))
-                    .where(jobs.c.state.in_([s.value for s in UNFINISHED]))
-                    .group_by(jobs.c.kind)
-                )
-            ).all()
+            # the same figures as the backlog alert's (``jobs.waiting_by_flow``)
+            waiting = by_flow(await waiting_by_kind(conn))
 
         received: tuple[dict[str, int], dict[str, int]] = ({}, {})
         for kind, n_today, n_week in received_rows:
@@ -193,20 +188,13 @@ class Reports:
             flow = kind.partition(".")[0]
             dead[0][flow] += int(n_today or 0)
             dead[1][flow] += int(n_week or 0)
-        in_flight: dict[str, int] = defaultdict(int)
-        oldest: dict[str, datetime] = {}
-        for kind, count, first in waiting_rows:
-            flow = kind.partition(".")[0]
-            in_flight[flow] += count
-            if first is not None and (flow not in oldest or first < oldest[flow]):
-                oldest[flow] = first
         return [
             FlowFigures(
                 flow=flow.value,
                 today=_window(flow, received[0], delivered[0], refused[0], dead[0]),
                 week=_window(flow, received[1], delivered[1], refused[1], dead[1]),
-                in_flight=in_flight[flow.value],
-                oldest_waiting_at=oldest.get(flow.value),
+                in_flight=waiting[flow].count if flow in waiting else 0,
+                oldest_waiting_at=waiting[flow].oldest_created_at if flow in waiting else None,
             )
             for flow in Flow
         ]
