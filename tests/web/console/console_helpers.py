@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from console_client import PASSWORD
 from primero_progres.operators import hash_password
 from primero_progres.stack import Stack
 from primero_progres.store import Role
@@ -32,7 +33,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PASSWORD = "a long pass phrase 2026"
 ACCOUNTS = {"amina": Role.ADMIN, "omar": Role.OPERATOR, "vera": Role.VIEWER}
 
 
