@@ -3,7 +3,7 @@
 Run with ``make bench`` (or ``.venv/bin/python bench/monitoring_read.py [JOBS ...]``; default
 10,000 and 100,000 jobs on a fresh SQLite file; ``--database-url`` for PostgreSQL). The jobs
 are 98 % done, 1 % dead (four reasons) and 1 % waiting, across the four flows' kinds, with a
-poll of each polling flow done. The figures: the monitoring read (peer health, waiting jobs
+poll of each polling flow done. The figures: the monitoring read (peer status, waiting jobs
 per flow, last polls, dead letters by reason, the certificate) plus the queue counts, as the
 scrape does them, and the alert check's own reads (alert states, new dead letters), median
 of five.
