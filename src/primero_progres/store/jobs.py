@@ -135,13 +135,15 @@ class JobQueue:
             if command.payload is not None
             else None
         )
+        dead = command.dead_reason
         stmt = upsert_insert(conn, jobs).values(
             id=job_id,
             kind=command.kind,
             key=command.key,
-            state=JobState.PENDING.value,
+            state=(JobState.DEAD if dead else JobState.PENDING).value,
             attempts=0,
             next_attempt_at=now + timedelta(seconds=max(command.delay, 0.0)),
+            dead_reason=dead.as_json() if dead else None,
             payload=sealed,
             message_id=command.message_id,
             refs=dict(command.refs),
@@ -151,11 +153,15 @@ class JobQueue:
         )
         if command.key is None:
             await conn.execute(stmt)
-            return EnqueueResult(job_id, True)
-        result = await conn.execute(
-            stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
-        )
-        if result.first() is not None:
+            created = True
+        else:
+            result = await conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
+            )
+            created = result.first() is not None
+        if created:
+            if dead is not None:
+                await self._audit_dead(conn, now, job_id, command.kind, command.refs, 0, dead)
             return EnqueueResult(job_id, True)
         existing = await conn.scalar(sa.select(jobs.c.id).where(jobs.c.key == command.key))
         assert existing is not None
@@ -249,17 +255,28 @@ class JobQueue:
                 **_unleased(now),
             )
             if held:
-                ids = {
-                    **job.refs,
-                    "job_id": job.id,
-                    "kind": job.kind,
-                    "attempts": job.attempts,
-                    "failure_class": reason.failure_class.value,
-                    "reason": reason.reason,
-                }
-                record = AuditRecord(AuditEvent.JOB_DEAD, flow_of(job.kind), ids)
-                await self._audit.write(conn, now, record)
+                await self._audit_dead(conn, now, job.id, job.kind, job.refs, job.attempts, reason)
         return held
+
+    async def _audit_dead(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        job_id: str,
+        kind: str,
+        refs: Mapping[str, Any],
+        attempts: int,
+        reason: DeadReason,
+    ) -> None:
+        ids = {
+            **refs,
+            "job_id": job_id,
+            "kind": kind,
+            "attempts": attempts,
+            "failure_class": reason.failure_class.value,
+            "reason": reason.reason,
+        }
+        await self._audit.write(conn, now, AuditRecord(AuditEvent.JOB_DEAD, flow_of(kind), ids))
 
     async def release(self, job: Job, owner: str) -> bool:
         """Give a job back untouched (graceful shutdown): the attempt does not count."""
