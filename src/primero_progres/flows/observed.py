@@ -16,7 +16,8 @@ from ..errors import BridgeError, FailureClass
 from ..logging import get_logger
 from ..peers.errors import PeerError
 from ..store.step import PeerRecorder
-from .ports import GatewayReceipt, PrimeroApi, ProgresGateway
+from ..peers.ping import IngestionReceipt, PingPage, ShippingProcesses, TransactionStatus
+from .ports import GatewayReceipt, PingApi, PrimeroApi, ProgresGateway
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -120,6 +121,56 @@ class ObservedGateway:
 
     async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
         return await self._observe.call(self._inner.send_decision(message))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ObservedPing:
+    """``PingApi`` that records each call's outcome under ``ping``."""
+
+    def __init__(self, inner: PingApi, recorder: PeerRecorder) -> None:
+        self._inner = inner
+        self._observe = _Observer("ping", recorder)
+
+    @property
+    def shipping_processes(self) -> ShippingProcesses:
+        return self._inner.shipping_processes
+
+    async def retrieve_page(
+        self,
+        shipping_process_id: str,
+        *,
+        record_ids: str | Sequence[str] | None = None,
+        page_number: int = 1,
+        paging_cookie: str | None = None,
+    ) -> PingPage:
+        return await self._observe.call(
+            self._inner.retrieve_page(
+                shipping_process_id,
+                record_ids=record_ids,
+                page_number=page_number,
+                paging_cookie=paging_cookie,
+            )
+        )
+
+    async def referral_detail(self, lp_intervention_id: str) -> list[dict[str, Any]]:
+        return await self._observe.call(self._inner.referral_detail(lp_intervention_id))
+
+    async def update_intervention(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        return await self._observe.call(self._inner.update_intervention(item))
+
+    async def create_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        return await self._observe.call(self._inner.create_referral(item))
+
+    async def referral_create_status(self, transaction_id: str) -> TransactionStatus:
+        return await self._observe.call(self._inner.referral_create_status(transaction_id))
+
+    async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
+        return await self._observe.call(self._inner.decision_detail(referral_id))
+
+    async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        return await self._observe.call(self._inner.update_referral(item))
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -1,0 +1,99 @@
+"""What flows 1 and 4 over PING share: paging a list, one committed page per job, and the
+ledger's say on whether a listed item is worth pulling again.
+
+PING's lists are queues: an item stays listed until its write-back changes its
+status field. So a poll does not keep a watermark; each ``<flow>.poll`` job
+asks for one page, queues one ``pull`` job per actionable row and, while PING
+says more rows are available, the job for the next page, all in one commit.
+A page that fails is retried alone; the pages before it are already queued.
+
+A pull job's key ends with the *version* of what the ledger knows about the
+item (the time of its last ledger change): an item listed again after
+something happened to it (its write-back was recorded, so PING lost it; it was
+refused, then re-flagged) is pulled again, while an item whose pull is still
+running or became a dead letter is not queued twice. An item the ledger does
+not know yet is pulled once per poll round until the ledger learns of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ..logging import get_logger
+from ..peers.ping import PEER, PingUnexpectedResponseError
+from ..store import AuditEvent, Exchange, Flow, LedgerEvent, LedgerState, StepContext, poll_kind
+from .runtime import Runtime
+
+log = get_logger(__name__)
+
+#: a page count no real list reaches: past it the gateway is paging in circles
+MAX_PAGES = 10_000
+
+#: ``(row, poll round)`` -> how many jobs it queued
+RowHandler = Callable[[dict[str, Any], str], Awaitable[int]]
+
+
+async def poll_page(
+    rt: Runtime,
+    ctx: StepContext,
+    flow: Flow,
+    shipping_process_id: str,
+    on_row: RowHandler,
+) -> None:
+    """Ask for this job's page of the list, hand each row to ``on_row``, queue the next page."""
+    payload = ctx.job.payload or {}
+    number = int(payload.get("page") or 1)
+    cookie = payload.get("cookie") if number > 1 else None
+    #: the poll round: the id of its first page's job
+    round_id = str(payload.get("round") or ctx.job.id)
+    page = await rt.ping.retrieve_page(
+        shipping_process_id,
+        page_number=number,
+        paging_cookie=cookie if isinstance(cookie, str) else None,
+    )
+    queued = 0
+    for row in page.rows:
+        queued += await on_row(row, round_id)
+    seen = int(payload.get("seen") or 0) + len(page.rows)
+    total = int(payload.get("queued") or 0) + queued
+    log.info("ping_page_polled", flow=flow.value, page=number, count=len(page.rows), total=queued)
+    if not page.more:
+        ctx.audit(AuditEvent.POLL_FINISHED, flow=flow, count=seen, total=total, page=number)
+        log.info("poll_finished", flow=flow.value, count=seen, total=total)
+        return
+    if not page.rows:
+        raise PingUnexpectedResponseError(
+            PEER, "retrieve", f"{shipping_process_id}: page {number} is empty but announces more",
+            reason="paging_stalled",
+        )
+    if number >= MAX_PAGES:
+        raise PingUnexpectedResponseError(
+            PEER, "retrieve", f"{shipping_process_id}: still more rows after {number} pages",
+            reason="paging_runaway",
+        )
+    kind = poll_kind(flow)
+    ctx.enqueue(
+        kind,
+        {"page": number + 1, "cookie": page.paging_cookie, "round": round_id, "seen": seen,
+         "queued": total},
+        key=f"{kind}:{round_id}:{number + 1}",
+        refs={"page": number + 1},
+    )
+
+
+def pull_version(known: Sequence[Exchange], round_id: str) -> str:
+    """The last part of a pull job's key: the ledger's last change, else the poll round."""
+    if not known:
+        return f"new:{round_id}"
+    return max(exchange.updated_at for exchange in known).isoformat()
+
+
+def left_the_queue(ctx: StepContext, flow: Flow, known: Exchange | None, **ids: Any) -> None:
+    """A listed item whose detail shows it no longer waits (a stale list): do nothing but note
+    it, so that the item is pulled again when it is queued anew."""
+    log.info("ping_stale_listing", flow=flow.value, **ids)
+    if known is not None:
+        ctx.ledger_record(
+            flow, known.key, state=LedgerState(known.state), event=LedgerEvent.STALE_LISTING, **ids
+        )

@@ -1,0 +1,179 @@
+"""Flow 4, ``progres-decision``, over PING: pull the decisions proGres users took.
+
+- ``poll``: one page of the partner's interoperability referrals
+  (``ping_polling``); one ``pull`` job per referral accepted or rejected in
+  proGres. A status code the profile does not know is an audited error, never
+  an acceptance.
+- ``pull``: the referral's detail rows; the decision read with the profile
+  (status and review decision must agree; any unknown code is a mapping
+  failure, a dead letter); then the same Primero side as over DTP
+  (``progres_decision.apply_decision``: the referral found through the ledger,
+  else Primero, never guessed, its status PATCHed and checked). A decision the
+  ledger already applied with the same content is not PATCHed again: only its
+  write-back is repeated (PING lost it).
+- ``write_back``: "synced", with the profile's comment; its own job and ledger
+  state, queued in the same commit as the Primero outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import MappingFailure
+from ..logging import get_logger
+from ..mapping import ping as ping_mapping
+from ..mapping.errors import MappingError
+from ..store import (
+    AuditEvent,
+    Exchange,
+    Flow,
+    LedgerEvent,
+    LedgerState,
+    StepContext,
+    job_kind,
+    poll_kind,
+)
+from .ping_polling import left_the_queue, poll_page, pull_version
+from .progres_decision import apply_decision
+from .runtime import Runtime
+
+FLOW = Flow.PROGRES_DECISION
+POLL, PULL, WRITE_BACK = poll_kind(FLOW), job_kind(FLOW, "pull"), job_kind(FLOW, "write_back")
+_APPLIED = frozenset({LedgerState.ACCEPTED, LedgerState.REJECTED, LedgerState.SYNCED})
+
+log = get_logger(__name__)
+
+
+async def poll(rt: Runtime, ctx: StepContext) -> None:
+    async def queue(row: dict[str, Any], round_id: str) -> int:
+        return await _queue(rt, ctx, row, round_id)
+
+    await poll_page(rt, ctx, FLOW, rt.ping.shipping_processes.decisions_list, queue)
+
+
+async def _queue(rt: Runtime, ctx: StepContext, row: dict[str, Any], round_id: str) -> int:
+    listed = ping_mapping.read_listed_referral(row, rt.profile)
+    if isinstance(listed, MappingError):
+        ctx.audit(
+            AuditEvent.PING_ROW_UNREADABLE,
+            flow=FLOW,
+            reason=listed.kind,
+            fields=list(listed.fields),
+        )
+        return 0
+    if listed.status is None:
+        # a code the profile does not know: never read as a decision, but visible
+        ctx.audit(
+            AuditEvent.DECISION_NOT_MAPPABLE,
+            flow=FLOW,
+            interoperability_referral_id=listed.referral_id,
+            reason="unknown_code",
+            status_code=listed.status_code,
+        )
+        log.warning(
+            "ping_unknown_referral_status",
+            flow=FLOW.value,
+            interoperability_referral_id=listed.referral_id,
+            status_code=listed.status_code,
+        )
+        return 0
+    if not listed.actionable:
+        return 0
+    known = await rt.store.ledger.find(FLOW, interoperability_referral_id=listed.referral_id)
+    ctx.enqueue(
+        PULL,
+        None,
+        key=f"{PULL}:{listed.referral_id}:{pull_version(known, round_id)}",
+        refs={"interoperability_referral_id": listed.referral_id},
+    )
+    return 1
+
+
+async def _known(rt: Runtime, referral_id: str) -> Exchange | None:
+    found = await rt.store.ledger.find(FLOW, interoperability_referral_id=referral_id)
+    return max(found, key=lambda e: e.updated_at) if found else None
+
+
+async def pull(rt: Runtime, ctx: StepContext) -> None:
+    referral_id = str(ctx.job.refs["interoperability_referral_id"])
+    ids: dict[str, Any] = {"interoperability_referral_id": referral_id}
+    rows = await rt.ping.decision_detail(referral_id)
+    listed = ping_mapping.read_listed_referral(rows[0], rt.profile) if rows else None
+    if isinstance(listed, ping_mapping.ListedReferral) and listed.status in ("new", "synced"):
+        left_the_queue(ctx, FLOW, await _known(rt, referral_id), **ids)
+        return
+    read = ping_mapping.read_ping_decision(rows, rt.profile)
+    if isinstance(read, MappingError):
+        raise MappingFailure(
+            f"{FLOW.value}: interoperability referral {referral_id}: decision {read.kind}",
+            reason=read.kind,
+        )
+    decision = read.decision
+    fingerprint = rt.store.fingerprint(
+        {"status": decision.status, "rejected_reason": decision.rejected_reason,
+         "org_referral_id": decision.org_referral_id}
+    )
+    await ctx.hold(f"ping-referral:{referral_id}")
+    applied = await rt.store.ledger.get(FLOW, decision.org_referral_id)
+    if (
+        applied is not None
+        and applied.content_fingerprint == fingerprint
+        and applied.state in _APPLIED
+    ):
+        ctx.ledger_record(
+            FLOW,
+            applied.key,
+            state=LedgerState(decision.status),
+            event=LedgerEvent.REDELIVERED,
+            **ids,
+        )
+        log.info(
+            "decision_redelivered",
+            flow=FLOW.value,
+            org_referral_id=decision.org_referral_id,
+            interoperability_referral_id=referral_id,
+        )
+    else:
+        await apply_decision(rt, ctx, decision, fingerprint=fingerprint, **ids)
+    update = ping_mapping.referral_synced_update(referral_id, rt.profile)
+    ctx.enqueue(
+        WRITE_BACK,
+        {
+            "item": update.as_item(external_id=f"{FLOW.value}:{decision.org_referral_id}"),
+            "ledger_key": decision.org_referral_id,
+            "fingerprint": fingerprint,
+        },
+        key=f"{WRITE_BACK}:{referral_id}:{ctx.job.id}",
+        refs={**ids, "org_referral_id": decision.org_referral_id, "status": decision.status},
+    )
+
+
+async def write_back(rt: Runtime, ctx: StepContext) -> None:
+    payload = ctx.job.payload or {}
+    refs = ctx.job.refs
+    ledger_key = str(payload["ledger_key"])
+    current = await rt.store.ledger.get(FLOW, ledger_key)
+    if current is not None and current.content_fingerprint != payload.get("fingerprint"):
+        log.info(
+            "ping_write_back_superseded",
+            flow=FLOW.value,
+            interoperability_referral_id=refs.get("interoperability_referral_id"),
+        )
+        return
+    receipt = await rt.ping.update_referral(payload["item"])
+    ctx.ledger_record(
+        FLOW,
+        ledger_key,
+        state=LedgerState.SYNCED,
+        event=LedgerEvent.STATUS_WRITTEN_BACK,
+        transaction_id=receipt.transaction_id,
+        interoperability_referral_id=refs.get("interoperability_referral_id"),
+        status=refs.get("status"),
+    )
+    ctx.audit(
+        AuditEvent.STATUS_WRITTEN_BACK,
+        flow=FLOW,
+        org_referral_id=refs.get("org_referral_id"),
+        interoperability_referral_id=refs.get("interoperability_referral_id"),
+        status=refs.get("status"),
+    )
