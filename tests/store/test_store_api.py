@@ -199,3 +199,30 @@ async def test_a_job_added_as_a_dead_letter_waits_for_a_replay(store: Store) -> 
     claimed = await store.jobs.claim("w/0", kinds=["toy.step"], lease_seconds=30)
     assert claimed is not None and claimed.payload == {"n": 1} and claimed.attempts == 1
 
+
+async def test_a_job_is_outstanding_while_unfinished_or_dead(store: Store) -> None:
+    from primero_progres.worker import RetryPolicy, Worker
+
+    kind = "toy.pull"
+
+    async def fail(_ctx: object) -> None:
+        raise ValueError("boom")  # not a bridge error: transient, then dead when exhausted
+
+    await store.jobs.enqueue(kind, key=f"{kind}:item-1:round-1")
+    assert await store.jobs.outstanding(kind, f"{kind}:item-1:")
+    assert not await store.jobs.outstanding(kind, f"{kind}:item-2:")
+    assert not await store.jobs.outstanding("other.kind", f"{kind}:item-1:")
+    assert not await store.jobs.outstanding(kind, f"{kind}:ITEM-1:")  # exact, whatever LIKE does
+    assert not await store.jobs.outstanding(kind, f"{kind}:item_")  # no wildcard
+
+    async def done(_ctx: object) -> None:
+        return None
+
+    await Worker(store, {kind: done}).run_until_idle()
+    assert not await store.jobs.outstanding(kind, f"{kind}:item-1:")
+
+    await store.jobs.enqueue(kind, key=f"{kind}:item-1:round-2")
+    await Worker(store, {kind: fail}, retry=RetryPolicy(max_attempts=1)).run_until_idle()
+    [dead] = await store.jobs.list(kind=kind, state="dead")
+    assert await store.jobs.outstanding(kind, f"{kind}:item-1:")
+    assert dead.key == f"{kind}:item-1:round-2"

@@ -1,23 +1,23 @@
-"""What flows 1 and 4 over PING share: paging a list, one committed page per job, and the
-ledger's say on whether a listed item is worth pulling again.
+"""What flows 1 and 4 over PING share: paging a list, one committed page per job, one pull
+per listed item at a time.
 
 PING's lists are queues: an item stays listed until its write-back changes its
-status field. So a poll does not keep a watermark; each ``<flow>.poll`` job
-asks for one page, queues one ``pull`` job per actionable row and, while PING
-says more rows are available, the job for the next page, all in one commit.
-A page that fails is retried alone; the pages before it are already queued.
+status field, which happens only once the Primero side is committed. So a poll
+keeps no watermark; each ``<flow>.poll`` job asks for one page, queues one
+``pull`` job per actionable row and, while PING says more rows are available,
+the job for the next page, all in one commit. A page that fails is retried
+alone; the pages before it are already queued.
 
-A pull job's key ends with the *version* of what the ledger knows about the
-item (the time of its last ledger change): an item listed again after
-something happened to it (its write-back was recorded, so PING lost it; it was
-refused, then re-flagged) is pulled again, while an item whose pull is still
-running or became a dead letter is not queued twice. An item the ledger does
-not know yet is pulled once per poll round until the ledger learns of it.
+An item is pulled again in every poll round while it stays listed (its
+write-back was lost, or it was refused and queued again), except while a pull
+of it is outstanding: still pending or running (retrying a transient
+failure), or dead, waiting for an operator's replay. So a failing item is
+never queued twice, and never piles up dead letters round after round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..logging import get_logger
@@ -82,11 +82,19 @@ async def poll_page(
     )
 
 
-def pull_version(known: Sequence[Exchange], round_id: str) -> str:
-    """The last part of a pull job's key: the ledger's last change, else the poll round."""
-    if not known:
-        return f"new:{round_id}"
-    return max(exchange.updated_at for exchange in known).isoformat()
+async def queue_pull(
+    rt: Runtime,
+    ctx: StepContext,
+    kind: str,
+    item_id: str,
+    round_id: str,
+    refs: dict[str, Any],
+) -> int:
+    """Queue the pull of one listed item, unless one is outstanding; 1 if queued."""
+    if await rt.store.jobs.outstanding(kind, f"{kind}:{item_id}:"):
+        return 0
+    ctx.enqueue(kind, None, key=f"{kind}:{item_id}:{round_id}", refs=refs)
+    return 1
 
 
 def left_the_queue(ctx: StepContext, flow: Flow, known: Exchange | None, **ids: Any) -> None:

@@ -33,7 +33,7 @@ from ..store import (
     job_kind,
     poll_kind,
 )
-from .ping_polling import left_the_queue, poll_page, pull_version
+from .ping_polling import left_the_queue, poll_page, queue_pull
 from .progres_decision import apply_decision
 from .runtime import Runtime
 
@@ -79,14 +79,8 @@ async def _queue(rt: Runtime, ctx: StepContext, row: dict[str, Any], round_id: s
         return 0
     if not listed.actionable:
         return 0
-    known = await rt.store.ledger.find(FLOW, interoperability_referral_id=listed.referral_id)
-    ctx.enqueue(
-        PULL,
-        None,
-        key=f"{PULL}:{listed.referral_id}:{pull_version(known, round_id)}",
-        refs={"interoperability_referral_id": listed.referral_id},
-    )
-    return 1
+    refs = {"interoperability_referral_id": listed.referral_id}
+    return await queue_pull(rt, ctx, PULL, listed.referral_id, round_id, refs)
 
 
 async def _known(rt: Runtime, referral_id: str) -> Exchange | None:

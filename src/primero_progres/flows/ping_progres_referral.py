@@ -39,7 +39,7 @@ from ..store import (
     job_kind,
     poll_kind,
 )
-from .ping_polling import left_the_queue, poll_page, pull_version
+from .ping_polling import left_the_queue, poll_page, queue_pull
 from .progres_referral import write_case
 from .runtime import Runtime
 
@@ -78,14 +78,7 @@ async def _queue(rt: Runtime, ctx: StepContext, row: dict[str, Any], round_id: s
     if not pending.ready:
         return 0
     keys = pending.keys
-    known = await rt.store.ledger.find(FLOW, lp_intervention_id=keys.lp_intervention_id)
-    ctx.enqueue(
-        PULL,
-        None,
-        key=f"{PULL}:{keys.lp_intervention_id}:{pull_version(known, round_id)}",
-        refs=_ids(keys),
-    )
-    return 1
+    return await queue_pull(rt, ctx, PULL, keys.lp_intervention_id, round_id, _ids(keys))
 
 
 def _ids(keys: InterventionKeys) -> dict[str, Any]:

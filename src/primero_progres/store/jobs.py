@@ -21,7 +21,7 @@ from .commands import AuditRecord, Command, Enqueue
 from .crypto import PayloadUnreadable
 from .database import Database
 from .dialect import upsert_insert
-from .models import DeadLetterFilter, DeadReason, EnqueueResult, Job, JobState
+from .models import UNFINISHED, DeadLetterFilter, DeadReason, EnqueueResult, Job, JobState
 from .schema import inbound_messages, jobs
 from .vocabulary import AuditEvent, flow_of
 
@@ -321,6 +321,19 @@ class JobQueue:
         if row is None:
             return None
         return job_from_row(row, self._decrypt(row) if decrypt else None)
+
+    async def outstanding(self, kind: str, key_prefix: str) -> bool:
+        """Whether a job of ``kind`` whose key starts with ``key_prefix`` is pending, running,
+        or dead (waiting for an operator): the flows that poll a queue queue an item once."""
+        query = sa.select(jobs.c.key).where(
+            jobs.c.kind == kind,
+            jobs.c.state.in_([s.value for s in (*UNFINISHED, JobState.DEAD)]),
+            jobs.c.key.startswith(key_prefix, autoescape=True),
+        )
+        async with self._db.engine.connect() as conn:
+            keys = (await conn.scalars(query)).all()
+        # LIKE ignores letter case on SQLite: compare exactly here
+        return any(key.startswith(key_prefix) for key in keys if key is not None)
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of jobs; for metrics and operator views."""

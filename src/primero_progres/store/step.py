@@ -102,6 +102,10 @@ class LedgerView(Protocol):
     ) -> list[str]: ...
 
 
+class JobView(Protocol):
+    async def outstanding(self, kind: str, key_prefix: str) -> bool: ...
+
+
 class CursorView(Protocol):
     async def get(self, flow: Flow) -> str | None: ...
 
@@ -126,6 +130,9 @@ class FlowStore(Protocol):
 
     @property
     def cursors(self) -> CursorView: ...
+
+    @property
+    def jobs(self) -> JobView: ...
 
     @property
     def messages(self) -> MessageView: ...
