@@ -143,7 +143,7 @@ def primero_case(case_id: str, record_id: str, **overrides: Any) -> dict[str, An
 
 
 def ping_intervention(
-    number: str = "DEMO-26-PRTITV-0000001", individual: str = "DEMO-00000001", **overrides: Any
+    number: str = "DEMO-26-PRTITV-0000001", progres_id: str = "DEMO-00000001", **overrides: Any
 ) -> dict[str, Any]:
     """An LP intervention as the PING simulator is seeded with (``POST /_sim/seed``): the
     same invented child as ``intervention()``, flagged for Primero."""
@@ -154,7 +154,7 @@ def ping_intervention(
         "start_date": "2026-11-01T00:00:00Z",
         "description": "<p>Invented demo referral</p>",
         "individual": {
-            "progres_id": individual,
+            "progres_id": progres_id,
             "registration_group_name": "DEMO-26-00001",
             "given_name": "Amani",
             "family_name": "Example",
