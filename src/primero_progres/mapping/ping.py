@@ -477,6 +477,15 @@ def referral_create_messages(
     ]
 
 
+def translated_codes(profile: Profile) -> dict[str, frozenset[str]]:
+    """The Primero codes flow 3 can translate for PING, by field; others are ``unknown_code``."""
+    tables = _tables(profile).primero_referral
+    return {
+        "services_section.service_type": frozenset(tables.requested_services),
+        "sex": frozenset(tables.sex),
+    }
+
+
 _CASE_TEXTS = ("name_first", "name_middle", "name_last", "address_current",
                "unhcr_individual_no", "unhcr_id_no")
 _SERVICE_TEXTS = ("service_type", "service_type_other", "service_referral_notes")
