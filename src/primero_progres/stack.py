@@ -111,23 +111,7 @@ class Stack:
             **FAST_RETRY,
         }
         if self.gateway == "ping":
-            self.ping = self._serve(
-                ping_sim.create_app(
-                    subscription_key=demo_data.PING_SUBSCRIPTION_KEY,
-                    client_id=demo_data.PING_CLIENT_ID,
-                    username=demo_data.PING_USERNAME,
-                    password=demo_data.PING_PASSWORD,
-                    partner_id=demo_data.PING_PARTNER_ID,
-                    interop_id=demo_data.PING_INTEROP_ID,
-                    **self.ping_options,
-                )
-            )
-            self.unhcr = self.ping
-            options |= {
-                **ping_settings(self.ping.url),
-                "ping_timeout_seconds": 2.0,
-                "ping_status_check_seconds": 0.05,
-            }
+            options |= self._start_ping()
         else:
             self.dtp = self._serve(
                 dtp_sim.create_app(subscription_key=demo_data.DTP_SUBSCRIPTION_KEY)
@@ -173,6 +157,43 @@ class Stack:
                 f"{self.dtp.url}/_sim/bridge",
                 json={"inbox_url": self.inbox_url, "token": demo_data.INBOX_TOKEN},
             )
+
+    def _start_ping(self) -> dict[str, Any]:
+        """The PING simulator; the bridge's settings for it."""
+        self.ping = self._serve(
+            ping_sim.create_app(
+                subscription_key=demo_data.PING_SUBSCRIPTION_KEY,
+                client_id=demo_data.PING_CLIENT_ID,
+                username=demo_data.PING_USERNAME,
+                password=demo_data.PING_PASSWORD,
+                partner_id=demo_data.PING_PARTNER_ID,
+                interop_id=demo_data.PING_INTEROP_ID,
+                **self.ping_options,
+            )
+        )
+        self.unhcr = self.ping
+        return {
+            **ping_settings(self.ping.url),
+            "ping_timeout_seconds": 2.0,
+            "ping_status_check_seconds": 0.05,
+        }
+
+    async def switch_to_ping(self) -> None:
+        """What an operator does once the DTP work is drained (docs/ping.md): the same database
+        and Primero, ``UNHCR_GATEWAY=ping``, a new worker. The DTP simulator keeps running (its
+        messages stay readable); the bridge's HTTP app is not rebuilt."""
+        await self.handlers.aclose()
+        self.gateway = "ping"
+        options = {**self.settings.model_dump(), **self._start_ping(), **self.settings_overrides}
+        self.settings = Settings.for_tests(**options)
+        self.handlers = flows.build_handlers(self.settings, self.store)
+        self.worker = Worker.from_settings(
+            self.store,
+            self.handlers,
+            self.settings,
+            worker_id="stack",
+            concurrency=self.worker_concurrency,
+        )
 
     def _serve(self, app: Any) -> ServerThread:
         server = ServerThread(app).start()

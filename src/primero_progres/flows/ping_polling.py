@@ -22,7 +22,7 @@ from typing import Any
 
 from ..logging import get_logger
 from ..peers.ping import PEER, PingUnexpectedResponseError
-from ..store import AuditEvent, Exchange, Flow, LedgerEvent, LedgerState, StepContext, poll_kind
+from ..store import AuditEvent, Flow, StepContext, poll_kind
 from .runtime import Runtime
 
 log = get_logger(__name__)
@@ -97,11 +97,7 @@ async def queue_pull(
     return 1
 
 
-def left_the_queue(ctx: StepContext, flow: Flow, known: Exchange | None, **ids: Any) -> None:
-    """A listed item whose detail shows it no longer waits (a stale list): do nothing but note
-    it, so that the item is pulled again when it is queued anew."""
+def left_the_queue(flow: Flow, **ids: Any) -> None:
+    """A listed item whose detail shows it no longer waits (a stale list): nothing to do.
+    Only logged: PING may list it again each round, and the ledger must not grow with that."""
     log.info("ping_stale_listing", flow=flow.value, **ids)
-    if known is not None:
-        ctx.ledger_record(
-            flow, known.key, state=LedgerState(known.state), event=LedgerEvent.STALE_LISTING, **ids
-        )

@@ -25,7 +25,6 @@ from ..mapping import ping as ping_mapping
 from ..mapping.errors import MappingError
 from ..store import (
     AuditEvent,
-    Exchange,
     Flow,
     LedgerEvent,
     LedgerState,
@@ -83,18 +82,13 @@ async def _queue(rt: Runtime, ctx: StepContext, row: dict[str, Any], round_id: s
     return await queue_pull(rt, ctx, PULL, listed.referral_id, round_id, refs)
 
 
-async def _known(rt: Runtime, referral_id: str) -> Exchange | None:
-    found = await rt.store.ledger.find(FLOW, interoperability_referral_id=referral_id)
-    return max(found, key=lambda e: e.updated_at) if found else None
-
-
 async def pull(rt: Runtime, ctx: StepContext) -> None:
     referral_id = str(ctx.job.refs["interoperability_referral_id"])
     ids: dict[str, Any] = {"interoperability_referral_id": referral_id}
     rows = await rt.ping.decision_detail(referral_id)
     listed = ping_mapping.read_listed_referral(rows[0], rt.profile) if rows else None
     if isinstance(listed, ping_mapping.ListedReferral) and listed.status in ("new", "synced"):
-        left_the_queue(ctx, FLOW, await _known(rt, referral_id), **ids)
+        left_the_queue(FLOW, **ids)
         return
     read = ping_mapping.read_ping_decision(rows, rt.profile)
     if isinstance(read, MappingError):
@@ -111,14 +105,17 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
     applied = await rt.store.ledger.get(FLOW, decision.org_referral_id)
     if (
         applied is not None
-        and applied.content_fingerprint == fingerprint
         and applied.state in _APPLIED
+        # the same decision; or applied through DTP (no fingerprint) before the switch
+        and (applied.content_fingerprint == fingerprint
+             or (applied.content_fingerprint is None and applied.state == decision.status))
     ):
         ctx.ledger_record(
             FLOW,
             applied.key,
             state=LedgerState(decision.status),
             event=LedgerEvent.REDELIVERED,
+            fingerprint=fingerprint,
             **ids,
         )
         log.info(

@@ -97,12 +97,6 @@ def _keys(refs: dict[str, Any]) -> InterventionKeys:
     )
 
 
-async def _known(rt: Runtime, keys: InterventionKeys) -> Exchange | None:
-    """The exchange the ledger keeps for this intervention, the latest if several."""
-    found = await rt.store.ledger.find(FLOW, lp_intervention_id=keys.lp_intervention_id)
-    return max(found, key=lambda e: e.updated_at) if found else None
-
-
 async def pull(rt: Runtime, ctx: StepContext) -> None:
     keys = _keys(ctx.job.refs)
     rows = await rt.ping.referral_detail(keys.lp_intervention_id)
@@ -112,7 +106,7 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
             reason="no_detail_rows",
         )
     if not ping_mapping.awaiting_primero(rows, rt.profile):
-        left_the_queue(ctx, FLOW, await _known(rt, keys), **_ids(keys))
+        left_the_queue(FLOW, **_ids(keys))
         return
     referral = ping_mapping.map_ping_referral(rows, keys, rt.profile, rt.today())
     keys = referral.keys  # the number now comes from the rows
@@ -127,11 +121,13 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
     delivered = await rt.store.ledger.get(FLOW, number)
     if (
         delivered is not None
-        and delivered.content_fingerprint == fingerprint
         and delivered.state in _DELIVERED
         and delivered.case_id
+        # the same content; or delivered through DTP before the switch to PING
+        and (delivered.content_fingerprint == fingerprint
+             or delivered.state == LedgerState.FEEDBACK_SENT)
     ):
-        await _deliver_again(rt, ctx, keys, delivered)
+        await _deliver_again(rt, ctx, keys, delivered, fingerprint)
         return
     written = await write_case(rt, ctx, mapped)
     if isinstance(written, PermanentPeerError):
@@ -155,7 +151,11 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
 
 
 async def _deliver_again(
-    rt: Runtime, ctx: StepContext, keys: InterventionKeys, delivered: Exchange
+    rt: Runtime,
+    ctx: StepContext,
+    keys: InterventionKeys,
+    delivered: Exchange,
+    fingerprint: str,
 ) -> None:
     """Listed again with nothing new for Primero: repeat only the write-back, unless a
     decision was sent since (the status has moved on; writing it back would undo it)."""
@@ -163,19 +163,19 @@ async def _deliver_again(
         Flow.PRIMERO_DECISION, service_unique_id=delivered.service_unique_id
     )
     if delivered.service_unique_id and decided:
-        left_the_queue(ctx, FLOW, delivered, **_ids(keys))
+        left_the_queue(FLOW, **_ids(keys))
         return
     ctx.ledger_record(
         FLOW,
         delivered.key,
         state=LedgerState.DELIVERED,
         event=LedgerEvent.REDELIVERED,
+        fingerprint=fingerprint,
         **_ids(keys),
     )
     update = ping_mapping.referral_received_update(
         keys, case_id=delivered.case_id, profile=rt.profile, today=rt.today()
     )
-    fingerprint = delivered.content_fingerprint or ""
     _queue_write_back(rt, ctx, keys, update, delivered.key, fingerprint, refused=False)
     log.info(
         "intervention_redelivered",

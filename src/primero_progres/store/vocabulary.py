@@ -79,8 +79,6 @@ class LedgerEvent(StrEnum):
     #: is repeated (a lost write-back, or a stale list)
     REDELIVERED = "redelivered"
     #: flow 3 over PING: ``/asyncdata`` took the referral (detail: its transaction id)
-    #: over PING: listed again, but its detail shows it has left the queue (nothing done)
-    STALE_LISTING = "stale_listing"
     REFERRAL_INGESTED = "referral_ingested"
     REFERRAL_INGESTION_FAILED = "referral_ingestion_failed"
 
