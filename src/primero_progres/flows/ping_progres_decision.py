@@ -97,7 +97,7 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
             reason=read.kind,
         )
     decision = read.decision
-    fingerprint = rt.store.fingerprint(
+    fingerprint = await rt.store.fingerprint(
         {"status": decision.status, "rejected_reason": decision.rejected_reason,
          "org_referral_id": decision.org_referral_id}
     )

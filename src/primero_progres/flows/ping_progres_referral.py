@@ -110,7 +110,7 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
         return
     referral = ping_mapping.map_ping_referral(rows, keys, rt.profile, rt.today())
     keys = referral.keys  # the number now comes from the rows
-    fingerprint = rt.store.fingerprint(rows)
+    fingerprint = await rt.store.fingerprint(rows)
     if referral.mapped is None:
         _refuse(rt, ctx, keys, fingerprint, error=referral.error)
         return
