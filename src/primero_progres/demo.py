@@ -63,14 +63,10 @@ async def _new_messages(stack: Stack, endpoint: str, seen: int) -> list[dict[str
     return (await stack.dtp_messages(endpoint))[seen:]
 
 
-async def play(stack: Stack, timeline: Timeline) -> None:
-    """Drive the four flows on a running stack, checking each outcome."""
-    number = "DEMO-26-PRTITV-0000001"
-
-    timeline.step(1, "progres-referral: proGres refers a child to UNICEF")
-    answer = await stack.progres_sends_referral(demo_data.referral_message())
-    timeline.line("proGres -> bridge", f"intervention {number}: inbox {answer.get('status')}")
-    await stack.settle()
+async def _case_created(
+    stack: Stack, timeline: Timeline, number: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Flow 1's outcome in Primero: exactly one case, with the intervention's service row."""
     cases = [c for c in await stack.primero_cases() if c.get("unhcr_individual_no")]
     _expect(len(cases) == 1, "flow 1 should create exactly one case")
     case = cases[0]
@@ -79,6 +75,18 @@ async def play(stack: Stack, timeline: Timeline) -> None:
         "bridge -> Primero",
         f"case {case['case_id']} created, owned_by {case['owned_by']}, service {row['unique_id']}",
     )
+    return case, row
+
+
+async def play(stack: Stack, timeline: Timeline) -> None:
+    """Drive the four flows on a running stack, checking each outcome."""
+    number = "DEMO-26-PRTITV-0000001"
+
+    timeline.step(1, "progres-referral: proGres refers a child to UNICEF")
+    answer = await stack.progres_sends_referral(demo_data.referral_message())
+    timeline.line("proGres -> bridge", f"intervention {number}: inbox {answer.get('status')}")
+    await stack.settle()
+    case, row = await _case_created(stack, timeline, number)
     [feedback] = await stack.dtp_messages(DECISION_ENDPOINT)
     _expect(feedback["body"].get("status") == PENDING_ACKNOWLEDGEMENT, "flow 1 feedback")
     timeline.line("bridge -> DTP", f"feedback '{feedback['body']['status']}' for {number}")
@@ -136,14 +144,7 @@ async def play_ping(stack: Stack, timeline: Timeline) -> None:
     [lp_id] = (await stack.seed_ping([demo_data.ping_intervention(number)]))["interventions"]
     timeline.line("proGres user", f"LP intervention {lp_id} ({number}): ready for Primero")
     await stack.poll(Flow.PROGRES_REFERRAL)
-    cases = [c for c in await stack.primero_cases() if c.get("unhcr_individual_no")]
-    _expect(len(cases) == 1, "flow 1 should create exactly one case")
-    case = cases[0]
-    row = next(r for r in case["services_section"] if r.get("progres_interventionnumber") == number)
-    timeline.line(
-        "bridge -> Primero",
-        f"case {case['case_id']} created, owned_by {case['owned_by']}, service {row['unique_id']}",
-    )
+    case, row = await _case_created(stack, timeline, number)
     intervention = await stack.ping_intervention(lp_id)
     _expect(
         intervention["transfer_status"] == PENDING_ACKNOWLEDGEMENT_CODE

@@ -128,14 +128,7 @@ class Stack:
         self.settings = Settings.for_tests(**options)
         self.store = await Store.open(self.settings.database_url, encryption=self.settings.cipher())
         await self.store.upgrade()
-        self.handlers = flows.build_handlers(self.settings, self.store)
-        self.worker = Worker.from_settings(
-            self.store,
-            self.handlers,
-            self.settings,
-            worker_id="stack",
-            concurrency=self.worker_concurrency,
-        )
+        self._start_worker()
         config = uvicorn.Config(
             create_app(self.settings, self.store),
             host="127.0.0.1",
@@ -186,6 +179,9 @@ class Stack:
         self.gateway = "ping"
         options = {**self.settings.model_dump(), **self._start_ping(), **self.settings_overrides}
         self.settings = Settings.for_tests(**options)
+        self._start_worker()
+
+    def _start_worker(self) -> None:
         self.handlers = flows.build_handlers(self.settings, self.store)
         self.worker = Worker.from_settings(
             self.store,

@@ -19,6 +19,18 @@ CASE_ID = "11111111-2222-4333-8444-555555555555"
 RECORD_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 
 
+def accepted_service(intervention_number: str) -> dict[str, Any]:
+    """A proGres service row the focal point accepted, in a case the bridge never delivered."""
+    return {
+        "unique_id": "0d3c6a57-8b1e-4f2a-9c5d-7e4b2a1f6c38",
+        "progres_interventionnumber": intervention_number,
+        "service_type": "alternative_care",
+        "service_referral": "external_referral",
+        "service_implementing_agency": "UNICEF",
+        "unhcr_referral_status": "accepted",
+    }
+
+
 async def delivered(stack: Stack) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """Flow 1 over PING done: the LP intervention id, the case and its proGres service row."""
     [lp_id] = (await stack.seed_ping([demo_data.ping_intervention(NUMBER)]))["interventions"]
@@ -95,14 +107,7 @@ async def test_a_service_openfn_created_is_addressed_by_its_packed_number(
     """OpenFn's PING job stored ``<number>,<lp id>,<business unit>`` in the service row."""
     [lp_id] = (await ping_stack.seed_ping([demo_data.ping_intervention(NUMBER)]))["interventions"]
     packed = f"{NUMBER},{lp_id},{demo_data.PING_BUSINESS_UNIT}"
-    service = {
-        "unique_id": "0d3c6a57-8b1e-4f2a-9c5d-7e4b2a1f6c38",
-        "progres_interventionnumber": packed,
-        "service_type": "alternative_care",
-        "service_referral": "external_referral",
-        "service_implementing_agency": "UNICEF",
-        "unhcr_referral_status": "accepted",
-    }
+    service = accepted_service(packed)
     await ping_stack.seed_primero(
         cases=[demo_data.primero_case(CASE_ID, RECORD_ID, services_section=[service])]
     )
@@ -117,14 +122,7 @@ async def test_a_service_openfn_created_is_addressed_by_its_packed_number(
 async def test_a_decision_no_lp_intervention_is_known_for_is_a_dead_letter(
     ping_stack: Stack,
 ) -> None:
-    service = {
-        "unique_id": "0d3c6a57-8b1e-4f2a-9c5d-7e4b2a1f6c38",
-        "progres_interventionnumber": NUMBER,
-        "service_type": "alternative_care",
-        "service_referral": "external_referral",
-        "service_implementing_agency": "UNICEF",
-        "unhcr_referral_status": "accepted",
-    }
+    service = accepted_service(NUMBER)
     await ping_stack.seed_primero(
         cases=[demo_data.primero_case(CASE_ID, RECORD_ID, services_section=[service])]
     )

@@ -277,7 +277,7 @@ async def test_a_page_announcing_more_rows_but_holding_none_is_an_error(
 ) -> None:
     ping.pages = [page([], more=True)]
 
-    async def never(row: dict[str, Any], round_id: str) -> int:
+    async def never(rt: Runtime, ctx: Any, row: dict[str, Any], round_id: str) -> int:
         raise AssertionError("no row")
 
     ctx = fake_store.context(make_job("progres-referral.poll", {}))
@@ -292,7 +292,7 @@ async def test_each_page_queues_the_next_with_the_cookie_and_the_round(
     ping.pages = [page([{"n": 1}], more=True, cookie="cookie-1"), page([{"n": 2}], more=False)]
     seen: list[tuple[Any, str]] = []
 
-    async def on_row(row: dict[str, Any], round_id: str) -> int:
+    async def on_row(rt: Runtime, ctx: Any, row: dict[str, Any], round_id: str) -> int:
         seen.append((row["n"], round_id))
         return 1
 

@@ -1,5 +1,5 @@
 """What flows 1 and 4 over PING share: paging a list, one committed page per job, one pull
-per listed item at a time.
+per listed item at a time, and the write-back step.
 
 PING's lists are queues: an item stays listed until its write-back changes its
 status field, which happens only once the Primero side is committed. So a poll
@@ -17,12 +17,13 @@ never queued twice, and never piles up dead letters round after round.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..logging import get_logger
-from ..peers.ping import PEER, PingUnexpectedResponseError
-from ..store import AuditEvent, Flow, StepContext, poll_kind
+from ..mapping.errors import MappingError
+from ..peers.ping import PEER, IngestionReceipt, PingUnexpectedResponseError
+from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, poll_kind
 from .runtime import Runtime
 
 log = get_logger(__name__)
@@ -30,8 +31,8 @@ log = get_logger(__name__)
 #: a page count no real list reaches: past it the gateway is paging in circles
 MAX_PAGES = 10_000
 
-#: ``(row, poll round)`` -> how many jobs it queued
-RowHandler = Callable[[dict[str, Any], str], Awaitable[int]]
+#: ``(runtime, step, row, poll round)`` -> how many jobs it queued
+RowHandler = Callable[[Runtime, StepContext, dict[str, Any], str], Awaitable[int]]
 
 
 async def poll_page(
@@ -54,7 +55,7 @@ async def poll_page(
     )
     queued = 0
     for row in page.rows:
-        queued += await on_row(row, round_id)
+        queued += await on_row(rt, ctx, row, round_id)
     seen = int(payload.get("seen") or 0) + len(page.rows)
     total = int(payload.get("queued") or 0) + queued
     log.info("ping_page_polled", flow=flow.value, page=number, count=len(page.rows), total=queued)
@@ -97,7 +98,62 @@ async def queue_pull(
     return 1
 
 
+def unreadable_row(ctx: StepContext, flow: Flow, error: MappingError) -> int:
+    """A list row without the ids its item needs: audited and skipped; the others go on."""
+    fields = list(error.fields)
+    ctx.audit(AuditEvent.PING_ROW_UNREADABLE, flow=flow, reason=error.kind, fields=fields)
+    return 0
+
+
 def left_the_queue(flow: Flow, **ids: Any) -> None:
     """A listed item whose detail shows it no longer waits (a stale list): nothing to do.
     Only logged: PING may list it again each round, and the ledger must not grow with that."""
     log.info("ping_stale_listing", flow=flow.value, **ids)
+
+
+def queue_write_back(
+    ctx: StepContext,
+    kind: str,
+    item: Mapping[str, Any],
+    *,
+    ledger_key: str,
+    fingerprint: str,
+    item_id: str,
+    refs: Mapping[str, Any],
+    **payload: Any,
+) -> None:
+    """Queue the write-back of one item in the commit of the work it acknowledges."""
+    ctx.enqueue(
+        kind,
+        {"item": dict(item), "ledger_key": ledger_key, "fingerprint": fingerprint, **payload},
+        key=f"{kind}:{item_id}:{ctx.job.id}",
+        refs=refs,
+    )
+
+
+async def write_back(
+    rt: Runtime,
+    ctx: StepContext,
+    flow: Flow,
+    send: Callable[[Mapping[str, Any]], Awaitable[IngestionReceipt]],
+    state: LedgerState,
+    **ids: Any,
+) -> None:
+    """Send the status a ``queue_write_back`` job holds, then record ``state``; unless a later
+    pull recorded other content since: that pull's own write-back says what is true now."""
+    payload = ctx.job.payload or {}
+    ledger_key = str(payload["ledger_key"])
+    current = await rt.store.ledger.get(flow, ledger_key)
+    if current is not None and current.content_fingerprint != payload.get("fingerprint"):
+        log.info("ping_write_back_superseded", flow=flow.value, **ids)
+        return
+    receipt = await send(payload["item"])
+    ctx.ledger_record(
+        flow,
+        ledger_key,
+        state=state,
+        event=LedgerEvent.STATUS_WRITTEN_BACK,
+        transaction_id=receipt.transaction_id,
+        **ids,
+    )
+    ctx.audit(AuditEvent.STATUS_WRITTEN_BACK, flow=flow, **ids)

@@ -32,7 +32,14 @@ from ..store import (
     job_kind,
     poll_kind,
 )
-from .ping_polling import left_the_queue, poll_page, queue_pull
+from .ping_polling import (
+    left_the_queue,
+    poll_page,
+    queue_pull,
+    queue_write_back,
+    unreadable_row,
+)
+from .ping_polling import write_back as ping_write_back
 from .progres_decision import apply_decision
 from .runtime import Runtime
 
@@ -44,22 +51,13 @@ log = get_logger(__name__)
 
 
 async def poll(rt: Runtime, ctx: StepContext) -> None:
-    async def queue(row: dict[str, Any], round_id: str) -> int:
-        return await _queue(rt, ctx, row, round_id)
-
-    await poll_page(rt, ctx, FLOW, rt.ping.shipping_processes.decisions_list, queue)
+    await poll_page(rt, ctx, FLOW, rt.ping.shipping_processes.decisions_list, _queue)
 
 
 async def _queue(rt: Runtime, ctx: StepContext, row: dict[str, Any], round_id: str) -> int:
     listed = ping_mapping.read_listed_referral(row, rt.profile)
     if isinstance(listed, MappingError):
-        ctx.audit(
-            AuditEvent.PING_ROW_UNREADABLE,
-            flow=FLOW,
-            reason=listed.kind,
-            fields=list(listed.fields),
-        )
-        return 0
+        return unreadable_row(ctx, FLOW, listed)
     if listed.status is None:
         # a code the profile does not know: never read as a decision, but visible
         ctx.audit(
@@ -127,44 +125,17 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
     else:
         await apply_decision(rt, ctx, decision, fingerprint=fingerprint, **ids)
     update = ping_mapping.referral_synced_update(referral_id, rt.profile)
-    ctx.enqueue(
+    queue_write_back(
+        ctx,
         WRITE_BACK,
-        {
-            "item": update.as_item(external_id=f"{FLOW.value}:{decision.org_referral_id}"),
-            "ledger_key": decision.org_referral_id,
-            "fingerprint": fingerprint,
-        },
-        key=f"{WRITE_BACK}:{referral_id}:{ctx.job.id}",
+        update.as_item(external_id=f"{FLOW.value}:{decision.org_referral_id}"),
+        ledger_key=decision.org_referral_id,
+        fingerprint=fingerprint,
+        item_id=referral_id,
         refs={**ids, "org_referral_id": decision.org_referral_id, "status": decision.status},
     )
 
 
 async def write_back(rt: Runtime, ctx: StepContext) -> None:
-    payload = ctx.job.payload or {}
-    refs = ctx.job.refs
-    ledger_key = str(payload["ledger_key"])
-    current = await rt.store.ledger.get(FLOW, ledger_key)
-    if current is not None and current.content_fingerprint != payload.get("fingerprint"):
-        log.info(
-            "ping_write_back_superseded",
-            flow=FLOW.value,
-            interoperability_referral_id=refs.get("interoperability_referral_id"),
-        )
-        return
-    receipt = await rt.ping.update_referral(payload["item"])
-    ctx.ledger_record(
-        FLOW,
-        ledger_key,
-        state=LedgerState.SYNCED,
-        event=LedgerEvent.STATUS_WRITTEN_BACK,
-        transaction_id=receipt.transaction_id,
-        interoperability_referral_id=refs.get("interoperability_referral_id"),
-        status=refs.get("status"),
-    )
-    ctx.audit(
-        AuditEvent.STATUS_WRITTEN_BACK,
-        flow=FLOW,
-        org_referral_id=refs.get("org_referral_id"),
-        interoperability_referral_id=refs.get("interoperability_referral_id"),
-        status=refs.get("status"),
-    )
+    send = rt.ping.update_referral
+    await ping_write_back(rt, ctx, FLOW, send, LedgerState.SYNCED, **ctx.job.refs)

@@ -39,7 +39,14 @@ from ..store import (
     job_kind,
     poll_kind,
 )
-from .ping_polling import left_the_queue, poll_page, queue_pull
+from .ping_polling import (
+    left_the_queue,
+    poll_page,
+    queue_pull,
+    queue_write_back,
+    unreadable_row,
+)
+from .ping_polling import write_back as ping_write_back
 from .progres_referral import write_case
 from .runtime import Runtime
 
@@ -59,22 +66,13 @@ class NoDetailRows(PermanentError):
 
 
 async def poll(rt: Runtime, ctx: StepContext) -> None:
-    async def queue(row: dict[str, Any], round_id: str) -> int:
-        return await _queue(rt, ctx, row, round_id)
-
-    await poll_page(rt, ctx, FLOW, rt.ping.shipping_processes.referrals_pending, queue)
+    await poll_page(rt, ctx, FLOW, rt.ping.shipping_processes.referrals_pending, _queue)
 
 
 async def _queue(rt: Runtime, ctx: StepContext, row: dict[str, Any], round_id: str) -> int:
     pending = ping_mapping.read_pending_intervention(row, rt.profile)
     if isinstance(pending, MappingError):
-        ctx.audit(
-            AuditEvent.PING_ROW_UNREADABLE,
-            flow=FLOW,
-            reason=pending.kind,
-            fields=list(pending.fields),
-        )
-        return 0
+        return unreadable_row(ctx, FLOW, pending)
     if not pending.ready:
         return 0
     keys = pending.keys
@@ -241,44 +239,25 @@ def _queue_write_back(
     *,
     refused: bool,
 ) -> None:
-    ctx.enqueue(
+    queue_write_back(
+        ctx,
         WRITE_BACK,
-        {
-            "item": update.as_item(external_id=f"{FLOW.value}:{ledger_key}"),
-            "ledger_key": ledger_key,
-            "fingerprint": fingerprint,
-            "refused": refused,
-        },
-        key=f"{WRITE_BACK}:{keys.lp_intervention_id}:{ctx.job.id}",
+        update.as_item(external_id=f"{FLOW.value}:{ledger_key}"),
+        ledger_key=ledger_key,
+        fingerprint=fingerprint,
+        item_id=keys.lp_intervention_id,
         refs={**_ids(keys), "transfer_status": update.value(ping_mapping.TRANSFER_STATUS)},
+        refused=refused,
     )
 
 
 async def write_back(rt: Runtime, ctx: StepContext) -> None:
-    payload = ctx.job.payload or {}
-    refs = ctx.job.refs
-    ledger_key = str(payload["ledger_key"])
-    current = await rt.store.ledger.get(FLOW, ledger_key)
-    if current is not None and current.content_fingerprint != payload.get("fingerprint"):
-        # a later pull delivered other content; its own write-back says what is true now
-        log.info("ping_write_back_superseded", flow=FLOW.value, lp_intervention_id=refs.get(
-            "lp_intervention_id"))
-        return
-    receipt = await rt.ping.update_intervention(payload["item"])
-    refused = bool(payload.get("refused"))
-    ctx.ledger_record(
+    refused = bool((ctx.job.payload or {}).get("refused"))
+    await ping_write_back(
+        rt,
+        ctx,
         FLOW,
-        ledger_key,
-        state=LedgerState.FAILURE_WRITTEN_BACK if refused else LedgerState.WRITTEN_BACK,
-        event=LedgerEvent.STATUS_WRITTEN_BACK,
-        transaction_id=receipt.transaction_id,
-        transfer_status=refs.get("transfer_status"),
-        **{k: refs.get(k) for k in ("lp_intervention_id", "business_unit_id")},
-    )
-    ctx.audit(
-        AuditEvent.STATUS_WRITTEN_BACK,
-        flow=FLOW,
-        progres_interventionnumber=refs.get("progres_interventionnumber"),
-        lp_intervention_id=refs.get("lp_intervention_id"),
-        transfer_status=refs.get("transfer_status"),
+        rt.ping.update_intervention,
+        LedgerState.FAILURE_WRITTEN_BACK if refused else LedgerState.WRITTEN_BACK,
+        **ctx.job.refs,
     )
