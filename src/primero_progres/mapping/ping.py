@@ -139,7 +139,7 @@ def _int_code(value: Any) -> Any:
         return ABSENT
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return ABSENT
 
