@@ -108,6 +108,10 @@ async def test_a_queued_intervention_becomes_a_case_then_pending_acknowledgement
     assert (exchange.lp_intervention_id, exchange.business_unit_id) == (lp_id, BUSINESS_UNIT)
     assert (exchange.case_id, exchange.service_unique_id) == (case["case_id"], row["unique_id"])
     assert await ping_stack.store.jobs.list(state="dead") == []
+    # the console's peer status knows PING answered
+    statuses = {status.peer: status for status in await ping_stack.store.peers.all()}
+    assert statuses["ping"].last_success_at is not None
+    assert statuses["ping"].consecutive_failures == 0
 
     # the next poll finds the queue empty: nothing is written anywhere
     await ping_stack.poll(Flow.PROGRES_REFERRAL)

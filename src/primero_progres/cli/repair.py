@@ -1,8 +1,8 @@
 """Commands of the 'repair' part: the operator console's views and repairs from a shell.
 
-``messages``, ``dead-letters``, ``queue``, ``trace``, ``replay``, ``discard`` and ``cursor``, through the
-same store API the console uses; each repair is audited as ``cli:<system user>``. Output is
-one JSON object a line (IDs, codes, statuses, counts and times only).
+``messages``, ``dead-letters``, ``queue``, ``trace``, ``replay``, ``discard`` and ``cursor``,
+through the same store API the console uses; each repair is audited as ``cli:<system user>``.
+Output is one JSON object a line (IDs, codes, statuses, counts and times only).
 """
 
 from __future__ import annotations

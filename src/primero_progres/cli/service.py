@@ -66,7 +66,10 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     ]
     if scheduler:
         poller = Scheduler(
-            store, flows.poll_triggers(settings), start_at=settings.poll_start_at
+            store,
+            flows.poll_triggers(settings),
+            start_at=settings.poll_start_at,
+            start_points=flows.start_points(settings),
         )
         tasks.append(asyncio.create_task(poller.run(stop)))
     # Also under uvicorn: it handles SIGTERM/SIGINT itself, then hands the signal back to the
@@ -268,7 +271,7 @@ async def run_poll(
         await store.polls.run_now(
             flow,
             {"full_scan": True} if full_scan else None,
-            start_at=settings.poll_start_at,
+            start_at=flows.start_at(settings, flow),
             from_beginning=from_beginning,
             account=command_line_account(),
         )

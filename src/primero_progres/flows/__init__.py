@@ -12,11 +12,12 @@ simulators) do not load the peer clients.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
-from ..store import Flow, FlowStore, Handler
+from ..store import BEGINNING, Flow, FlowStore, Handler
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -30,6 +31,9 @@ PING_POLLING_FLOWS = (
     Flow.PRIMERO_REFERRAL,
     Flow.PROGRES_DECISION,
 )
+
+#: over PING, flows 1 and 4 read PING's queues, which hold only what waits: no history
+QUEUE_FLOWS = (Flow.PROGRES_REFERRAL, Flow.PROGRES_DECISION)
 
 Step = Callable[["Runtime", Any], Awaitable[None]]
 
@@ -102,3 +106,20 @@ def polling_flows(settings: Settings) -> tuple[Flow, ...]:
 def poll_triggers(settings: Settings) -> dict[Flow, float]:
     """Polling flow -> interval in seconds."""
     return {flow: settings.poll_interval_seconds for flow in polling_flows(settings)}
+
+
+def start_at(settings: Settings, flow: Flow) -> datetime | None:
+    """Where the first poll of ``flow`` starts when it has no cursor (``store.polls``).
+
+    A Primero poll reads history, so it needs ``POLL_START_AT`` (or an operator's start
+    point). A PING queue holds only what waits for the bridge: its flows start at the
+    beginning, and their cursor stays there (they keep no watermark).
+    """
+    if settings.unhcr_gateway == "ping" and flow in QUEUE_FLOWS:
+        return BEGINNING
+    return settings.poll_start_at
+
+
+def start_points(settings: Settings) -> dict[Flow, datetime | None]:
+    """``start_at`` of every polling flow, for the scheduler."""
+    return {flow: start_at(settings, flow) for flow in polling_flows(settings)}

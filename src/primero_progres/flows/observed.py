@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from ..errors import BridgeError, FailureClass
 from ..logging import get_logger
 from ..peers.errors import PeerError
-from ..store.step import PeerRecorder
 from ..peers.ping import IngestionReceipt, PingPage, ShippingProcesses, TransactionStatus
+from ..store.step import PeerRecorder
 from .ports import GatewayReceipt, PingApi, PrimeroApi, ProgresGateway
 
 T = TypeVar("T")
