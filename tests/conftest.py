@@ -83,6 +83,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
+async def ping_stack(tmp_path: Path) -> AsyncIterator[Any]:
+    """The bridge, the Primero simulator and the PING simulator (``UNHCR_GATEWAY=ping``)."""
+    from primero_progres.stack import Stack
+
+    async with Stack(tmp_path, gateway="ping") as running:
+        yield running
+
+
+@pytest.fixture
 async def pg_stack(tmp_path: Path, postgres_url: str) -> AsyncIterator[Any]:
     """The same stack with the ledger on PostgreSQL."""
     from primero_progres.stack import Stack

@@ -1,9 +1,11 @@
 """``primero-progres doctor``: a read-only pre-flight check of a deployment.
 
-Each check answers one question about the configured Primero, profile or DTP gateway
-and gives one finding: ``ok``, ``warn`` (works, but look at it) or ``FAIL`` (the bridge
-would lose, duplicate or refuse work), with what to do. Nothing is written to Primero
-and nothing is sent to DTP.
+Each check answers one question about the configured Primero, profile or UNHCR gateway
+(DTP or PING, as ``PRIMERO_PROGRES_UNHCR_GATEWAY`` says; the other gateway's checks say
+"not used") and gives one finding: ``ok``, ``warn`` (works, but look at it) or ``FAIL``
+(the bridge would lose, duplicate or refuse work), with what to do. Nothing is written to
+Primero, nothing is sent to DTP, and PING is only queried (its ingestion shipping
+processes are not probed: that would write).
 
 A check is a name and an async function of the shared ``DoctorContext`` (which fetches
 what several checks need once: the connection, the API user's role, the forms, the
@@ -22,9 +24,17 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import ConfigurationError
+from .mapping import ping as ping_mapping
 from .mapping import primero_referral as flow3
 from .mapping import progres_referral as flow1
-from .peers.errors import PermanentPeerError, TransientPeerError
+from .peers.errors import PeerError, PermanentPeerError, TransientPeerError
+from .peers.ping import (
+    PingAuthenticationError,
+    PingClient,
+    PingPage,
+    PingRejectedError,
+    client_from_settings,
+)
 from .peers.primero import (
     AuthenticationError,
     CasePage,
@@ -35,7 +45,7 @@ from .peers.primero import (
 )
 from .peers.tls import HandshakeRefused, client_ssl_context, handshake
 from .profiles import Profile, ProfileError, load_profile
-from .settings import Settings, env_name
+from .settings import PING_REQUIRED, Settings, env_name
 
 #: a client certificate expiring sooner than this is a warning
 EXPIRY_WARNING = timedelta(days=30)
@@ -111,10 +121,13 @@ class NotChecked(Exception):
     """What a check needs is unavailable (reported by another check): a warning, not a FAIL."""
 
 
+CheckRun = Callable[["DoctorContext"], Awaitable[Outcome]]
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     name: str
-    run: Callable[[DoctorContext], Awaitable[Outcome]]
+    run: CheckRun
 
 
 # ------------------------------------------------------------------ shared facts
@@ -179,11 +192,14 @@ class DoctorContext:
         self.now = now or datetime.now(UTC)
         self.handshake_settle = handshake_settle
         self._client: PrimeroClient | None = None
+        self._ping: PingClient | None = None
         self._memo: dict[str, Any] = {}
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+        if self._ping is not None:
+            await self._ping.aclose()
 
     async def _once(self, key: str, fetch: Callable[[], Awaitable[Any]]) -> Any:
         """``fetch()`` the first time; its result, or the same exception, every time."""
@@ -268,6 +284,40 @@ class DoctorContext:
                 else set()
             )
         return values
+
+    # -------------------------------------------------------------- PING
+
+    def missing_ping_settings(self) -> list[str]:
+        settings = self.settings
+        return [env_name(name) for name in PING_REQUIRED if _blank(getattr(settings, name))]
+
+    def ping_client(self) -> PingClient:
+        if self.missing_ping_settings():
+            raise NotChecked("PING is not configured (see ping.settings)")
+        if self._ping is None:
+            self._ping = client_from_settings(self.settings)
+        return self._ping
+
+    async def ping_token(self) -> None:
+        client = self.ping_client()
+        await self._once("ping_token", client.authenticate)
+
+    async def ping_page(self, process: str) -> PingPage:
+        """Page 1 of the shipping process ``process`` (a ``ShippingProcesses`` field)."""
+        client = self.ping_client()
+        shipping_process_id = getattr(client.shipping_processes, process)
+        page: PingPage = await self._once(
+            f"ping:{process}", lambda: client.retrieve_page(shipping_process_id)
+        )
+        return page
+
+    async def ping(self) -> PingClient:
+        """The client, once APIM has let the first query through."""
+        try:
+            await self.ping_page("referrals_pending")
+        except (TransientPeerError, PermanentPeerError) as exc:
+            raise NotChecked("PING did not answer the first query (see ping.api)") from exc
+        return self.ping_client()
 
     async def user(self, user_name: str) -> dict[str, Any] | None:
         client = await self.primero()
@@ -524,17 +574,26 @@ async def profile_translatable_codes(ctx: DoctorContext) -> Outcome:
     forms = await ctx.forms()
     lookups = await ctx.lookups()
     untranslated = []
-    for field, codes in sorted(flow3.translated_codes(ctx.profile()).items()):
+    profile = ctx.profile()
+    over_ping = ctx.settings.unhcr_gateway == "ping" and profile.ping is not None
+    translated = ping_mapping.translated_codes(profile) if over_ping else flow3.translated_codes(
+        profile
+    )
+    for field, codes in sorted(translated.items()):
         lookup = forms.lookup_of(field)
         extra = sorted(lookups.get(lookup, set()) - codes) if lookup else []
         if extra:
             untranslated.append(f"{field}: {', '.join(extra)}")
     if untranslated:
         return warn(
-            "Primero codes flow 3 cannot translate for DTP (a referral using one becomes an "
-            "unknown_code dead letter): " + "; ".join(untranslated),
-            "add them to primero_referral.service_types / languages in the profile",
+            f"Primero codes flow 3 cannot translate for {'PING' if over_ping else 'DTP'} (a "
+            "referral using one becomes an unknown_code dead letter): " + "; ".join(untranslated),
+            "add them to ping.primero_referral.requested_services / sex in the profile"
+            if over_ping
+            else "add them to primero_referral.service_types / languages in the profile",
         )
+    if over_ping:
+        return ok("flow 3 can translate every service type and sex code for PING")
     return ok("flow 3 can translate every service type and language code")
 
 
@@ -608,6 +667,23 @@ def users_check(name: str, what: str, names: Callable[[Profile], Sequence[str]])
 
 
 # ------------------------------------------------------------------ DTP checks
+
+
+def _blank(value: Any) -> bool:
+    if hasattr(value, "get_secret_value"):
+        value = value.get_secret_value()
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def for_gateway(gateway: str, run: CheckRun) -> CheckRun:
+    """A check of one UNHCR gateway: the other gateway's deployments do not use it."""
+
+    async def checked(ctx: DoctorContext) -> Outcome:
+        if ctx.settings.unhcr_gateway != gateway:
+            return ok(f"not used: {env_name('unhcr_gateway')} is {ctx.settings.unhcr_gateway}")
+        return await run(ctx)
+
+    return checked
 
 
 def _tls_files_set(settings: Settings) -> bool:
@@ -692,6 +768,139 @@ async def dtp_client_certificate(ctx: DoctorContext) -> Outcome:
     return ok(f"valid until {day}")
 
 
+# ------------------------------------------------------------------ PING checks
+
+#: an id no proGres row has: a detail query for it proves the shipping process answers
+NO_SUCH_RECORD = "00000000-0000-0000-0000-000000000000"
+#: the shipping processes doctor queries (the three ingestion ones would write)
+QUERIED = ("referrals_pending", "referral_detail", "decisions_list", "decision_detail")
+
+
+async def ping_settings(ctx: DoctorContext) -> Outcome:
+    missing = ctx.missing_ping_settings()
+    if missing:
+        return fail(f"not set: {', '.join(missing)}", "set them (environment or --config file)")
+    return ok(f"{ctx.settings.ping_url}, partner {ctx.settings.ping_partner_id}")
+
+
+async def ping_profile(ctx: DoctorContext) -> Outcome:
+    profile = ctx.profile()
+    if profile.ping is None:
+        return fail(
+            f"profile {profile.name} has no ping section: PING's rows cannot be read",
+            "add the ping section (docs/ping.md); primero-progres profile check --gateway ping",
+        )
+    return ok(f"{profile.name} has a ping section")
+
+
+async def ping_token(ctx: DoctorContext) -> Outcome:
+    try:
+        await ctx.ping_token()
+    except PingAuthenticationError as exc:
+        detail = f" ({exc.details[0]})" if exc.details else ""
+        return fail(
+            f"the token endpoint refused the service account: {exc.reason}{detail}",
+            "check PING_CLIENT_ID, PING_USERNAME, PING_PASSWORD, PING_SCOPE, PING_TOKEN_PATH",
+        )
+    except TransientPeerError as exc:
+        return fail(f"no token: {exc.reason}", "check PING_TOKEN_URL and the network")
+    return ok("the token endpoint issued a token")
+
+
+async def ping_api(ctx: DoctorContext) -> Outcome:
+    """The subscription key and the token, at APIM, on the first query."""
+    try:
+        await ctx.ping_token()
+    except (TransientPeerError, PermanentPeerError) as exc:
+        raise NotChecked("no token (see ping.token)") from exc
+    try:
+        await ctx.ping_page("referrals_pending")
+    except PingAuthenticationError as exc:
+        if exc.reason == "subscription_key_refused":
+            return fail(
+                "APIM refused the subscription key",
+                f"check {env_name('ping_subscription_key')} with UNHCR",
+            )
+        return fail(
+            f"APIM refused a fresh token ({exc.reason})",
+            "check PING_SCOPE and that the service account may use the API",
+        )
+    except TransientPeerError as exc:
+        return fail(f"PING did not answer ({exc.reason})", "check PING_URL and the network")
+    except PermanentPeerError:
+        pass  # APIM let it through; ping.shipping_processes says what PING made of it
+    return ok("APIM accepted the subscription key and the token")
+
+
+async def ping_shipping_processes(ctx: DoctorContext) -> Outcome:
+    client = await ctx.ping()
+    ids = client.shipping_processes
+    problems = []
+    for process in QUERIED:
+        shipping_process_id = getattr(ids, process)
+        try:
+            if process.endswith("_detail"):
+                await client.retrieve_page(shipping_process_id, record_ids=NO_SUCH_RECORD)
+            else:
+                await ctx.ping_page(process)
+        except PingRejectedError:
+            problems.append(f"{shipping_process_id} ({process}): PING answered an ErrorMessage")
+        except (TransientPeerError, PermanentPeerError) as exc:
+            problems.append(f"{shipping_process_id} ({process}): {exc.reason}")
+    if problems:
+        return fail(
+            "; ".join(problems),
+            "check the PING_SHP_* ids, PING_PARTNER_ID and PING_INTEROP_ID with UNHCR",
+        )
+    writes = ", ".join(getattr(ids, p) for p in
+                       ("intervention_update", "referral_create", "referral_update"))
+    return ok(f"the {len(QUERIED)} queries answer (not probed, doctor writes nothing: {writes})")
+
+
+async def ping_status_codes(ctx: DoctorContext) -> Outcome:
+    """The status codes PING's lists hold are codes the profile's ping section knows."""
+    tables = ctx.profile().ping
+    if tables is None:
+        raise NotChecked("the profile has no ping section")
+    await ctx.ping()
+    lists = (
+        ("referrals_pending", tables.progres_referral.transfer_status,
+         set(tables.transfer_status.model_dump().values()), "transfer_status"),
+        ("decisions_list", tables.progres_decision.status,
+         set(tables.referral_status.model_dump().values()), "referral_status"),
+    )
+    unknown: list[str] = []
+    rows = 0
+    for process, alias, codes, table in lists:
+        try:
+            page = await ctx.ping_page(process)
+        except (TransientPeerError, PermanentPeerError) as exc:
+            raise NotChecked(f"{process} did not answer (see ping.shipping_processes)") from exc
+        rows += len(page.rows)
+        found = {row.get(alias) for row in page.rows} - {None}
+        strange = sorted(str(code) for code in found if _code_of(code) not in codes)
+        if strange:
+            unknown.append(f"{alias}: {', '.join(strange)} (not in ping.{table})")
+    if unknown:
+        return fail(
+            "PING's lists hold codes the profile does not know: " + "; ".join(unknown),
+            "ask UNHCR what they mean and add them to the profile's ping section",
+        )
+    if not rows:
+        return warn("both lists are empty: no status code to compare yet")
+    return ok(f"every status in the first pages ({rows} row(s)) is a code the profile knows")
+
+
+def _code_of(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    return None
+
+
 # ------------------------------------------------------------------ running
 
 
@@ -717,10 +926,18 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
         lambda p: [p.focal_point.default_user, *(r.user for r in p.focal_point.routes)],
     ),
     users_check("profile.unhcr_caseworkers", "UNHCR caseworkers", lambda p: p.unhcr_caseworkers),
-    Check("dtp.settings", dtp_settings),
-    Check("dtp.tls", dtp_tls),
-    Check("dtp.client_certificate", dtp_client_certificate),
+    Check("dtp.settings", for_gateway("dtp", dtp_settings)),
+    Check("dtp.tls", for_gateway("dtp", dtp_tls)),
+    Check("dtp.client_certificate", for_gateway("dtp", dtp_client_certificate)),
+    Check("ping.settings", for_gateway("ping", ping_settings)),
+    Check("ping.profile", for_gateway("ping", ping_profile)),
+    Check("ping.token", for_gateway("ping", ping_token)),
+    Check("ping.api", for_gateway("ping", ping_api)),
+    Check("ping.shipping_processes", for_gateway("ping", ping_shipping_processes)),
+    Check("ping.status_codes", for_gateway("ping", ping_status_codes)),
 )
+
+_PEER_NAMES = {"primero": "Primero", "dtp": "DTP", "ping": "PING"}
 
 
 async def run_check(ctx: DoctorContext, check: Check) -> Finding:
@@ -730,7 +947,8 @@ async def run_check(ctx: DoctorContext, check: Check) -> Finding:
     except NotChecked as exc:
         outcome = warn(f"not checked: {exc}")
     except (TransientPeerError, PermanentPeerError) as exc:
-        outcome = fail(f"Primero answered {exc.reason}", "see the other findings")
+        peer = _PEER_NAMES.get(exc.peer, exc.peer) if isinstance(exc, PeerError) else "Primero"
+        outcome = fail(f"{peer} answered {exc.reason}", "see the other findings")
     except Exception as exc:  # a broken check must not hide the others
         outcome = fail(f"the check failed ({type(exc).__name__})", "report it")
     return Finding(check.name, outcome.status, outcome.message, outcome.action)

@@ -34,10 +34,13 @@ class Scheduler:
         tick_seconds: float = 5.0,
         lease_seconds: float | None = None,
         start_at: datetime | None = None,
+        start_points: Mapping[Flow, datetime | None] | None = None,
     ) -> None:
         self.store = store
         #: where a flow without a cursor starts (``POLL_START_AT``); None: it waits for one
         self.start_at = start_at
+        #: the same, flow by flow where it differs (``flows.start_points``)
+        self.start_points = dict(start_points or {})
         self._refused: set[Flow] = set()
         self.triggers = {Flow(flow): interval for flow, interval in triggers.items()}
         self.owner = owner or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
@@ -54,7 +57,7 @@ class Scheduler:
                     interval=interval,
                     owner=self.owner,
                     lease_seconds=self.lease_seconds,
-                    start_at=self.start_at,
+                    start_at=self.start_points.get(flow, self.start_at),
                 )
             except NoStartPoint as exc:
                 if flow not in self._refused:

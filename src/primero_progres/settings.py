@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     ping_timeout_seconds: float = Field(default=60.0, gt=0)
     #: a cached token is renewed this long before it expires
     ping_token_margin_seconds: float = Field(default=120.0, ge=0)
+    #: flow 3: how long to wait before asking PING again whether an async ingestion is done
+    ping_status_check_seconds: float = Field(default=60.0, gt=0)
 
     profile: str = "gambella"
     poll_interval_seconds: float = Field(default=900.0, gt=0)

@@ -1,9 +1,13 @@
-"""The whole system on loopback: both simulated peers and the bridge, wired as in production.
+"""The whole system on loopback: the simulated peers and the bridge, wired as in production.
 
-The demo runs it, and the end-to-end tests drive it. The simulators run in
-their own threads; the bridge's inbox (uvicorn) runs in the caller's event
-loop, and its worker is driven explicitly (``settle``) so that a test or the
-demo decides when work happens and can wait for it to be finished.
+The demo runs it, and the end-to-end tests drive it. ``gateway`` chooses the
+way to proGres, as ``PRIMERO_PROGRES_UNHCR_GATEWAY`` does: the DTP simulator
+(which calls the bridge's inbox) or the PING simulator (which the bridge
+polls). The simulators run in their own threads; the bridge (uvicorn) runs in
+the caller's event loop, and its worker is driven explicitly (``settle``) so
+that a test or the demo decides when work happens and can wait for it to be
+finished. A test that should hold for both gateways takes ``gateway`` as a
+parameter and drives the UNHCR side through ``unhcr`` and ``set_faults("unhcr", ...)``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -20,9 +24,11 @@ from .alerts import Alerter
 from .profiles import load_profile
 from .settings import Settings
 from .sim import dtp as dtp_sim
+from .sim import ping as ping_sim
 from .sim import primero as primero_sim
 from .sim.common import ServerThread, free_port
 from .sim.control import SimControl
+from .sim.ping_state import DEFAULT_SHIPPING_PROCESSES
 from .sim.primero_config import PrimeroSimConfig, profile_users
 from .store import Flow, Store
 from .web import create_app
@@ -32,8 +38,29 @@ from .worker import Worker
 FAST_RETRY = {"retry_base_seconds": 0.05, "retry_cap_seconds": 0.4, "retry_max_attempts": 5}
 
 
+Gateway = Literal["dtp", "ping"]
+
+
+def ping_settings(url: str) -> dict[str, Any]:
+    """The bridge's settings for the PING simulator at ``url`` (B2C and APIM on the same port)."""
+    return {
+        "unhcr_gateway": "ping",
+        "ping_url": url,
+        "ping_token_url": url,
+        "ping_token_path": ping_sim.DEFAULT_TOKEN_PATH,
+        "ping_client_id": demo_data.PING_CLIENT_ID,
+        "ping_username": demo_data.PING_USERNAME,
+        "ping_password": demo_data.PING_PASSWORD,
+        "ping_scope": ping_sim.DEFAULT_SCOPE,
+        "ping_subscription_key": demo_data.PING_SUBSCRIPTION_KEY,
+        "ping_partner_id": demo_data.PING_PARTNER_ID,
+        "ping_interop_id": demo_data.PING_INTEROP_ID,
+        **{f"ping_shp_{name}": shp for name, shp in DEFAULT_SHIPPING_PROCESSES.items()},
+    }
+
+
 class Stack:
-    """Primero simulator + DTP simulator + the bridge, on free loopback ports."""
+    """Primero simulator + the UNHCR gateway's simulator + the bridge, on loopback ports."""
 
     def __init__(
         self,
@@ -42,14 +69,19 @@ class Stack:
         database_url: str | None = None,
         worker_concurrency: int = 2,
         primero_options: dict[str, Any] | None = None,
+        gateway: Gateway = "dtp",
+        ping_options: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
         self.workdir = workdir
         self.database_url = database_url or f"sqlite:///{workdir / 'bridge.db'}"
         self.worker_concurrency = worker_concurrency
         self.primero_options = primero_options or {}
+        self.gateway = gateway
+        self.ping_options = ping_options or {}
         self.settings_overrides = settings
         self._tasks: list[asyncio.Task[Any]] = []
+        self._servers: list[ServerThread] = []
 
     async def __aenter__(self) -> Stack:
         await self.start()
@@ -62,16 +94,13 @@ class Stack:
         # the Primero of the profile: its lookups hold the profile's codes, its users exist
         profile = load_profile(self.settings_overrides.get("profile", "gambella"))
         sim_options = {"config": PrimeroSimConfig.for_profile(profile), **self.primero_options}
-        self.primero = ServerThread(
+        self.primero = self._serve(
             primero_sim.create_app(
                 users={demo_data.API_USER: demo_data.API_PASSWORD},
                 seed={"users": [*profile_users(profile), *demo_data.PRIMERO_USERS]},
                 **sim_options,
             )
-        ).start()
-        self.dtp = ServerThread(
-            dtp_sim.create_app(subscription_key=demo_data.DTP_SUBSCRIPTION_KEY)
-        ).start()
+        )
         self.bridge_port = free_port()
         self.bridge_url = f"http://127.0.0.1:{self.bridge_port}"
         options: dict[str, Any] = {
@@ -81,28 +110,28 @@ class Stack:
             "primero_username": demo_data.API_USER,
             "primero_password": demo_data.API_PASSWORD,
             "primero_timeout_seconds": 2.0,
-            "dtp_url": self.dtp.url,
-            "dtp_subscription_key": demo_data.DTP_SUBSCRIPTION_KEY,
-            "dtp_timeout_seconds": 2.0,
             "lease_seconds": 30.0,
             # alerts link to this bridge's own console
             "public_url": self.bridge_url,
             **FAST_RETRY,
-            **self.settings_overrides,
         }
+        if self.gateway == "ping":
+            options |= self._start_ping()
+        else:
+            self.dtp = self._serve(
+                dtp_sim.create_app(subscription_key=demo_data.DTP_SUBSCRIPTION_KEY)
+            )
+            self.unhcr = self.dtp
+            options |= {
+                "dtp_url": self.dtp.url,
+                "dtp_subscription_key": demo_data.DTP_SUBSCRIPTION_KEY,
+                "dtp_timeout_seconds": 2.0,
+            }
+        options |= self.settings_overrides
         self.settings = Settings.for_tests(**options)
         self.store = await Store.open(self.settings.database_url, encryption=self.settings.cipher())
         await self.store.upgrade()
-        self.handlers = flows.build_handlers(self.settings, self.store)
-        # the alert check, driven by ``check_alerts``
-        self.alerter = Alerter(self.store, self.settings, owner="stack")
-        self.worker = Worker.from_settings(
-            self.store,
-            self.handlers,
-            self.settings,
-            worker_id="stack",
-            concurrency=self.worker_concurrency,
-        )
+        self._start_worker()
         config = uvicorn.Config(
             create_app(self.settings, self.store),
             host="127.0.0.1",
@@ -118,11 +147,60 @@ class Stack:
         self.control = SimControl(timeout=30.0)
         #: a plain HTTP client, to call the bridge as a peer would
         self.http = self.control.http
-        await self.sim_call(
-            "PUT",
-            f"{self.dtp.url}/_sim/bridge",
-            json={"inbox_url": self.inbox_url, "token": demo_data.INBOX_TOKEN},
+        if self.gateway == "dtp":
+            await self.sim_call(
+                "PUT",
+                f"{self.dtp.url}/_sim/bridge",
+                json={"inbox_url": self.inbox_url, "token": demo_data.INBOX_TOKEN},
+            )
+
+    def _start_ping(self) -> dict[str, Any]:
+        """The PING simulator; the bridge's settings for it."""
+        self.ping = self._serve(
+            ping_sim.create_app(
+                subscription_key=demo_data.PING_SUBSCRIPTION_KEY,
+                client_id=demo_data.PING_CLIENT_ID,
+                username=demo_data.PING_USERNAME,
+                password=demo_data.PING_PASSWORD,
+                partner_id=demo_data.PING_PARTNER_ID,
+                interop_id=demo_data.PING_INTEROP_ID,
+                **self.ping_options,
+            )
         )
+        self.unhcr = self.ping
+        return {
+            **ping_settings(self.ping.url),
+            "ping_timeout_seconds": 2.0,
+            "ping_status_check_seconds": 0.05,
+        }
+
+    async def switch_to_ping(self) -> None:
+        """What an operator does once the DTP work is drained (docs/ping.md): the same database
+        and Primero, ``UNHCR_GATEWAY=ping``, a new worker. The DTP simulator keeps running (its
+        messages stay readable); the bridge's HTTP app is not rebuilt."""
+        await self.handlers.aclose()
+        self.gateway = "ping"
+        options = {**self.settings.model_dump(), **self._start_ping(), **self.settings_overrides}
+        self.settings = Settings.for_tests(**options)
+        self._start_worker()
+
+    def _start_worker(self) -> None:
+        """The worker and the alert check, for the current settings."""
+        self.handlers = flows.build_handlers(self.settings, self.store)
+        # the alert check, driven by ``check_alerts``
+        self.alerter = Alerter(self.store, self.settings, owner="stack")
+        self.worker = Worker.from_settings(
+            self.store,
+            self.handlers,
+            self.settings,
+            worker_id="stack",
+            concurrency=self.worker_concurrency,
+        )
+
+    def _serve(self, app: Any) -> ServerThread:
+        server = ServerThread(app).start()
+        self._servers.append(server)
+        return server
 
     async def stop(self) -> None:
         self._bridge.should_exit = True
@@ -130,8 +208,8 @@ class Stack:
         await self.control.aclose()
         await self.handlers.aclose()
         await self.store.close()
-        self.dtp.stop()
-        self.primero.stop()
+        for server in reversed(self._servers):
+            server.stop()
 
     @property
     def inbox_url(self) -> str:
@@ -217,5 +295,51 @@ class Stack:
         )
 
     async def set_faults(self, peer: str, rules: list[dict[str, Any]]) -> None:
-        base = self.primero.url if peer == "primero" else self.dtp.url
-        await self.sim_call("PUT", f"{base}/_sim/faults", json=rules)
+        """Fault rules of ``peer``: ``primero``, ``dtp``, ``ping``, or ``unhcr`` (the gateway's)."""
+        base = {"primero": self.primero, "dtp": getattr(self, "dtp", None),
+                "ping": getattr(self, "ping", None), "unhcr": self.unhcr}[peer]
+        if base is None:
+            raise ValueError(f"no {peer} simulator in a {self.gateway} stack")
+        await self.sim_call("PUT", f"{base.url}/_sim/faults", json=rules)
+
+    # ----------------------------------------------------------------- PING's side (proGres users)
+
+    async def ping_sim(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A ``/_sim/`` route of the PING simulator."""
+        return await self.sim_call(method, f"{self.ping.url}/_sim/{path}", **kwargs)
+
+    async def seed_ping(
+        self,
+        interventions: list[dict[str, Any]] | None = None,
+        referrals: list[dict[str, Any]] | None = None,
+    ) -> dict[str, list[str]]:
+        """Add proGres rows; answers their ids (``interventions``, ``referrals``)."""
+        body = {"interventions": interventions or [], "referrals": referrals or []}
+        return await self.ping_sim("POST", "seed", json=body)
+
+    async def progres_flags(self, lp_intervention_id: str) -> dict[str, Any]:
+        """A proGres user queues (or re-queues) an LP intervention for Primero."""
+        return await self.ping_sim("POST", f"interventions/{lp_intervention_id}/flag")
+
+    async def progres_decides(
+        self, referral_id: str, decision: str, **reason: Any
+    ) -> dict[str, Any]:
+        """A proGres user accepts or rejects an interoperability referral."""
+        body = {"decision": decision, **reason}
+        return await self.ping_sim("POST", f"referrals/{referral_id}/decide", json=body)
+
+    async def ping_intervention(self, lp_intervention_id: str) -> dict[str, Any]:
+        return await self.ping_sim("GET", f"interventions/{lp_intervention_id}")
+
+    async def ping_referrals(self) -> list[dict[str, Any]]:
+        return await self.ping_sim("GET", "referrals")
+
+    async def ping_ingestions(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        """Every ingestion PING received (``data`` or ``asyncdata``), with its body."""
+        found = await self.ping_sim("GET", "ingestions")
+        return [i for i in found if endpoint is None or i["endpoint"] == endpoint]
+
+    async def set_ping_modes(self, **changes: Any) -> dict[str, Any]:
+        """Change some of the PING simulator's modes, keeping the others."""
+        modes = {**await self.ping_sim("GET", "modes"), **changes}
+        return await self.ping_sim("PUT", "modes", json=modes)

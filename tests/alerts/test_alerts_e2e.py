@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 import pytest
 import trustme
+from prometheus_client.parser import text_string_to_metric_families
 
 from alert_receivers import BlackHole, SmtpReceiver, WebhookReceiver, closed_port_url
 from console_client import console_session
@@ -24,10 +25,11 @@ from primero_progres import demo_data
 from primero_progres.alerts import Alerter
 from primero_progres.alerts.conditions import dead_letter_cursor
 from primero_progres.stack import Stack
-from primero_progres.store import Store
+from primero_progres.store import Flow, Store
 
 CASES = "/api/v2/cases"
 FEEDBACK = "/ReceiveDecisionOutgoingReferral"
+PING_FETCH = "/primes/fetch"
 NUMBERS = ["DEMO-26-PRTITV-0000011", "DEMO-26-PRTITV-0000012", "DEMO-26-PRTITV-0000013"]
 DEAD_LETTERS = "dead letter(s) in progres-referral: http_403"
 CONSOLE_LINK = re.compile(r"https?://[^\s]+/admin/[^\s]*")
@@ -82,6 +84,15 @@ async def follow(stack: Stack, console: httpx2.AsyncClient, text: str) -> dict[s
         pages[link] = answer.text
     assert pages, "the alert links to the console"
     return pages
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of the ``/metrics`` sample ``name`` with these labels (None: not exported)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
 
 
 def peer_row(page: str, peer: str) -> list[str]:
@@ -209,6 +220,62 @@ async def test_a_peer_down_for_the_configured_time_gives_one_alert_then_one_reco
             [overview] = (await follow(stack, session, smtp.about(recovered)[0].body)).values()
             row = peer_row(overview, "dtp")
             assert (row[4], row[5]) == ("0", "—"), "no failure in a row, not failing"
+
+
+async def test_ping_down_for_the_configured_time_gives_one_alert_and_no_certificate_alert(
+    tmp_path: Path, smtp: SmtpReceiver, webhook: WebhookReceiver
+) -> None:
+    """Over PING the same observation covers the gateway; a DTP certificate left configured is
+    not used, so it is neither announced nor exported."""
+    down = "ping is down"
+    async with Stack(
+        tmp_path,
+        gateway="ping",
+        alert_urls=alert_urls(smtp.url, webhook.url),
+        alert_peer_down_minutes=0.05,
+        dtp_client_cert=_expiring_certificate(tmp_path, days=10),
+    ) as stack:
+        await stack.seed_ping([demo_data.ping_intervention()])
+        await stack.set_faults("ping", [{"path": PING_FETCH, "status": 503}])
+        await stack.poll(Flow.PROGRES_REFERRAL)
+        [job] = await stack.store.jobs.list(state="dead")
+
+        await check_until(stack, lambda: bool(smtp.about(down) and webhook.about(down)))
+        [health] = [p for p in await stack.store.peers.all() if p.peer == "ping"]
+        state = (await stack.store.alerts.states())["peer_down:ping"]
+        assert health.failing_since is not None and state.notified_at is not None
+        assert state.notified_at - health.failing_since >= timedelta(minutes=0.05)
+        assert "Last failure: server_error" in smtp.about(down)[0].body
+        async with console_session(stack) as session:
+            [overview] = (await follow(stack, session, smtp.about(down)[0].body)).values()
+            row = peer_row(overview, "ping")
+            assert (row[2], row[3]) == ("transient", "http_503")
+            assert int(row[4]) >= 1
+            settings_page = (await session.get(f"{stack.bridge_url}/admin/settings")).text
+            assert "DTP client certificate</dt><dd>not used" in settings_page
+        metrics = (await stack.http.get(f"{stack.bridge_url}/metrics")).text
+        since = metric(metrics, "primero_progres_peer_failing_since_timestamp_seconds", peer="ping")
+        assert since == health.failing_since.timestamp()
+        errors = metric(
+            metrics, "primero_progres_peer_errors_total", peer="ping", failure="server_error"
+        )
+        assert errors is not None and errors >= 1
+        expiry = "primero_progres_client_certificate_expiry_timestamp_seconds"
+        assert metric(metrics, expiry) is None
+
+        await stack.set_faults("ping", [])
+        assert await stack.store.jobs.replay(job.id)
+        await stack.settle()
+        recovered = "recovered: ping answers again"
+        await check_until(stack, lambda: bool(smtp.about(recovered) and webhook.about(recovered)))
+        for _ in range(3):
+            await stack.check_alerts()
+        for receiver in (smtp, webhook):
+            assert len(receiver.about(down)) == len(receiver.about(recovered)) == 1
+            assert receiver.about("certificate") == []
+        assert "certificate_expiry:dtp" not in {
+            key for key, alert in (await stack.store.alerts.states()).items() if alert.active
+        }
 
 
 async def test_two_workers_checking_at_once_send_one_alert_and_one_takes_over(

@@ -111,3 +111,33 @@ async def test_a_first_poll_without_a_start_point_refuses_and_sends_nothing(
     code, output = await _cli(env, "poll", "primero-referral", "--from-beginning")
     assert code == 0, output
     assert len(await stack.dtp_messages("ReceiveIncomingReferral")) == 1
+
+
+async def test_poll_over_ping_pulls_a_flow_that_dtp_would_push(
+    ping_stack: Stack, tmp_path: Path
+) -> None:
+    from primero_progres.stack import ping_settings
+
+    [lp_id] = (await ping_stack.seed_ping([demo_data.ping_intervention()]))["interventions"]
+    ping = ping_settings(ping_stack.ping.url)
+    env = {
+        **os.environ,
+        "PRIMERO_PROGRES_DATABASE_URL": f"sqlite:///{tmp_path / 'poll.db'}",
+        "PRIMERO_PROGRES_ENCRYPTION_KEY": generate_key(),
+        "PRIMERO_PROGRES_PRIMERO_URL": ping_stack.primero.url,
+        "PRIMERO_PROGRES_PRIMERO_USERNAME": demo_data.API_USER,
+        "PRIMERO_PROGRES_PRIMERO_PASSWORD": demo_data.API_PASSWORD,
+        **{f"PRIMERO_PROGRES_{name.upper()}": value for name, value in ping.items()},
+    }
+    process = await asyncio.create_subprocess_exec(
+        *CLI, "poll", "progres-referral", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert "progres-referral: 3 job(s) processed" in out.decode()  # poll, pull, write-back
+    [case] = await ping_stack.primero_cases()
+    intervention = await ping_stack.ping_intervention(lp_id)
+    assert (intervention["transfer_status"], intervention["primero_id"]) == (
+        125080002, case["case_id"]
+    )

@@ -481,3 +481,150 @@ async def test_checks_can_be_added(peers: Peers) -> None:
     assert (findings[-1].status, findings[-1].message) == (
         Status.FAIL, "the check failed (RuntimeError)"
     )
+
+
+# ---------------------------------------------------------------- over PING
+
+PING_CHECKS = (
+    "ping.settings", "ping.profile", "ping.token", "ping.api", "ping.shipping_processes",
+    "ping.status_codes",
+)
+
+
+@pytest.fixture
+def ping_peer(ping_sim: Any) -> Any:
+    """The shared PING simulator, with one queued intervention and one decided referral."""
+    from primero_progres.sim.ping_state import Seed, SeedReferral, synthetic_interventions
+
+    ping_sim.seed(
+        Seed(
+            interventions=synthetic_interventions(1),
+            referrals=[SeedReferral(fields={"progres_interoperabilityreferralstatus": 125080001})],
+        )
+    )
+    return ping_sim
+
+
+def ping_settings_for(peers: Peers, ping: Any, **overrides: Any) -> Settings:
+    import ping_helpers
+    from primero_progres.sim.ping import DEFAULT_SCOPE, DEFAULT_TOKEN_PATH
+    from primero_progres.sim.ping_state import DEFAULT_SHIPPING_PROCESSES
+
+    options: dict[str, Any] = {
+        "unhcr_gateway": "ping",
+        "ping_url": ping.url,
+        "ping_token_url": ping.url,
+        "ping_token_path": DEFAULT_TOKEN_PATH,
+        "ping_client_id": ping_helpers.CLIENT_ID,
+        "ping_username": ping_helpers.USER,
+        "ping_password": ping_helpers.PASSWORD,
+        "ping_scope": DEFAULT_SCOPE,
+        "ping_subscription_key": ping_helpers.KEY,
+        "ping_partner_id": ping_helpers.PARTNER,
+        "ping_interop_id": ping_helpers.INTEROP,
+        "ping_timeout_seconds": 5.0,
+        **{f"ping_shp_{name}": shp for name, shp in DEFAULT_SHIPPING_PROCESSES.items()},
+        "dtp_url": None,
+        "dtp_subscription_key": None,
+        **overrides,
+    }
+    return settings_for(peers, **options)
+
+
+async def test_a_ping_deployment_passes_and_doctor_writes_nothing_to_ping(
+    peers: Peers, ping_peer: Any
+) -> None:
+    findings = await doctor(ping_settings_for(peers, ping_peer), probe_case=CASE_ID)
+    assert fails(findings) == {}
+    for name in PING_CHECKS:
+        assert findings[name].status is Status.OK, findings[name].line()
+    for name in ("dtp.settings", "dtp.tls", "dtp.client_certificate"):
+        finding = findings[name]
+        assert (finding.status, finding.message) == (
+            Status.OK, "not used: PRIMERO_PROGRES_UNHCR_GATEWAY is ping"
+        )
+    assert "SHP-2748, SHP-2731, SHP-2284" in findings["ping.shipping_processes"].message
+    assert "PING" in findings["profile.flow3_codes"].message
+    assert ping_peer.sim("GET", "ingestions") == []
+    assert {e["path"] for e in ping_peer.sim("GET", "journal")} <= {
+        "/primes/fetch/paging/v3/retrievedatawithpaging",
+        "/sim-tenant.onmicrosoft.com/B2C_1_ROPC_sim/oauth2/v2.0/token",
+    }
+
+
+async def test_a_dtp_deployment_does_not_use_the_ping_checks(peers: Peers) -> None:
+    findings = await doctor(settings_for(peers), probe_case=CASE_ID)
+    for name in PING_CHECKS:
+        finding = findings[name]
+        assert (finding.status, finding.message) == (
+            Status.OK, "not used: PRIMERO_PROGRES_UNHCR_GATEWAY is dtp"
+        )
+
+
+async def test_ping_settings_missing_are_named(peers: Peers, ping_peer: Any) -> None:
+    settings = ping_settings_for(
+        peers, ping_peer, ping_password=None, ping_shp_referral_detail=None
+    )
+    findings = await doctor(settings)
+    assert findings["ping.settings"].status is Status.FAIL
+    assert findings["ping.settings"].message == (
+        "not set: PRIMERO_PROGRES_PING_PASSWORD, PRIMERO_PROGRES_PING_SHP_REFERRAL_DETAIL"
+    )
+    assert findings["ping.token"].status is Status.WARN  # not checked
+
+
+async def test_a_wrong_ping_password_fails_the_token(peers: Peers, ping_peer: Any) -> None:
+    findings = await doctor(ping_settings_for(peers, ping_peer, ping_password="wrong"))
+    assert set(fails(findings)) == {"ping.token"}
+    assert findings["ping.token"].message == (
+        "the token endpoint refused the service account: token_refused (error=invalid_grant)"
+    )
+    assert "wrong" not in findings["ping.token"].line()
+    assert findings["ping.api"].status is Status.WARN
+
+
+async def test_a_wrong_subscription_key_fails_at_apim(peers: Peers, ping_peer: Any) -> None:
+    findings = await doctor(ping_settings_for(peers, ping_peer, ping_subscription_key="nope"))
+    assert set(fails(findings)) == {"ping.api"}
+    assert findings["ping.api"].message == "APIM refused the subscription key"
+    assert findings["ping.token"].status is Status.OK
+
+
+async def test_a_wrong_shipping_process_is_named(peers: Peers, ping_peer: Any) -> None:
+    findings = await doctor(ping_settings_for(peers, ping_peer, ping_shp_decisions_list="SHP-1"))
+    assert set(fails(findings)) == {"ping.shipping_processes"}
+    assert findings["ping.shipping_processes"].message == (
+        "SHP-1 (decisions_list): PING answered an ErrorMessage"
+    )
+    assert findings["ping.status_codes"].status is Status.WARN  # not checked
+
+
+async def test_a_status_code_the_profile_does_not_know_fails(peers: Peers, ping_peer: Any) -> None:
+    from primero_progres.sim.ping_state import Seed, SeedReferral
+
+    ping_peer.seed(
+        Seed(referrals=[SeedReferral(fields={"progres_interoperabilityreferralstatus": 125080009})])
+    )
+    findings = await doctor(ping_settings_for(peers, ping_peer))
+    assert set(fails(findings)) == {"ping.status_codes"}
+    assert findings["ping.status_codes"].message == (
+        "PING's lists hold codes the profile does not know: "
+        "progres_interoperabilityreferralstatus: 125080009 (not in ping.referral_status)"
+    )
+
+
+async def test_a_profile_without_its_ping_section_fails(
+    peers: Peers, ping_peer: Any, tmp_path: Path
+) -> None:
+    import yaml
+
+    from primero_progres.profiles import loader
+
+    source = yaml.safe_load(loader.built_in_path("gambella").read_text(encoding="utf-8"))
+    del source["ping"]
+    path = tmp_path / "no-ping.yaml"
+    path.write_text(yaml.safe_dump(source), encoding="utf-8")
+    findings = await doctor(ping_settings_for(peers, ping_peer, profile=str(path)))
+    assert findings["ping.profile"].status is Status.FAIL
+    assert "has no ping section" in findings["ping.profile"].message
+    assert findings["ping.status_codes"].status is Status.WARN

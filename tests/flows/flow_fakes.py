@@ -125,6 +125,13 @@ class FakeMessages:
         return copy.deepcopy(self.payloads.get(message_id))
 
 
+class FakeJobs(list[Enqueue]):
+    """The committed jobs, in order; every one counts as outstanding (nothing runs here)."""
+
+    async def outstanding(self, kind: str, key_prefix: str) -> bool:
+        return any(j.kind == kind and (j.key or "").startswith(key_prefix) for j in self)
+
+
 class FakeStore:
     """``FlowStore`` in memory, plus what the committed steps wrote."""
 
@@ -132,7 +139,7 @@ class FakeStore:
         self.ledger = FakeLedger()
         self.cursors = FakeCursors()
         self.messages = FakeMessages()
-        self.jobs: list[Enqueue] = []
+        self.jobs = FakeJobs()
         self.audit: list[AuditRecord] = []
         #: leases another worker holds: ``hold`` raises LeaseBusy for them
         self.busy: set[str] = set()

@@ -438,6 +438,13 @@ def rejected_row(**changes: Any) -> dict[str, Any]:
     return row
 
 
+@pytest.mark.parametrize("code", ["²", "١٢٥٠٨٠٠٠٠", "125080000²"])
+def test_a_code_of_non_ascii_digits_is_a_wrong_type_not_a_crash(code: str) -> None:
+    read = ping.read_ping_decision([rejected_row(progres_reviewdecision=code)], PROFILE)
+    assert isinstance(read, MappingError)
+    assert (read.kind, read.fields) == ("invalid_data", ("progres_reviewdecision",))
+
+
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [

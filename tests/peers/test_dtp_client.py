@@ -214,6 +214,7 @@ def test_retry_after_in_http_date_form() -> None:
     assert parse_retry_after("120") == 120.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after("-5") is None
+    assert parse_retry_after("²") is None  # a digit to str.isdigit, not to float()
     assert parse_retry_after(None) is None
 
 

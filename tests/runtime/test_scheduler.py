@@ -70,3 +70,31 @@ async def test_lease_passes_to_another_process_when_the_holder_stops(
 
 async def _noop(ctx: StepContext) -> None:
     return None
+
+
+async def test_over_ping_the_queue_flows_start_without_a_start_point(
+    timed_store: Store, clock: FakeClock
+) -> None:
+    """PING's queues hold only what waits: flows 1 and 4 need no POLL_START_AT, while the
+    Primero polls (flows 2 and 3) still refuse to read history without one."""
+    from primero_progres import flows
+    from primero_progres.settings import Settings
+    from primero_progres.store import BEGINNING
+
+    settings = Settings.for_tests(unhcr_gateway="ping")
+    points = flows.start_points(settings)
+    assert points == {
+        "progres-referral": BEGINNING,
+        "primero-decision": None,
+        "primero-referral": None,
+        "progres-decision": BEGINNING,
+    }
+    dtp = Settings.for_tests(poll_start_at="2026-11-30T08:00:00Z")
+    assert flows.start_points(dtp) == {"primero-decision": START, "primero-referral": START}
+    scheduler = Scheduler(
+        timed_store, flows.poll_triggers(settings), owner="m1", lease_seconds=30,
+        start_points=points,
+    )
+    assert await scheduler.tick() == ["progres-referral", "progres-decision"]
+    assert await timed_store.cursors.get("progres-referral") == "1970-01-01T00:00:00Z"
+    assert await timed_store.cursors.get("primero-referral") is None

@@ -1,4 +1,4 @@
-"""Operator commands: db upgrade, keygen, dead-letters, replay, purge, messages."""
+"""Operator commands: db upgrade, keygen, dead-letters, queue, replay, purge, messages."""
 
 from __future__ import annotations
 
@@ -57,6 +57,9 @@ def test_dead_letters_replay_purge_and_messages(
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
 
     job_id = asyncio.run(make_dead_letter(url, key))
+    assert json.loads(runner.invoke(app, ["queue"]).output) == {
+        "kind": "toy.step", "state": "dead", "count": 1
+    }
     listed = runner.invoke(app, ["dead-letters"])
     row = json.loads(listed.output.strip())
     assert (row["job_id"], row["reason"]["reason"], row["refs"]) == (
@@ -66,6 +69,9 @@ def test_dead_letters_replay_purge_and_messages(
     )
     assert runner.invoke(app, ["replay", job_id]).exit_code == 0
     assert runner.invoke(app, ["dead-letters"]).output.strip() == ""
+    assert json.loads(runner.invoke(app, ["queue"]).output) == {
+        "kind": "toy.step", "state": "pending", "count": 1
+    }
     assert runner.invoke(app, ["replay", job_id]).exit_code == 1
     purged = json.loads(runner.invoke(app, ["purge"]).output)
     assert purged == {"jobs_purged": 0, "messages_purged": 0}

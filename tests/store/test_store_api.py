@@ -134,3 +134,95 @@ async def test_run_now_queues_a_poll_outside_the_schedule(store: Store) -> None:
     job = await store.jobs.get(job_id, decrypt=True)
     assert job is not None
     assert (job.kind, job.key, job.payload) == ("primero-decision.poll", None, {"full_scan": True})
+
+
+async def test_a_delivery_failure_written_back_through_ping_is_never_waited_on(
+    store: Store,
+) -> None:
+    await store.apply(
+        [
+            delivered("I-1", "rec-a", "svc-a", LedgerState.WRITTEN_BACK),
+            delivered("I-2", "rec-b", "svc-b", LedgerState.FAILURE_WRITTEN_BACK),
+        ]
+    )
+    assert await store.ledger.cases_waiting_for_decision(STATUSES, limit=10) == ["rec-a"]
+
+
+async def test_the_ledger_finds_an_exchange_by_its_ping_ids(store: Store) -> None:
+    await store.apply(
+        [
+            LedgerRecord.of(
+                Flow.PROGRES_REFERRAL,
+                "I-1",
+                state=LedgerState.DELIVERED,
+                lp_intervention_id="lp-1",
+                business_unit_id="bu-1",
+            ),
+            LedgerRecord.of(
+                Flow.PROGRES_DECISION,
+                "svc-1",
+                state=LedgerState.ACCEPTED,
+                interoperability_referral_id="iop-1",
+            ),
+        ]
+    )
+    [exchange] = await store.ledger.find(lp_intervention_id="lp-1")
+    assert (exchange.key, exchange.business_unit_id) == ("I-1", "bu-1")
+    [decided] = await store.ledger.find(Flow.PROGRES_DECISION, interoperability_referral_id="iop-1")
+    assert decided.key == "svc-1"
+    assert await store.ledger.find(lp_intervention_id="lp-2") == []
+
+
+async def test_a_job_added_as_a_dead_letter_waits_for_a_replay(store: Store) -> None:
+    from primero_progres.errors import FailureClass
+    from primero_progres.store import DeadReason
+
+    reason = DeadReason(FailureClass.PERMANENT, "ingestion_failed", "transaction t-1 failed")
+    dead = Enqueue("toy.step", {"n": 1}, key="k-dead", refs={"case_id": "c-1"}, dead_reason=reason)
+    await store.apply([dead])
+    [job] = await store.jobs.list(kind="toy.step")
+    assert (job.state, job.dead_reason, job.attempts) == ("dead", reason, 0)
+    [entry] = await store.audit.list(event=AuditEvent.JOB_DEAD)
+    assert entry.ids == {
+        "case_id": "c-1",
+        "job_id": job.id,
+        "kind": "toy.step",
+        "attempts": 0,
+        "failure_class": "permanent",
+        "reason": "ingestion_failed",
+    }
+    # the key is taken: the same dead letter again is a no-op
+    await store.apply([dead])
+    assert len(await store.jobs.list(kind="toy.step")) == 1
+    assert len(await store.audit.list(event=AuditEvent.JOB_DEAD)) == 1
+    assert await store.jobs.replay(job.id)
+    claimed = await store.jobs.claim("w/0", kinds=["toy.step"], lease_seconds=30)
+    assert claimed is not None and claimed.payload == {"n": 1} and claimed.attempts == 1
+
+
+async def test_a_job_is_outstanding_while_unfinished_or_dead(store: Store) -> None:
+    from primero_progres.worker import RetryPolicy, Worker
+
+    kind = "toy.pull"
+
+    async def fail(_ctx: object) -> None:
+        raise ValueError("boom")  # not a bridge error: transient, then dead when exhausted
+
+    await store.jobs.enqueue(kind, key=f"{kind}:item-1:round-1")
+    assert await store.jobs.outstanding(kind, f"{kind}:item-1:")
+    assert not await store.jobs.outstanding(kind, f"{kind}:item-2:")
+    assert not await store.jobs.outstanding("other.kind", f"{kind}:item-1:")
+    assert not await store.jobs.outstanding(kind, f"{kind}:ITEM-1:")  # exact, whatever LIKE does
+    assert not await store.jobs.outstanding(kind, f"{kind}:item_")  # no wildcard
+
+    async def done(_ctx: object) -> None:
+        return None
+
+    await Worker(store, {kind: done}).run_until_idle()
+    assert not await store.jobs.outstanding(kind, f"{kind}:item-1:")
+
+    await store.jobs.enqueue(kind, key=f"{kind}:item-1:round-2")
+    await Worker(store, {kind: fail}, retry=RetryPolicy(max_attempts=1)).run_until_idle()
+    [dead] = await store.jobs.list(kind=kind, state="dead")
+    assert await store.jobs.outstanding(kind, f"{kind}:item-1:")
+    assert dead.key == f"{kind}:item-1:round-2"

@@ -273,3 +273,15 @@ async def test_health_readiness_and_metrics(client: httpx.AsyncClient) -> None:
         'primero_progres_queue_jobs{kind="progres-referral.receive",state="pending"} 1.0' in metrics
     )
     assert "I-METRIC" not in metrics
+
+
+async def test_over_ping_there_is_no_inbox_to_call(store: Store) -> None:
+    """PING never calls the bridge; a stray DTP call must not queue work nothing would run."""
+    settings = Settings.for_tests(inbox_tokens=TOKENS, unhcr_gateway="ping")
+    transport = httpx.ASGITransport(app=create_app(settings, store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+        response = await http.post(URL, json=referral(), headers=BEARER)
+        assert response.status_code == 404
+        assert (await http.get("/healthz")).status_code == 200
+    assert await store.jobs.list() == []
+    assert await store.messages.list() == []

@@ -50,8 +50,12 @@ def poll_intervals(settings: Settings) -> dict[Flow, float]:
 
 
 def certificate_expiry(settings: Settings) -> datetime | None:
-    """When the DTP client certificate expires; None when there is none, or it cannot be read
-    (the service refuses to start with an unreadable one, so this is a file changed since)."""
+    """When the DTP client certificate expires; None when there is none, when proGres is
+    reached through PING (which takes no client certificate: any DTP files left configured are
+    not used), or when it cannot be read (the service refuses to start with an unreadable one,
+    so this is a file changed since)."""
+    if settings.unhcr_gateway == "ping":
+        return None
     try:
         certificate = settings.dtp_client_certificate()
     except ConfigurationError as exc:

@@ -1,8 +1,8 @@
 """Commands of the 'repair' part: the operator console's views and repairs from a shell.
 
-``messages``, ``dead-letters``, ``trace``, ``replay``, ``discard`` and ``cursor``, through the
-same store API the console uses; each repair is audited as ``cli:<system user>``. Output is
-one JSON object a line (IDs, codes, statuses, counts and times only).
+``messages``, ``dead-letters``, ``queue``, ``trace``, ``replay``, ``discard`` and ``cursor``,
+through the same store API the console uses; each repair is audited as ``cli:<system user>``.
+Output is one JSON object a line (IDs, codes, statuses, counts and times only).
 """
 
 from __future__ import annotations
@@ -128,6 +128,22 @@ def register(app: typer.Typer) -> None:
 
         async def view(store: Store) -> list[dict[str, Any]]:
             return [dead_letter_row(j) for j in await store.jobs.dead_letters(where, limit=limit)]
+
+        print_rows(with_store(settings, view))
+
+    @app.command()
+    def queue(config: ConfigOption = None) -> None:
+        """Unfinished and dead jobs by kind and state, one JSON object a line (a drained queue
+        prints nothing): e.g. before switching the UNHCR gateway."""
+        settings = load_settings(config)
+
+        async def view(store: Store) -> list[dict[str, Any]]:
+            counts = await store.jobs.counts()
+            return [
+                {"kind": kind, "state": state, "count": count}
+                for (kind, state), count in sorted(counts.items())
+                if state in ("pending", "running", "dead")
+            ]
 
         print_rows(with_store(settings, view))
 

@@ -16,6 +16,7 @@ from ..logging import configure_logging, get_logger
 from ..operators import command_line_account
 from ..settings import Settings
 from ..store import Flow, Store, flow_of
+from .mapping import Gateway
 from .store import ConfigOption, load_settings
 
 log = get_logger(__name__)
@@ -68,7 +69,10 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     ]
     if scheduler:
         poller = Scheduler(
-            store, flows.poll_triggers(settings), start_at=settings.poll_start_at
+            store,
+            flows.poll_triggers(settings),
+            start_at=settings.poll_start_at,
+            start_points=flows.start_points(settings),
         )
         tasks.append(asyncio.create_task(poller.run(stop)))
         # the scheduling processes run the alert check (one of them at a time: its lease)
@@ -168,7 +172,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def poll(
-        flow: Annotated[str, typer.Argument(help="primero-decision or primero-referral")],
+        flow: Annotated[
+            str,
+            typer.Argument(
+                help="primero-decision or primero-referral; over PING also progres-referral "
+                "or progres-decision"
+            ),
+        ],
         config: ConfigOption = None,
         full_scan: Annotated[
             bool,
@@ -194,20 +204,28 @@ def register(app: typer.Typer) -> None:
         """
         from .. import flows
 
-        if flow not in flows.POLLING_FLOWS:
-            typer.echo(f"unknown polling flow {flow!r}: one of {', '.join(flows.POLLING_FLOWS)}")
+        # which flows poll depends on the gateway; the encryption key is checked just after
+        polling = flows.polling_flows(load_settings(config, require_encryption_key=False))
+        if flow not in polling:
+            typer.echo(f"unknown polling flow {flow!r}: one of {', '.join(polling)}")
             raise typer.Exit(2)
         settings = load_settings(config)
         configure_logging(level=settings.log_level)
         _run(run_poll(settings, Flow(flow), full_scan=full_scan, from_beginning=from_beginning))
 
     @app.command()
-    def demo() -> None:
+    def demo(
+        gateway: Annotated[
+            Gateway,
+            typer.Option("--gateway", help="The way to proGres the demo plays through."),
+        ] = Gateway.dtp,
+    ) -> None:
         """Play all four flows against the simulators, on loopback, with a throwaway database."""
         from ..demo import run_demo
 
         configure_logging(level="WARNING", json=False)
-        if not asyncio.run(run_demo(typer.echo)):
+        played = run_demo(typer.echo, gateway="ping" if gateway is Gateway.ping else "dtp")
+        if not asyncio.run(played):
             raise typer.Exit(1)
 
 
@@ -258,7 +276,7 @@ async def run_poll(
         await store.polls.run_now(
             flow,
             {"full_scan": True} if full_scan else None,
-            start_at=settings.poll_start_at,
+            start_at=flows.start_at(settings, flow),
             from_beginning=from_beginning,
             account=command_line_account(),
         )

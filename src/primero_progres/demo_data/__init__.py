@@ -14,6 +14,15 @@ INBOX_TOKEN = "demo-inbox-token"
 PRIMERO_CASEWORKER = "primero_cp"
 UNHCR_CASEWORKER = "unhcr_cw@cpims-gambella.primero.org"
 
+#: the simulated PING deployment (B2C service account, APIM key, partner and interop ids)
+PING_SUBSCRIPTION_KEY = "demo-ping-subscription-key"
+PING_CLIENT_ID = "demo-ping-client"
+PING_USERNAME = "bridge@sim-tenant.onmicrosoft.com"
+PING_PASSWORD = "demo-ping-password"
+PING_PARTNER_ID = "PNR-1363"
+PING_INTEROP_ID = "INT-1436"
+PING_BUSINESS_UNIT = "00000000-0000-4000-8000-000000000004"
+
 PRIMERO_USERS: list[dict[str, Any]] = [
     {"user_name": API_USER, "full_name": "Bridge API user", "position": "Integration"},
     {
@@ -131,3 +140,35 @@ def primero_case(case_id: str, record_id: str, **overrides: Any) -> dict[str, An
     }
     case.update(overrides)
     return case
+
+
+def ping_intervention(
+    number: str = "DEMO-26-PRTITV-0000001", progres_id: str = "DEMO-00000001", **overrides: Any
+) -> dict[str, Any]:
+    """An LP intervention as the PING simulator is seeded with (``POST /_sim/seed``): the
+    same invented child as ``intervention()``, flagged for Primero."""
+    item: dict[str, Any] = {
+        "intervention_number": number,
+        "business_unit": PING_BUSINESS_UNIT,
+        "intervention_type": "Alternative Care",
+        "start_date": "2026-11-01T00:00:00Z",
+        "description": "<p>Invented demo referral</p>",
+        "individual": {
+            "progres_id": progres_id,
+            "registration_group_name": "DEMO-26-00001",
+            "given_name": "Amani",
+            "family_name": "Example",
+            "date_of_birth": "2015-03-01T00:00:00Z",
+            "sex": 125080000,
+            "phone": "+000000000",
+            "locations": ["Gambela"],
+        },
+        "caseworker": {
+            "title": "Protection Officer",
+            "mobilephone": "0000000001",
+            "internalemailaddress": "officer@example.org",
+        },
+        "languages": ["Nuer"],
+    }
+    item.update(overrides)
+    return item

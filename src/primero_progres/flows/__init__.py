@@ -2,42 +2,89 @@
 
 ``build_handlers`` gives the worker one async handler per job kind;
 ``poll_triggers`` gives the scheduler the polling flows and their intervals.
-The flow modules are imported lazily so that commands which run no flow
-(``db upgrade``, ``keygen``, the simulators) do not load the peer clients.
+Which handlers and polls depends on the UNHCR gateway
+(``PRIMERO_PROGRES_UNHCR_GATEWAY``): over DTP, flows 1 and 4 start from the
+inbox; over PING, all four start with a poll. The flow modules are imported
+lazily so that commands which run no flow (``db upgrade``, ``keygen``, the
+simulators) do not load the peer clients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
-from ..store import Flow, FlowStore, Handler
+from ..store import BEGINNING, Flow, FlowStore, Handler
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+#: the flows a schedule starts over DTP (flows 1 and 4 start when DTP posts to the inbox)
 POLLING_FLOWS = (Flow.PRIMERO_DECISION, Flow.PRIMERO_REFERRAL)
+#: over PING nothing calls the bridge: every flow starts with a poll
+PING_POLLING_FLOWS = (
+    Flow.PROGRES_REFERRAL,
+    Flow.PRIMERO_DECISION,
+    Flow.PRIMERO_REFERRAL,
+    Flow.PROGRES_DECISION,
+)
+
+#: over PING, flows 1 and 4 read PING's queues, which hold only what waits: no history
+QUEUE_FLOWS = (Flow.PROGRES_REFERRAL, Flow.PROGRES_DECISION)
+
+Step = Callable[["Runtime", Any], Awaitable[None]]
+
+
+def _dtp_steps() -> dict[str, Step]:
+    from . import primero_decision, primero_referral, progres_decision, progres_referral
+
+    return {
+        progres_referral.RECEIVE: progres_referral.receive,
+        progres_referral.DELIVER: progres_referral.deliver,
+        progres_referral.FEEDBACK: progres_referral.feedback,
+        primero_decision.POLL: primero_decision.poll,
+        primero_decision.SEND: primero_decision.send,
+        primero_referral.POLL: primero_referral.poll,
+        primero_referral.SEND: primero_referral.send,
+        progres_decision.RECEIVE: progres_decision.receive,
+        progres_decision.APPLY: progres_decision.apply,
+    }
+
+
+def _ping_steps() -> dict[str, Step]:
+    from . import (
+        ping_outbound,
+        ping_progres_decision,
+        ping_progres_referral,
+        primero_decision,
+        primero_referral,
+    )
+
+    return {
+        ping_progres_referral.POLL: ping_progres_referral.poll,
+        ping_progres_referral.PULL: ping_progres_referral.pull,
+        ping_progres_referral.WRITE_BACK: ping_progres_referral.write_back,
+        # flows 2 and 3 poll Primero as over DTP; what they queue goes to PING
+        primero_decision.POLL: primero_decision.poll,
+        primero_decision.SEND: ping_outbound.send_decision,
+        primero_referral.POLL: primero_referral.poll,
+        primero_referral.INGEST: ping_outbound.ingest,
+        ping_outbound.CHECK: ping_outbound.check,
+        ping_progres_decision.POLL: ping_progres_decision.poll,
+        ping_progres_decision.PULL: ping_progres_decision.pull,
+        ping_progres_decision.WRITE_BACK: ping_progres_decision.write_back,
+    }
 
 
 class Handlers(dict[str, Handler]):
     """The job handlers of one process, with the runtime they share (closed on shutdown)."""
 
     def __init__(self, runtime: Runtime) -> None:
-        from . import primero_decision, primero_referral, progres_decision, progres_referral
-
         self.runtime = runtime
-        steps = {
-            progres_referral.RECEIVE: progres_referral.receive,
-            progres_referral.DELIVER: progres_referral.deliver,
-            progres_referral.FEEDBACK: progres_referral.feedback,
-            primero_decision.POLL: primero_decision.poll,
-            primero_decision.SEND: primero_decision.send,
-            primero_referral.POLL: primero_referral.poll,
-            primero_referral.SEND: primero_referral.send,
-            progres_decision.RECEIVE: progres_decision.receive,
-            progres_decision.APPLY: progres_decision.apply,
-        }
+        steps = _ping_steps() if runtime.unhcr_gateway == "ping" else _dtp_steps()
         super().__init__({kind: partial(step, runtime) for kind, step in steps.items()})
 
     async def aclose(self) -> None:
@@ -51,6 +98,28 @@ def build_handlers(settings: Settings, store: FlowStore) -> Handlers:
     return Handlers(Runtime.from_settings(settings, store))
 
 
+def polling_flows(settings: Settings) -> tuple[Flow, ...]:
+    """The flows a schedule starts with this gateway."""
+    return PING_POLLING_FLOWS if settings.unhcr_gateway == "ping" else POLLING_FLOWS
+
+
 def poll_triggers(settings: Settings) -> dict[Flow, float]:
     """Polling flow -> interval in seconds."""
-    return {flow: settings.poll_interval_seconds for flow in POLLING_FLOWS}
+    return {flow: settings.poll_interval_seconds for flow in polling_flows(settings)}
+
+
+def start_at(settings: Settings, flow: Flow) -> datetime | None:
+    """Where the first poll of ``flow`` starts when it has no cursor (``store.polls``).
+
+    A Primero poll reads history, so it needs ``POLL_START_AT`` (or an operator's start
+    point). A PING queue holds only what waits for the bridge: its flows start at the
+    beginning, and their cursor stays there (they keep no watermark).
+    """
+    if settings.unhcr_gateway == "ping" and flow in QUEUE_FLOWS:
+        return BEGINNING
+    return settings.poll_start_at
+
+
+def start_points(settings: Settings) -> dict[Flow, datetime | None]:
+    """``start_at`` of every polling flow, for the scheduler."""
+    return {flow: start_at(settings, flow) for flow in polling_flows(settings)}

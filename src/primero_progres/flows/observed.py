@@ -1,10 +1,10 @@
 """The peer ports, each call timed, classified and recorded: the one place the bridge watches
 its peers.
 
-Every call a flow makes to Primero or to the UNHCR gateway goes through ``ObservedPrimero`` or
-``ObservedGateway``. The process's :class:`PeerObserver` counts it in the metrics (duration,
-failures by kind) and records it in ``store.peers``, which the operator console's peer panel
-and the peer-down alert both read. What counts:
+Every call a flow makes to Primero or to the UNHCR gateway goes through ``ObservedPrimero``,
+``ObservedGateway`` (DTP) or ``ObservedPing``. The process's :class:`PeerObserver` counts it in
+the metrics (duration, failures by kind) and records it in ``store.peers``, which the operator
+console's peer panel and the peer-down alert both read. What counts:
 
 * a failure is a typed peer error, classified once (``peers.errors.call_failure``); an error
   of the bridge's own (a mapping problem) says nothing about the peer;
@@ -28,10 +28,11 @@ from typing import Any, Protocol, TypeVar
 from ..errors import BridgeError
 from ..logging import get_logger
 from ..peers.errors import ANSWERED, CallFailure, PeerError, call_failure
+from ..peers.ping import IngestionReceipt, PingPage, ShippingProcesses, TransactionStatus
 from ..runtime.metrics import observe_peer_call
 from ..store import PeerOutcomes
 from ..store.step import PeerRecorder
-from .ports import GatewayReceipt, PrimeroApi, ProgresGateway
+from .ports import GatewayReceipt, PingApi, PrimeroApi, ProgresGateway
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -252,6 +253,57 @@ class ObservedGateway:
 
     async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
         return await self._watch.call(self._inner.send_decision(message))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class ObservedPing:
+    """``PingApi`` whose every call is observed (peer ``ping``); a token fetched or renewed
+    inside a call is part of that call."""
+
+    def __init__(self, inner: PingApi, observer: CallObserver) -> None:
+        self._inner = inner
+        self._watch = _Watch("ping", observer)
+
+    @property
+    def shipping_processes(self) -> ShippingProcesses:
+        return self._inner.shipping_processes
+
+    async def retrieve_page(
+        self,
+        shipping_process_id: str,
+        *,
+        record_ids: str | Sequence[str] | None = None,
+        page_number: int = 1,
+        paging_cookie: str | None = None,
+    ) -> PingPage:
+        return await self._watch.call(
+            self._inner.retrieve_page(
+                shipping_process_id,
+                record_ids=record_ids,
+                page_number=page_number,
+                paging_cookie=paging_cookie,
+            )
+        )
+
+    async def referral_detail(self, lp_intervention_id: str) -> list[dict[str, Any]]:
+        return await self._watch.call(self._inner.referral_detail(lp_intervention_id))
+
+    async def update_intervention(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        return await self._watch.call(self._inner.update_intervention(item))
+
+    async def create_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        return await self._watch.call(self._inner.create_referral(item))
+
+    async def referral_create_status(self, transaction_id: str) -> TransactionStatus:
+        return await self._watch.call(self._inner.referral_create_status(transaction_id))
+
+    async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
+        return await self._watch.call(self._inner.decision_detail(referral_id))
+
+    async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        return await self._watch.call(self._inner.update_referral(item))
 
     async def aclose(self) -> None:
         await self._inner.aclose()

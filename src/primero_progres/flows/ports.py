@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..peers.ping import IngestionReceipt, PingPage, ShippingProcesses, TransactionStatus
+
 
 class PrimeroApi(Protocol):
     """The Primero v2 calls of the four flows (``peers.primero.PrimeroClient``)."""
@@ -53,7 +55,7 @@ class GatewayReceipt(Protocol):
 
 
 class ProgresGateway(Protocol):
-    """The way to proGres: its two message kinds (``peers.dtp.DTPClient`` today)."""
+    """The way to proGres through DTP: its two message kinds (``peers.dtp.DTPClient``)."""
 
     async def send_referral(self, message: dict[str, Any]) -> GatewayReceipt:
         """Flow 3: a Primero referral to UNHCR."""
@@ -61,6 +63,47 @@ class ProgresGateway(Protocol):
 
     async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
         """Flow 1 feedback and flow 2 decisions."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class PingApi(Protocol):
+    """The way to proGres through PING (``peers.ping.PingClient``): the flows page the two
+    lists themselves (one committed page per job), read details, and write back."""
+
+    @property
+    def shipping_processes(self) -> ShippingProcesses: ...
+
+    async def retrieve_page(
+        self,
+        shipping_process_id: str,
+        *,
+        record_ids: str | Sequence[str] | None = None,
+        page_number: int = 1,
+        paging_cookie: str | None = None,
+    ) -> PingPage: ...
+
+    async def referral_detail(self, lp_intervention_id: str) -> list[dict[str, Any]]:
+        """Flow 1: the rows of one LP intervention."""
+        ...
+
+    async def update_intervention(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        """Flows 1 and 2: an LP intervention's transfer status."""
+        ...
+
+    async def create_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        """Flow 3: ``/asyncdata``; PING keeps no duplicate guard."""
+        ...
+
+    async def referral_create_status(self, transaction_id: str) -> TransactionStatus: ...
+
+    async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
+        """Flow 4: the rows of one interoperability referral."""
+        ...
+
+    async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
+        """Flow 4: "synced"."""
         ...
 
     async def aclose(self) -> None: ...

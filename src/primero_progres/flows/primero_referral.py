@@ -9,9 +9,11 @@ referrals of those that hold a UNHCR service, and queues one ``send`` job per
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..logging import get_logger
+from ..mapping import ping as ping_mapping
 from ..mapping import primero_referral as mapping
 from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind, poll_kind
 from .polling import Watermark, finish_poll, read_from
@@ -19,6 +21,15 @@ from .runtime import Runtime
 
 FLOW = Flow.PRIMERO_REFERRAL
 POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
+#: over PING a referral is ingested asynchronously (``ping_outbound``), not sent
+INGEST = job_kind(FLOW, "ingest")
+
+Messages = Callable[..., list[mapping.ReferralResult]]
+#: by gateway: the messages the poll builds and the job that takes each to proGres
+ROUTES: dict[str, tuple[Messages, str]] = {
+    "dtp": (mapping.referral_messages, SEND),
+    "ping": (ping_mapping.referral_create_messages, INGEST),
+}
 
 log = get_logger(__name__)
 
@@ -42,18 +53,20 @@ async def poll(rt: Runtime, ctx: StepContext) -> None:
                     missing_users.add(user_name)
                 else:
                     users[user_name] = user
-            for result in mapping.referral_messages(case, referrals, users, rt.profile):
+            messages, _ = ROUTES[rt.unhcr_gateway]
+            for result in messages(case, referrals, users, rt.profile):
                 queued += await _queue(rt, ctx, result)
         watermark.see(case.get("last_updated_at"))
     finish_poll(ctx, FLOW, cursor, watermark, seen=seen, queued=queued)
 
 
-def _key(case_id: object, service_unique_id: object) -> str:
+def exchange_key(case_id: object, service_unique_id: object) -> str:
+    """The ledger key of a flow-3 exchange, whichever gateway sends it."""
     return f"{case_id}:{service_unique_id}"
 
 
 async def _queue(rt: Runtime, ctx: StepContext, result: mapping.ReferralResult) -> int:
-    key = _key(result.case_id, result.service_unique_id)
+    key = exchange_key(result.case_id, result.service_unique_id)
     existing = await rt.store.ledger.get(FLOW, key)
     if existing and existing.state != LedgerState.UNMAPPABLE:
         return 0
@@ -83,7 +96,8 @@ async def _queue(rt: Runtime, ctx: StepContext, result: mapping.ReferralResult) 
                 **ids,
             )
         return 0
-    ctx.enqueue(SEND, {"message": result.message}, key=f"{SEND}:{key}", refs=ids)
+    _, kind = ROUTES[rt.unhcr_gateway]
+    ctx.enqueue(kind, {"message": result.message}, key=f"{kind}:{key}", refs=ids)
     ctx.ledger_record(
         FLOW, key, state=LedgerState.QUEUED, event=LedgerEvent.REFERRAL_QUEUED, **ids
     )
@@ -95,7 +109,7 @@ async def send(rt: Runtime, ctx: StepContext) -> None:
     await rt.dtp.send_referral((ctx.job.payload or {})["message"])
     ctx.ledger_record(
         FLOW,
-        _key(refs.get("case_id"), refs.get("service_unique_id")),
+        exchange_key(refs.get("case_id"), refs.get("service_unique_id")),
         state=LedgerState.SENT,
         event=LedgerEvent.REFERRAL_SENT,
         **refs,

@@ -53,7 +53,19 @@ async def apply(rt: Runtime, ctx: StepContext) -> None:
     decision = mapping.read_decision((ctx.job.payload or {}).get("decision"), rt.profile)
     if isinstance(decision, MappingError):
         raise MappingFailure(f"{FLOW.value}: decision {decision.kind}", reason=decision.kind)
+    await apply_decision(rt, ctx, decision)
 
+
+async def apply_decision(
+    rt: Runtime,
+    ctx: StepContext,
+    decision: mapping.ProgresDecision,
+    *,
+    fingerprint: str | None = None,
+    **ids: Any,
+) -> None:
+    """Flow 4's Primero side, whichever gateway brought the decision: find the referral, PATCH
+    its status, record the exchange (with the gateway's own ``ids``)."""
     case_record_id, referral = await _resolve(rt, decision)
     patch = mapping.referral_patch(decision)
     await rt.primero.update_referral(
@@ -67,11 +79,13 @@ async def apply(rt: Runtime, ctx: StepContext) -> None:
         decision.org_referral_id,
         state=LedgerState(decision.status),
         event=LedgerEvent.REFERRAL_PATCHED,
+        fingerprint=fingerprint,
         org_referral_id=decision.org_referral_id,
         case_record_id=case_record_id,
         case_id=decision.case_id,
         referral_id=referral["id"],
         service_unique_id=referral.get("service_record_id"),
+        **ids,
     )
     ctx.audit(
         AuditEvent.DECISION_APPLIED,

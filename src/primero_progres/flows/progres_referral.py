@@ -19,7 +19,8 @@ interventions for the same child arriving together can never create two cases.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from ..errors import FailureClass
 from ..logging import get_logger
@@ -78,6 +79,61 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
     number = mapped.progres_interventionnumber
 
     await ctx.hold(f"individual:{mapped.unhcr_individual_no}")
+    written = await write_case(rt, ctx, mapped)
+    if isinstance(written, PermanentPeerError):
+        _refuse(ctx, rt, intervention, fingerprint, peer_reason=written.reason)
+        return
+    ctx.ledger_record(
+        FLOW,
+        number,
+        state=LedgerState.DELIVERED,
+        event=LedgerEvent.CASE_CREATED if written.action == "create" else LedgerEvent.CASE_UPDATED,
+        fingerprint=fingerprint,
+        progres_interventionnumber=number,
+        case_record_id=written.case_record_id,
+        case_id=written.case_id,
+        service_unique_id=written.service_unique_id,
+        # what addresses the intervention through PING, should the deployment switch to it
+        **mapping.ping_ids(intervention),
+    )
+    feedback = mapping.success_feedback(
+        case_id=written.case_id, primero_user=written.owned_by, intervention_number=number
+    )
+    ctx.enqueue(
+        FEEDBACK,
+        {"message": feedback},
+        key=f"{FEEDBACK}:{number}:{fingerprint}",
+        refs={
+            "progres_interventionnumber": number,
+            "case_id": written.case_id,
+            "status": feedback["status"],
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenCase:
+    """The Primero case an intervention was written to."""
+
+    action: Literal["create", "update"]
+    case_record_id: str
+    case_id: str
+    #: who owns the case now
+    owned_by: str
+    service_unique_id: str | None
+
+
+async def write_case(
+    rt: Runtime, ctx: StepContext, mapped: mapping.MappedIntervention
+) -> WrittenCase | PermanentPeerError:
+    """Flow 1's Primero side, whichever gateway brought the intervention: find the child's
+    case(s), create or patch (never a duplicate service row).
+
+    The caller holds the lease ``individual:<unhcr_individual_no>``. A permanent refusal by
+    Primero is returned for the caller to report to proGres; the refusals that are the
+    bridge's own configuration problem (``OPERATOR_FIXABLE``) are raised: dead letters.
+    """
+    number = mapped.progres_interventionnumber
     existing = await rt.primero.find_cases("unhcr_individual_no", mapped.unhcr_individual_no)
     plan = mapping.plan_upsert(existing, mapped)
     try:
@@ -88,8 +144,7 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
     except PermanentPeerError as exc:
         if isinstance(exc, OPERATOR_FIXABLE):
             raise
-        _refuse(ctx, rt, intervention, fingerprint, peer_reason=exc.reason)
-        return
+        return exc
 
     case_record_id = plan.case_record_id or _text(written.get("id"))
     case_id = _text(written.get("case_id")) or _existing_case_id(existing, case_record_id)
@@ -115,30 +170,6 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
             case_record_id=case_record_id,
             candidate_ids=list(plan.candidate_ids),
         )
-    ctx.ledger_record(
-        FLOW,
-        number,
-        state=LedgerState.DELIVERED,
-        event=LedgerEvent.CASE_CREATED if plan.action == "create" else LedgerEvent.CASE_UPDATED,
-        fingerprint=fingerprint,
-        progres_interventionnumber=number,
-        case_record_id=case_record_id,
-        case_id=case_id,
-        service_unique_id=service_unique_id,
-    )
-    feedback = mapping.success_feedback(
-        case_id=case_id, primero_user=owned_by, intervention_number=number
-    )
-    ctx.enqueue(
-        FEEDBACK,
-        {"message": feedback},
-        key=f"{FEEDBACK}:{number}:{fingerprint}",
-        refs={
-            "progres_interventionnumber": number,
-            "case_id": case_id,
-            "status": feedback["status"],
-        },
-    )
     log.info(
         "intervention_delivered",
         flow=FLOW.value,
@@ -146,6 +177,7 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
         case_id=case_id,
         outcome=plan.action,
     )
+    return WrittenCase(plan.action, case_record_id, case_id, owned_by, service_unique_id)
 
 
 def _refuse(

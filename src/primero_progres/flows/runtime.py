@@ -1,28 +1,56 @@
 """What every flow step needs: the store's reads, the profile, the peers and a clock.
 
 One ``Runtime`` per process. The peer clients hold connection pools, so the
-runtime is closed once, when the process stops.
+runtime is closed once, when the process stops. ``unhcr_gateway`` says which
+way proGres is reached: DTP (``dtp``) or PING (``ping``); the other port is
+left unconfigured and refuses to be used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from ..errors import ConfigurationError
 from ..peers.dtp import DTPClient
+from ..peers.ping import client_from_settings
 from ..peers.primero import PrimeroClient
 from ..profiles import Profile, load_profile
 from ..settings import Settings
 from ..store import FlowStore
-from .observed import ObservedGateway, ObservedPrimero, PeerObserver
-from .ports import PrimeroApi, ProgresGateway
+from ..worker import RetryPolicy
+from .observed import ObservedGateway, ObservedPing, ObservedPrimero, PeerObserver
+from .ports import GatewayReceipt, PingApi, PrimeroApi, ProgresGateway
+
+Gateway = Literal["dtp", "ping"]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class DtpNotConfigured:
+    """The DTP port of a deployment that reaches proGres through PING."""
+
+    async def send_referral(self, message: dict[str, Any]) -> GatewayReceipt:
+        raise _not_configured("dtp")
+
+    async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
+        raise _not_configured("dtp")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _not_configured(gateway: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"this step needs the {gateway} gateway, and PRIMERO_PROGRES_UNHCR_GATEWAY says otherwise",
+        reason="gateway_not_configured",
+    )
 
 
 @dataclass
@@ -30,25 +58,68 @@ class Runtime:
     store: FlowStore
     profile: Profile
     primero: PrimeroApi
-    dtp: ProgresGateway
+    dtp: ProgresGateway = field(default_factory=DtpNotConfigured)
     clock: Callable[[], datetime] = _utcnow
     #: how far back each poll re-reads before its watermark (clock skew, same-second writes)
     overlap: timedelta = timedelta(seconds=60)
     #: flow 2 reads every case updated since the cursor, not only those the ledger knows
     full_scan: bool = False
+    #: which UNHCR gateway speaks for proGres (``PRIMERO_PROGRES_UNHCR_GATEWAY``)
+    unhcr_gateway: Gateway = "dtp"
+    ping_client: PingApi | None = None
+    #: seconds to wait before asking PING again whether an async ingestion is done
+    ping_status_check: float = 60.0
+    #: the worker's retry delay for the n-th attempt (steps that retry by re-queueing use it)
+    retry_delay: Callable[[int, float | None], float] = field(
+        default_factory=lambda: RetryPolicy().delay
+    )
+    max_attempts: int = RetryPolicy.max_attempts
 
     def today(self) -> date:
         return self.clock().date()
 
+    @property
+    def ping(self) -> PingApi:
+        """The PING port; a ``ConfigurationError`` on a DTP deployment."""
+        if self.ping_client is None:
+            raise _not_configured("ping")
+        return self.ping_client
+
     async def aclose(self) -> None:
         await self.primero.aclose()
         await self.dtp.aclose()
+        if self.ping_client is not None:
+            await self.ping_client.aclose()
 
     @classmethod
     def from_settings(cls, settings: Settings, store: FlowStore) -> Runtime:
-        settings.require(
-            "primero_url", "primero_username", "primero_password", "dtp_url", "dtp_subscription_key"
-        )
+        primero_settings = ("primero_url", "primero_username", "primero_password")
+        # every call to a peer: into the metrics and store.peers (the console, the alerts)
+        observer = PeerObserver(store.peers, clock=store.now)
+        dtp: ProgresGateway
+        ping: PingApi | None = None
+        if settings.unhcr_gateway == "ping":
+            settings.require(*primero_settings)
+            profile = load_profile(settings.profile)
+            profile.ping_tables()  # a profile without its ``ping`` section stops the start here
+            ping = ObservedPing(client_from_settings(settings), observer)
+            dtp = DtpNotConfigured()
+        else:
+            settings.require(*primero_settings, "dtp_url", "dtp_subscription_key")
+            profile = load_profile(settings.profile)
+            dtp_client = DTPClient(
+                str(settings.dtp_url),
+                subscription_key=_secret(settings.dtp_subscription_key),
+                client_cert=settings.dtp_client_cert,
+                client_key=settings.dtp_client_key,
+                pkcs12=settings.dtp_client_pkcs12,
+                pkcs12_password=_secret(settings.dtp_client_pkcs12_password) or None,
+                ca=settings.dtp_ca,
+                timeout=settings.dtp_timeout_seconds,
+                referral_path=settings.dtp_referral_path,
+                decision_path=settings.dtp_decision_path,
+            )
+            dtp = ObservedGateway(dtp_client, observer, peer="dtp")
         primero = PrimeroClient(
             str(settings.primero_url),
             username=str(settings.primero_username),
@@ -56,27 +127,19 @@ class Runtime:
             auth=settings.primero_auth,
             timeout=settings.primero_timeout_seconds,
         )
-        dtp = DTPClient(
-            str(settings.dtp_url),
-            subscription_key=_secret(settings.dtp_subscription_key),
-            client_cert=settings.dtp_client_cert,
-            client_key=settings.dtp_client_key,
-            pkcs12=settings.dtp_client_pkcs12,
-            pkcs12_password=_secret(settings.dtp_client_pkcs12_password) or None,
-            ca=settings.dtp_ca,
-            timeout=settings.dtp_timeout_seconds,
-            referral_path=settings.dtp_referral_path,
-            decision_path=settings.dtp_decision_path,
-        )
-        # every call to a peer: into the metrics and store.peers (the console, the alerts)
-        observer = PeerObserver(store.peers, clock=store.now)
+        retry = RetryPolicy.from_settings(settings)
         return cls(
             store=store,
-            profile=load_profile(settings.profile),
+            profile=profile,
             primero=ObservedPrimero(primero, observer),
-            dtp=ObservedGateway(dtp, observer, peer="dtp"),
+            dtp=dtp,
             overlap=timedelta(seconds=settings.poll_overlap_seconds),
             full_scan=settings.primero_decision_full_scan,
+            unhcr_gateway=settings.unhcr_gateway,
+            ping_client=ping,
+            ping_status_check=settings.ping_status_check_seconds,
+            retry_delay=retry.delay,
+            max_attempts=retry.max_attempts,
         )
 
 

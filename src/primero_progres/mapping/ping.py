@@ -23,8 +23,8 @@ from ..profiles import Profile
 from ..profiles.schema import PingTables
 from .errors import UNREADABLE, MappingError, invalid, missing, unknown_code
 from .primero_decision import DecisionResult
-from .primero_referral import contact_for, phone_text, referred_services
-from .progres_decision import ProgresDecision
+from .primero_referral import ReferralResult, contact_for, phone_text, referred_services
+from .progres_decision import ProgresDecision, split_org_referral_id
 from .progres_referral import (
     F_LANGUAGE,
     MappedIntervention,
@@ -139,7 +139,7 @@ def _int_code(value: Any) -> Any:
         return ABSENT
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return ABSENT
 
@@ -201,6 +201,18 @@ def read_pending_intervention(row: Any, profile: Profile) -> PendingIntervention
     ready = status is None or status == _tables(profile).transfer_status.ready
     keys = InterventionKeys(str(lp_id), str(unit), number if isinstance(number, str) else None)
     return PendingIntervention(keys, status, ready)
+
+
+def awaiting_primero(rows: Sequence[Any], profile: Profile) -> bool:
+    """Whether an intervention's detail rows still show it queued for Primero.
+
+    True while the transfer status says "ready", and when the rows do not carry it (the
+    reference detail query does not select it): the pending list is then all there is.
+    """
+    alias = _tables(profile).progres_referral.transfer_status
+    mappings = [row for row in rows if isinstance(row, Mapping)]
+    status = _int_code(_first(mappings, alias))
+    return status is None or status == _tables(profile).transfer_status.ready
 
 
 def _distinct_texts(
@@ -440,6 +452,40 @@ def referral_create_items(
     return results
 
 
+def referral_create_messages(
+    case: Any,
+    referrals: list[dict[str, Any]],
+    users: Mapping[str, dict[str, Any]],
+    profile: Profile,
+    *,
+    since: datetime | None = None,
+) -> list[ReferralResult]:
+    """``referral_create_items`` in the shape flow 3's poll queues, whichever the gateway:
+    the ``message`` is the ``/asyncdata`` item (``ExternalId`` the ``case_id``)."""
+    return [
+        ReferralResult(
+            case_id=item.case_id,
+            case_record_id=item.case_record_id,
+            service_unique_id=item.service_unique_id,
+            referral_id=item.referral_id,
+            org_referral_id=item.org_referral_id,
+            ok=item.update is not None,
+            message=item.update.as_item() if item.update is not None else None,
+            error=item.error,
+        )
+        for item in referral_create_items(case, referrals, users, profile, since=since)
+    ]
+
+
+def translated_codes(profile: Profile) -> dict[str, frozenset[str]]:
+    """The Primero codes flow 3 can translate for PING, by field; others are ``unknown_code``."""
+    tables = _tables(profile).primero_referral
+    return {
+        "services_section.service_type": frozenset(tables.requested_services),
+        "sex": frozenset(tables.sex),
+    }
+
+
 _CASE_TEXTS = ("name_first", "name_middle", "name_last", "address_current",
                "unhcr_individual_no", "unhcr_id_no")
 _SERVICE_TEXTS = ("service_type", "service_type_other", "service_referral_notes")
@@ -637,10 +683,12 @@ def read_ping_decision(rows: Sequence[Any], profile: Profile) -> PingDecision | 
             reason = profile.progres_decision.rejection_reasons.get(str(reason_code))
         parts = [p for p in (reason, comment) if isinstance(p, str) and p]
         rejected_reason = aliases.rejected_reason_separator.join(parts) or None
+    # A referral DTP created carries DTP's ``<case_id>#<service key>``; PING's, the full id.
+    dtp_form = split_org_referral_id(org_referral_id) if "#" in str(org_referral_id) else None
     decision = ProgresDecision(
         org_referral_id=str(org_referral_id),
         case_id=str(case_id),
-        service_key=str(org_referral_id),
+        service_key=dtp_form[1] if isinstance(dtp_form, tuple) else str(org_referral_id),
         status=status,
         rejected_reason=rejected_reason,
     )

@@ -53,6 +53,8 @@ F_USER_TITLE = "user.title"
 F_USER_PARTNER = "user.progres_partner"
 F_USER_PHONE = "user.mobilephone"
 F_USER_EMAIL = "user.internalemailaddress"
+_PING_LP_INTERVENTION = "progres_lpinterventionid"
+_PING_BUSINESS_UNIT = "progres_businessunit"
 
 _LOOKUPS = frozenset({F_GROUP, F_LANGUAGE, F_USER_PARTNER, *F_LOCATIONS})
 _CODES = frozenset({F_SEX})
@@ -118,6 +120,18 @@ def intervention_number(intervention: Any) -> str | None:
         return None
     value = text(intervention.get(F_NUMBER))
     return None if value is ABSENT else value
+
+
+def ping_ids(intervention: Any) -> dict[str, Any]:
+    """The ids that address this intervention through PING (DTP sends them too), as ledger
+    columns: recorded, a deployment that switches to PING can still send its decision."""
+    found: dict[str, Any] = {"lp_intervention_id": None, "business_unit_id": None}
+    if isinstance(intervention, Mapping):
+        for column, key in (("lp_intervention_id", _PING_LP_INTERVENTION),
+                            ("business_unit_id", _PING_BUSINESS_UNIT)):
+            value = text(intervention.get(key))
+            found[column] = value if isinstance(value, str) else None
+    return found
 
 
 def _read(intervention: Mapping[str, Any], key: str) -> Any:

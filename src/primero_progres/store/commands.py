@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .models import DeadReason
 from .safe import safe_ids
 from .schema import ID_COLUMNS
 from .vocabulary import AuditEvent, Flow, LedgerEvent, LedgerState
@@ -19,7 +20,11 @@ from .vocabulary import AuditEvent, Flow, LedgerEvent, LedgerState
 
 @dataclass(frozen=True)
 class Enqueue:
-    """Add a job; a ``key`` already used (ever) makes this a no-op."""
+    """Add a job; a ``key`` already used (ever) makes this a no-op.
+
+    With ``dead_reason`` the job is added as a dead letter (with its ``job.dead`` audit entry):
+    work that must wait for an operator, who replays it once the cause is fixed.
+    """
 
     kind: str
     payload: Mapping[str, Any] | None = None
@@ -27,6 +32,7 @@ class Enqueue:
     refs: Mapping[str, Any] = field(default_factory=dict)
     delay: float = 0.0
     message_id: str | None = None
+    dead_reason: DeadReason | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refs", safe_ids(self.refs, what="job refs"))

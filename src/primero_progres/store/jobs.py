@@ -170,13 +170,15 @@ class JobQueue:
             if command.payload is not None
             else None
         )
+        dead = command.dead_reason
         stmt = upsert_insert(conn, jobs).values(
             id=job_id,
             kind=command.kind,
             key=command.key,
-            state=JobState.PENDING.value,
+            state=(JobState.DEAD if dead else JobState.PENDING).value,
             attempts=0,
             next_attempt_at=now + timedelta(seconds=max(command.delay, 0.0)),
+            dead_reason=dead.as_json() if dead else None,
             payload=sealed,
             message_id=command.message_id,
             refs=dict(command.refs),
@@ -186,11 +188,15 @@ class JobQueue:
         )
         if command.key is None:
             await conn.execute(stmt)
-            return EnqueueResult(job_id, True)
-        result = await conn.execute(
-            stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
-        )
-        if result.first() is not None:
+            created = True
+        else:
+            result = await conn.execute(
+                stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
+            )
+            created = result.first() is not None
+        if created:
+            if dead is not None:
+                await self._audit_dead(conn, now, job_id, command.kind, command.refs, 0, dead)
             return EnqueueResult(job_id, True)
         existing = await conn.scalar(sa.select(jobs.c.id).where(jobs.c.key == command.key))
         assert existing is not None
@@ -284,17 +290,28 @@ class JobQueue:
                 **_unleased(now),
             )
             if held:
-                ids = {
-                    **job.refs,
-                    "job_id": job.id,
-                    "kind": job.kind,
-                    "attempts": job.attempts,
-                    "failure_class": reason.failure_class.value,
-                    "reason": reason.reason,
-                }
-                record = AuditRecord(AuditEvent.JOB_DEAD, flow_of(job.kind), ids)
-                await self._audit.write(conn, now, record)
+                await self._audit_dead(conn, now, job.id, job.kind, job.refs, job.attempts, reason)
         return held
+
+    async def _audit_dead(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        job_id: str,
+        kind: str,
+        refs: Mapping[str, Any],
+        attempts: int,
+        reason: DeadReason,
+    ) -> None:
+        ids = {
+            **refs,
+            "job_id": job_id,
+            "kind": kind,
+            "attempts": attempts,
+            "failure_class": reason.failure_class.value,
+            "reason": reason.reason,
+        }
+        await self._audit.write(conn, now, AuditRecord(AuditEvent.JOB_DEAD, flow_of(kind), ids))
 
     async def release(self, job: Job, owner: str) -> bool:
         """Give a job back untouched (graceful shutdown): the attempt does not count."""
@@ -339,6 +356,19 @@ class JobQueue:
         if row is None:
             return None
         return job_from_row(row, self._decrypt(row) if decrypt else None)
+
+    async def outstanding(self, kind: str, key_prefix: str) -> bool:
+        """Whether a job of ``kind`` whose key starts with ``key_prefix`` is pending, running,
+        or dead (waiting for an operator): the flows that poll a queue queue an item once."""
+        query = sa.select(jobs.c.key).where(
+            jobs.c.kind == kind,
+            jobs.c.state.in_([s.value for s in (*UNFINISHED, JobState.DEAD)]),
+            jobs.c.key.startswith(key_prefix, autoescape=True),
+        )
+        async with self._db.engine.connect() as conn:
+            keys = (await conn.scalars(query)).all()
+        # LIKE ignores letter case on SQLite: compare exactly here
+        return any(key.startswith(key_prefix) for key in keys if key is not None)
 
     async def counts(self) -> dict[tuple[str, str], int]:
         """(kind, state) -> number of jobs; for metrics and operator views."""

@@ -104,6 +104,9 @@ class Exchange:
     service_unique_id: str | None
     referral_id: str | None
     org_referral_id: str | None
+    lp_intervention_id: str | None
+    business_unit_id: str | None
+    interoperability_referral_id: str | None
     content_fingerprint: str | None
     created_at: datetime
     updated_at: datetime

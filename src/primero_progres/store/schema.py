@@ -84,6 +84,10 @@ _ID_COLUMNS = (
     "service_unique_id",
     "referral_id",
     "org_referral_id",
+    # PING (migration 0004_ping_ledger_ids): what addresses the proGres row of a write-back
+    "lp_intervention_id",
+    "business_unit_id",
+    "interoperability_referral_id",
 )
 
 exchanges = sa.Table(

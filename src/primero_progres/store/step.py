@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .commands import AuditRecord, Command, CursorMove, Enqueue, LedgerRecord
-from .models import Exchange, Job, PeerOutcomes
+from .models import DeadReason, Exchange, Job, PeerOutcomes
 from .vocabulary import AuditEvent, Flow, LedgerEvent, LedgerState
 
 AfterCommit = Callable[[], Awaitable[object]]
@@ -43,6 +43,22 @@ class StepContext(Protocol):
         message_id: str | None = None,
     ) -> None:
         """Add a job; it inherits this job's message id unless ``message_id`` is given."""
+        ...
+
+    def dead_letter(
+        self,
+        kind: str,
+        payload: Mapping[str, Any] | None,
+        *,
+        key: str,
+        reason: DeadReason,
+        refs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add a job as a dead letter: work an operator replays once the cause is fixed.
+
+        For an outcome the step records (its ledger state commits) whose follow-up must wait
+        for a person, e.g. a PING ingestion that failed: replaying posts it again.
+        """
         ...
 
     def ledger_record(
@@ -87,6 +103,10 @@ class LedgerView(Protocol):
     ) -> list[str]: ...
 
 
+class JobView(Protocol):
+    async def outstanding(self, kind: str, key_prefix: str) -> bool: ...
+
+
 class CursorView(Protocol):
     async def get(self, flow: Flow) -> str | None: ...
 
@@ -109,6 +129,9 @@ class FlowStore(Protocol):
 
     @property
     def cursors(self) -> CursorView: ...
+
+    @property
+    def jobs(self) -> JobView: ...
 
     @property
     def messages(self) -> MessageView: ...
@@ -162,6 +185,19 @@ class StepBuffer:
     ) -> None:
         origin = message_id or self._job.message_id
         self.commands.append(Enqueue(kind, payload, key, refs or {}, delay, origin))
+
+    def dead_letter(
+        self,
+        kind: str,
+        payload: Mapping[str, Any] | None,
+        *,
+        key: str,
+        reason: DeadReason,
+        refs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.commands.append(
+            Enqueue(kind, payload, key, refs or {}, 0.0, self._job.message_id, reason)
+        )
 
     def ledger_record(
         self,

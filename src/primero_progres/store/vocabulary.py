@@ -30,19 +30,34 @@ class LedgerState(StrEnum):
     FEEDBACK_SENT = "feedback_sent"
     #: flow 1: DTP took the ``Delivery Fail`` feedback
     REFUSED_REPORTED = "refused_reported"
-    #: flows 2 and 3: the message to DTP is queued
+    #: flows 2 and 3: the message to proGres is queued
     QUEUED = "queued"
-    #: flows 2 and 3: DTP took the message
+    #: flows 2 and 3: the gateway took the message (over PING, flow 3: proGres created the
+    #: referral, as check status says)
     SENT = "sent"
     #: flow 3: the referral cannot be mapped; looked at again by the next poll
     UNMAPPABLE = "unmappable"
     #: flow 4: the Primero referral now has this status
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    #: flow 1 over PING: PING took the transfer status "pending acknowledgement"
+    WRITTEN_BACK = "written_back"
+    #: flow 1 over PING: PING took the transfer status "delivery failed"
+    FAILURE_WRITTEN_BACK = "failure_written_back"
+    #: flow 3 over PING: PING queued the referral (an ``SPHTransactionId``); not yet processed
+    INGESTING = "ingesting"
+    #: flow 3 over PING: PING says the ingestion failed; a dead letter holds it for replay
+    INGESTION_FAILED = "ingestion_failed"
+    #: flow 4 over PING: PING took "synced" once the Primero referral was updated
+    SYNCED = "synced"
 
 
 #: flow-1 states after which no decision can follow (flow 2 stops watching the case)
-REFUSED_STATES = (LedgerState.REFUSED, LedgerState.REFUSED_REPORTED)
+REFUSED_STATES = (
+    LedgerState.REFUSED,
+    LedgerState.REFUSED_REPORTED,
+    LedgerState.FAILURE_WRITTEN_BACK,
+)
 
 
 class LedgerEvent(StrEnum):
@@ -58,6 +73,14 @@ class LedgerEvent(StrEnum):
     REFERRAL_QUEUED = "referral_queued"
     REFERRAL_SENT = "referral_sent"
     REFERRAL_PATCHED = "referral_patched"
+    #: over PING: a transfer status or referral status written back (flows 1 and 4)
+    STATUS_WRITTEN_BACK = "status_written_back"
+    #: over PING: the item was listed again with nothing new for Primero; only its write-back
+    #: is repeated (a lost write-back, or a stale list)
+    REDELIVERED = "redelivered"
+    #: flow 3 over PING: ``/asyncdata`` took the referral (detail: its transaction id)
+    REFERRAL_INGESTED = "referral_ingested"
+    REFERRAL_INGESTION_FAILED = "referral_ingestion_failed"
 
 
 class AuditEvent(StrEnum):
@@ -97,6 +120,11 @@ class AuditEvent(StrEnum):
     LOGIN_SUCCEEDED = "login.succeeded"
     LOGIN_FAILED = "login.failed"
     LOGGED_OUT = "logout"
+
+    #: over PING: a list row without the ids its item needs (skipped; the others go on)
+    PING_ROW_UNREADABLE = "ping_row_unreadable"
+    STATUS_WRITTEN_BACK = "status_written_back"
+    REFERRAL_INGESTION_FAILED = "referral_ingestion_failed"
 
 
 class Role(StrEnum):

@@ -27,7 +27,9 @@ def create_app(
     app = FastAPI(title="primero-progres", version=__version__)
     app.state.settings = settings
     app.state.store = store
-    app.include_router(build_router(settings, store))
+    if settings.unhcr_gateway == "dtp":
+        # over PING nothing calls the bridge: no inbox, so a stray DTP call gets a 404
+        app.include_router(build_router(settings, store))
 
     @app.get("/healthz", responses={200: {"description": "The process is up."}})
     async def healthz() -> dict[str, str]:

@@ -445,7 +445,10 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             operator,
             "poll_queued",
             lambda chosen, note: store.polls.run_now(
-                chosen, start_at=settings.poll_start_at, account=operator.name, reason=note
+                chosen,
+                start_at=flows.start_at(settings, chosen),
+                account=operator.name,
+                reason=note,
             ),
         )
 
@@ -497,6 +500,7 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             head=Store.head(),
             # what the certificate-expiry alert reads
             certificate_expires=certificate_expiry(settings),
+            unhcr_gateway=settings.unhcr_gateway,
         )
 
     # ------------------------------------------------------------------ accounts

@@ -1,8 +1,8 @@
 """Alerting: when each peer started failing and how (on the console's ``peer_status``), the state
 of each alert, the alert outbox.
 
-Revision ID: 0004_alert_state
-Revises: 0003_operator_console
+Revision ID: 0005_alert_state
+Revises: 0004_ping_ledger_ids
 """
 
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 from primero_progres.store.schema import UTCDateTime
 
-revision = "0004_alert_state"
-down_revision = "0003_operator_console"
+revision = "0005_alert_state"
+down_revision = "0004_ping_ledger_ids"
 branch_labels = None
 depends_on = None
 

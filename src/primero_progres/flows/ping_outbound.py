@@ -1,0 +1,322 @@
+"""Flows 2 and 3 over PING: what their shared Primero polls queue, taken to proGres.
+
+Flow 2 (``primero-decision.send`` over PING): the decision becomes the LP
+intervention's transfer status, "accepted" or "rejected", with the Primero
+case id and the caseworker. The intervention is addressed by the ids the
+ledger recorded when flow 1 delivered it (whichever gateway did), else by the
+ids OpenFn's PING job packed into the service's intervention number. Writing
+a status is idempotent, so the worker retries it like any send.
+
+Flow 3 (``primero-referral.ingest`` then ``.check``): PING creates the
+interoperability referral asynchronously and keeps no duplicate guard, so the
+bridge never posts an item twice on its own:
+
+- ``ingest`` posts the item once and records the ``SPHTransactionId``
+  (``ingesting``) with the ``check`` job, in one commit. An exchange that
+  already has a transaction is never posted again. A failure after which PING
+  cannot have the item (no connection, the token, APIM's rate limit, a
+  refusal) is retried by queueing a fresh ``ingest`` job; one after which PING
+  may have it (a timeout or a 5xx once sent, a worker that died while
+  posting: the job's second attempt) becomes a dead letter
+  ``ingestion_outcome_unknown``: look in proGres, and replay only if the
+  referral is not there.
+- ``check`` asks check status until the transaction succeeded (``sent``) or
+  failed: ``ingestion_failed`` is then recorded and the item is parked as a
+  dead ``ingest`` job; replaying it posts the item again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import FailureClass, MappingFailure, PermanentError, TransientError
+from ..logging import get_logger
+from ..mapping import ping as ping_mapping
+from ..mapping.errors import MappingError
+from ..mapping.primero_decision import DecisionResult
+from ..peers.ping import PingTransientError, PingUnexpectedResponseError, TransactionStatus
+from ..store import (
+    AuditEvent,
+    DeadReason,
+    Flow,
+    LedgerEvent,
+    LedgerState,
+    StepContext,
+    decision_key,
+    job_kind,
+)
+from .primero_referral import INGEST, exchange_key
+from .runtime import Runtime
+
+CHECK = job_kind(Flow.PRIMERO_REFERRAL, "check")
+#: flow-3 states in which PING has the item: posting it again would create a second referral
+_POSTED = frozenset({LedgerState.INGESTING, LedgerState.SENT})
+
+log = get_logger(__name__)
+
+
+# ------------------------------------------------------------------ flow 2
+
+
+class UnaddressableDecision(PermanentError):
+    """No ids address the LP intervention the decision is about."""
+
+
+async def send_decision(rt: Runtime, ctx: StepContext) -> None:
+    """``primero-decision.send`` over PING: the same job flow 2's poll queues for DTP."""
+    flow = Flow.PRIMERO_DECISION
+    message: dict[str, Any] = (ctx.job.payload or {})["message"]
+    refs = ctx.job.refs
+    number = refs.get("progres_interventionnumber")
+    service_unique_id = refs.get("service_unique_id")
+    keys = await _intervention_keys(rt, service_unique_id, number)
+    decision = DecisionResult(
+        case_id=refs.get("case_id"),
+        case_record_id=None,
+        service_unique_id=service_unique_id,
+        progres_interventionnumber=str(number),
+        status=str(refs["status"]),
+        ok=True,
+        message=message,
+        error=None,
+    )
+    update = ping_mapping.decision_update(decision, keys, profile=rt.profile, today=rt.today())
+    if isinstance(update, MappingError):
+        raise MappingFailure(f"{flow.value}: decision {update.kind}", reason=update.kind)
+    key = decision_key(service_unique_id, refs["status"])
+    receipt = await rt.ping.update_intervention(update.as_item(external_id=f"{flow.value}:{key}"))
+    ctx.ledger_record(
+        flow,
+        key,
+        state=LedgerState.SENT,
+        event=LedgerEvent.DECISION_SENT,
+        progres_interventionnumber=number,
+        case_id=refs.get("case_id"),
+        service_unique_id=service_unique_id,
+        lp_intervention_id=keys.lp_intervention_id,
+        business_unit_id=keys.business_unit,
+        transaction_id=receipt.transaction_id,
+    )
+    ctx.audit(
+        AuditEvent.DECISION_SENT,
+        flow=flow,
+        case_id=refs.get("case_id"),
+        service_unique_id=service_unique_id,
+        lp_intervention_id=keys.lp_intervention_id,
+        status=refs["status"],
+    )
+
+
+async def _intervention_keys(
+    rt: Runtime, service_unique_id: Any, number: Any
+) -> ping_mapping.InterventionKeys:
+    """The LP intervention a decision is about: from flow 1's exchange, else from OpenFn's
+    packed ``"<number>,<lp id>,<business unit>"``."""
+    found = []
+    if isinstance(service_unique_id, str) and service_unique_id:
+        found = await rt.store.ledger.find(
+            Flow.PROGRES_REFERRAL, service_unique_id=service_unique_id
+        )
+    if not found and isinstance(number, str) and number:
+        found = await rt.store.ledger.find(Flow.PROGRES_REFERRAL, progres_interventionnumber=number)
+    for exchange in sorted(found, key=lambda e: e.updated_at, reverse=True):
+        if exchange.lp_intervention_id and exchange.business_unit_id:
+            return ping_mapping.InterventionKeys(
+                exchange.lp_intervention_id, exchange.business_unit_id, exchange.key
+            )
+    packed = ping_mapping.keys_from_packed_number(number)
+    if packed is not None:
+        return packed
+    raise UnaddressableDecision(
+        f"primero-decision: service {service_unique_id}: no LP intervention id is known for it "
+        "(delivered before the ledger kept PING's ids)",
+        reason="ping_keys_unknown",
+    )
+
+
+# ------------------------------------------------------------------ flow 3
+
+
+class IngestionOutcomeUnknown(PermanentError):
+    """PING may or may not have queued the item: posting it again could create a duplicate."""
+
+
+class IngestionNotSent(PermanentError):
+    """PING could not be reached after every try; it cannot have the item."""
+
+
+class IngestionPending(TransientError):
+    """PING has not finished the transaction: ask again later."""
+
+    def __init__(self, message: str, *, reason: str, retry_after: float) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
+def _not_received(exc: PingTransientError) -> bool:
+    """Whether PING cannot have queued the item: the request never left (no connection, the
+    token endpoint failed first) or APIM throttled it before PING saw it."""
+    return not exc.request_sent or exc.operation == "token" or exc.status_code == 429
+
+
+async def ingest(rt: Runtime, ctx: StepContext) -> None:
+    flow = Flow.PRIMERO_REFERRAL
+    payload = ctx.job.payload or {}
+    refs = dict(ctx.job.refs)
+    key = exchange_key(refs.get("case_id"), refs.get("service_unique_id"))
+    current = await rt.store.ledger.get(flow, key)
+    if current is not None and current.state in _POSTED:
+        log.info("ping_ingest_skipped", flow=flow.value, case_id=refs.get("case_id"),
+                 state=current.state)
+        return
+    if ctx.job.attempts > 1:
+        raise IngestionOutcomeUnknown(
+            f"{flow.value} {key}: an earlier attempt stopped while posting; PING may have the "
+            "referral: look in proGres, replay only if it is not there",
+            reason="ingestion_outcome_unknown",
+        )
+    try:
+        receipt = await rt.ping.create_referral(payload["message"])
+    except PingTransientError as exc:
+        if not _not_received(exc):
+            raise IngestionOutcomeUnknown(
+                f"{flow.value} {key}: PING may have queued the referral ({exc.reason}): look in "
+                "proGres, replay only if it is not there",
+                reason="ingestion_outcome_unknown",
+            ) from exc
+        _try_again(rt, ctx, key, payload, refs, exc)
+        return
+    except PingUnexpectedResponseError as exc:
+        raise IngestionOutcomeUnknown(
+            f"{flow.value} {key}: PING accepted the request without a transaction id "
+            f"({exc.reason}): look in proGres, replay only if the referral is not there",
+            reason="ingestion_outcome_unknown",
+        ) from exc
+    transaction_id = receipt.transaction_id
+    ctx.ledger_record(
+        flow,
+        key,
+        state=LedgerState.INGESTING,
+        event=LedgerEvent.REFERRAL_INGESTED,
+        transaction_id=transaction_id,
+        **refs,
+    )
+    ctx.enqueue(
+        CHECK,
+        payload,
+        key=f"{CHECK}:{transaction_id}",
+        refs={**refs, "transaction_id": transaction_id},
+        delay=rt.ping_status_check,
+    )
+
+
+def _try_again(
+    rt: Runtime,
+    ctx: StepContext,
+    key: str,
+    payload: dict[str, Any],
+    refs: dict[str, Any],
+    exc: PingTransientError,
+) -> None:
+    """Post later in a fresh job: the worker's own retry would make the next attempt look
+    like one that may have posted."""
+    tries = int(payload.get("tries") or 1)
+    if tries >= rt.max_attempts:
+        raise IngestionNotSent(
+            f"primero-referral {key}: PING unreachable after {tries} tries ({exc.reason}); "
+            "nothing was sent: replay to try again",
+            reason="ingestion_not_sent",
+        ) from exc
+    delay = rt.retry_delay(tries, exc.retry_after)
+    ctx.enqueue(
+        INGEST,
+        {**payload, "tries": tries + 1},
+        key=f"{INGEST}:{key}:after:{ctx.job.id}",
+        refs=refs,
+        delay=delay,
+    )
+    log.warning(
+        "ping_ingest_retry",
+        flow=Flow.PRIMERO_REFERRAL.value,
+        case_id=refs.get("case_id"),
+        reason=exc.reason,
+        attempt=tries,
+        retry_in=round(delay, 3),
+    )
+
+
+async def check(rt: Runtime, ctx: StepContext) -> None:
+    flow = Flow.PRIMERO_REFERRAL
+    refs = dict(ctx.job.refs)
+    transaction_id = str(refs.pop("transaction_id"))
+    key = exchange_key(refs.get("case_id"), refs.get("service_unique_id"))
+    status = await rt.ping.referral_create_status(transaction_id)
+    if status.state == "succeeded":
+        ctx.ledger_record(
+            flow,
+            key,
+            state=LedgerState.SENT,
+            event=LedgerEvent.REFERRAL_SENT,
+            transaction_id=transaction_id,
+            **refs,
+        )
+        ctx.audit(AuditEvent.REFERRAL_SENT, flow=flow, transaction_id=transaction_id, **refs)
+        return
+    if status.state == "failed":
+        _failed(ctx, key, transaction_id, status, ctx.job.payload or {}, refs)
+        return
+    raise IngestionPending(
+        f"{flow.value} {key}: transaction {transaction_id} is {status.state}"
+        + (" (unreadable answer)" if status.unreadable else ""),
+        reason=f"ingestion_{status.state}",
+        retry_after=rt.ping_status_check,
+    )
+
+
+def _failed(
+    ctx: StepContext,
+    key: str,
+    transaction_id: str,
+    status: TransactionStatus,
+    payload: dict[str, Any],
+    refs: dict[str, Any],
+) -> None:
+    """Record the failure and park the item as a dead ``ingest`` job: replaying it posts the
+    referral again (PING's own message is never kept: it echoes the item)."""
+    flow = Flow.PRIMERO_REFERRAL
+    word = next((item.status for item in status.items if item.state == "failed"), None)
+    ctx.ledger_record(
+        flow,
+        key,
+        state=LedgerState.INGESTION_FAILED,
+        event=LedgerEvent.REFERRAL_INGESTION_FAILED,
+        transaction_id=transaction_id,
+        ping_status=word,
+        **refs,
+    )
+    ctx.audit(
+        AuditEvent.REFERRAL_INGESTION_FAILED,
+        flow=flow,
+        transaction_id=transaction_id,
+        ping_status=word,
+        **refs,
+    )
+    ctx.dead_letter(
+        INGEST,
+        {"message": payload.get("message")},
+        key=f"{INGEST}:{key}:failed:{transaction_id}",
+        refs=refs,
+        reason=DeadReason(
+            FailureClass.PERMANENT,
+            "ingestion_failed",
+            f"PING transaction {transaction_id} failed ({word or 'no status word'}): "
+            "replay to post the referral again",
+        ),
+    )
+    log.warning(
+        "ping_ingestion_failed",
+        flow=flow.value,
+        case_id=refs.get("case_id"),
+        transaction_id=transaction_id,
+        status=word,
+    )

@@ -1,0 +1,263 @@
+"""Flow 1, ``progres-referral``, over PING: pull the LP interventions queued for Primero.
+
+PING never calls the bridge, so the flow starts with a poll (``ping_polling``):
+
+- ``poll``: one page of the pending list; one ``pull`` job per intervention
+  whose transfer status says "ready".
+- ``pull``: the intervention's detail rows, mapped with the profile's ``ping``
+  section, then the same Primero side as over DTP (``progres_referral.write_case``:
+  the upsert plan, the focal-point routing, one delivery per child at a time).
+  The exchange is recorded with the ids PING addresses it by, and the
+  write-back is queued in the same commit. An intervention whose detail no
+  longer shows it queued is left alone (a stale list). One listed again with
+  the same content the ledger already delivered is not written to Primero
+  again: only its write-back is repeated (PING lost it).
+- ``write_back``: the transfer status, "pending acknowledgement" with the case
+  id, or "delivery failed" with the profile's reason as a comment; its own job,
+  retried on its own, recorded as its own ledger state. It only runs once the
+  Primero write is committed, so PING's queue moves only after the work is done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import FailureClass, PermanentError
+from ..logging import get_logger
+from ..mapping import ping as ping_mapping
+from ..mapping.errors import MappingError
+from ..mapping.ping import FieldUpdate, InterventionKeys
+from ..peers.errors import PermanentPeerError
+from ..profiles.schema import PRIMERO_REFUSED
+from ..store import (
+    AuditEvent,
+    Exchange,
+    Flow,
+    LedgerEvent,
+    LedgerState,
+    StepContext,
+    job_kind,
+    poll_kind,
+)
+from .ping_polling import (
+    left_the_queue,
+    poll_page,
+    queue_pull,
+    queue_write_back,
+    unreadable_row,
+)
+from .ping_polling import write_back as ping_write_back
+from .progres_referral import write_case
+from .runtime import Runtime
+
+FLOW = Flow.PROGRES_REFERRAL
+POLL, PULL, WRITE_BACK = poll_kind(FLOW), job_kind(FLOW, "pull"), job_kind(FLOW, "write_back")
+#: flow-1 states in which Primero holds the intervention as the ledger's fingerprint says
+_DELIVERED = frozenset(
+    {LedgerState.DELIVERED, LedgerState.WRITTEN_BACK, LedgerState.FEEDBACK_SENT}
+)
+
+log = get_logger(__name__)
+
+
+class NoDetailRows(PermanentError):
+    """PING lists the intervention but its detail query returns nothing: a query or data
+    problem for a person to look at (never reported to proGres as the child's data)."""
+
+
+async def poll(rt: Runtime, ctx: StepContext) -> None:
+    await poll_page(rt, ctx, FLOW, rt.ping.shipping_processes.referrals_pending, _queue)
+
+
+async def _queue(rt: Runtime, ctx: StepContext, row: dict[str, Any], round_id: str) -> int:
+    pending = ping_mapping.read_pending_intervention(row, rt.profile)
+    if isinstance(pending, MappingError):
+        return unreadable_row(ctx, FLOW, pending)
+    if not pending.ready:
+        return 0
+    keys = pending.keys
+    return await queue_pull(rt, ctx, PULL, keys.lp_intervention_id, round_id, _ids(keys))
+
+
+def _ids(keys: InterventionKeys) -> dict[str, Any]:
+    return {
+        "lp_intervention_id": keys.lp_intervention_id,
+        "business_unit_id": keys.business_unit,
+        "progres_interventionnumber": keys.intervention_number,
+    }
+
+
+def _keys(refs: dict[str, Any]) -> InterventionKeys:
+    return InterventionKeys(
+        str(refs["lp_intervention_id"]),
+        str(refs["business_unit_id"]),
+        refs.get("progres_interventionnumber"),
+    )
+
+
+async def pull(rt: Runtime, ctx: StepContext) -> None:
+    keys = _keys(ctx.job.refs)
+    rows = await rt.ping.referral_detail(keys.lp_intervention_id)
+    if not rows:
+        raise NoDetailRows(
+            f"{FLOW.value}: no detail rows for LP intervention {keys.lp_intervention_id}",
+            reason="no_detail_rows",
+        )
+    if not ping_mapping.awaiting_primero(rows, rt.profile):
+        left_the_queue(FLOW, **_ids(keys))
+        return
+    referral = ping_mapping.map_ping_referral(rows, keys, rt.profile, rt.today())
+    keys = referral.keys  # the number now comes from the rows
+    fingerprint = await rt.store.fingerprint(rows)
+    if referral.mapped is None:
+        _refuse(rt, ctx, keys, fingerprint, error=referral.error)
+        return
+    mapped = referral.mapped
+    number = mapped.progres_interventionnumber
+
+    await ctx.hold(f"individual:{mapped.unhcr_individual_no}")
+    delivered = await rt.store.ledger.get(FLOW, number)
+    if (
+        delivered is not None
+        and delivered.state in _DELIVERED
+        and delivered.case_id
+        # the same content; or delivered through DTP before the switch to PING
+        and (delivered.content_fingerprint == fingerprint
+             or delivered.state == LedgerState.FEEDBACK_SENT)
+    ):
+        await _deliver_again(rt, ctx, keys, delivered, fingerprint)
+        return
+    written = await write_case(rt, ctx, mapped)
+    if isinstance(written, PermanentPeerError):
+        _refuse(rt, ctx, keys, fingerprint, peer_reason=written.reason)
+        return
+    ctx.ledger_record(
+        FLOW,
+        number,
+        state=LedgerState.DELIVERED,
+        event=LedgerEvent.CASE_CREATED if written.action == "create" else LedgerEvent.CASE_UPDATED,
+        fingerprint=fingerprint,
+        case_record_id=written.case_record_id,
+        case_id=written.case_id,
+        service_unique_id=written.service_unique_id,
+        **_ids(keys),
+    )
+    update = ping_mapping.referral_received_update(
+        keys, case_id=written.case_id, profile=rt.profile, today=rt.today()
+    )
+    _queue_write_back(rt, ctx, keys, update, number, fingerprint, refused=False)
+
+
+async def _deliver_again(
+    rt: Runtime,
+    ctx: StepContext,
+    keys: InterventionKeys,
+    delivered: Exchange,
+    fingerprint: str,
+) -> None:
+    """Listed again with nothing new for Primero: repeat only the write-back, unless a
+    decision was sent since (the status has moved on; writing it back would undo it)."""
+    decided = await rt.store.ledger.find(
+        Flow.PRIMERO_DECISION, service_unique_id=delivered.service_unique_id
+    )
+    if delivered.service_unique_id and decided:
+        left_the_queue(FLOW, **_ids(keys))
+        return
+    ctx.ledger_record(
+        FLOW,
+        delivered.key,
+        state=LedgerState.DELIVERED,
+        event=LedgerEvent.REDELIVERED,
+        fingerprint=fingerprint,
+        **_ids(keys),
+    )
+    update = ping_mapping.referral_received_update(
+        keys, case_id=delivered.case_id, profile=rt.profile, today=rt.today()
+    )
+    _queue_write_back(rt, ctx, keys, update, delivered.key, fingerprint, refused=False)
+    log.info(
+        "intervention_redelivered",
+        flow=FLOW.value,
+        progres_interventionnumber=delivered.key,
+        case_id=delivered.case_id,
+    )
+
+
+def _refuse(
+    rt: Runtime,
+    ctx: StepContext,
+    keys: InterventionKeys,
+    fingerprint: str,
+    *,
+    error: MappingError | None = None,
+    peer_reason: str | None = None,
+) -> None:
+    """Record a refused intervention and queue its "delivery failed": the mapping's
+    ``error``, else Primero refused it (``peer_reason``)."""
+    reason_kind = error.kind if error is not None else PRIMERO_REFUSED
+    number = keys.intervention_number
+    key = number or f"lp:{keys.lp_intervention_id}"
+    ctx.ledger_record(
+        FLOW,
+        key,
+        state=LedgerState.REFUSED,
+        event=LedgerEvent.INTERVENTION_REFUSED,
+        fingerprint=fingerprint,
+        reason=reason_kind,
+        **_ids(keys),
+    )
+    ctx.audit(
+        AuditEvent.INTERVENTION_REFUSED,
+        flow=FLOW,
+        progres_interventionnumber=number,
+        lp_intervention_id=keys.lp_intervention_id,
+        reason=reason_kind,
+        failure_class=(FailureClass.MAPPING if error else FailureClass.PERMANENT).value,
+        fields=list(error.fields) if error else [],
+        peer_status=peer_reason,
+    )
+    update = ping_mapping.referral_failed_update(
+        keys, error, profile=rt.profile, today=rt.today(), reason_kind=reason_kind
+    )
+    _queue_write_back(rt, ctx, keys, update, key, fingerprint, refused=True)
+    log.info(
+        "intervention_refused",
+        flow=FLOW.value,
+        progres_interventionnumber=number,
+        lp_intervention_id=keys.lp_intervention_id,
+        reason=reason_kind,
+    )
+
+
+def _queue_write_back(
+    rt: Runtime,
+    ctx: StepContext,
+    keys: InterventionKeys,
+    update: FieldUpdate,
+    ledger_key: str,
+    fingerprint: str,
+    *,
+    refused: bool,
+) -> None:
+    queue_write_back(
+        ctx,
+        WRITE_BACK,
+        update.as_item(external_id=f"{FLOW.value}:{ledger_key}"),
+        ledger_key=ledger_key,
+        fingerprint=fingerprint,
+        item_id=keys.lp_intervention_id,
+        refs={**_ids(keys), "transfer_status": update.value(ping_mapping.TRANSFER_STATUS)},
+        refused=refused,
+    )
+
+
+async def write_back(rt: Runtime, ctx: StepContext) -> None:
+    refused = bool((ctx.job.payload or {}).get("refused"))
+    await ping_write_back(
+        rt,
+        ctx,
+        FLOW,
+        rt.ping.update_intervention,
+        LedgerState.FAILURE_WRITTEN_BACK if refused else LedgerState.WRITTEN_BACK,
+        **ctx.job.refs,
+    )
