@@ -4,6 +4,7 @@ once-a-day certificate notice, the grouping of dead letters (``alerts.conditions
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -97,6 +98,11 @@ def test_refused_credentials_permissions_or_certificate_are_announced_at_once() 
     for failure, title in expected.items():
         checks = Checks()
         assert titles(checks.run(T0, peers=[failing("primero", T0, failure)])) == [title]
+    # PING's identity provider refuses a password with a 400: the title names the reason
+    token = replace(failing("ping", T0, "unauthorized"), last_failure_reason="token_refused")
+    assert titles(Checks().run(T0, peers=[token])) == [
+        "ping refuses the bridge's credentials (token_refused)"
+    ]
 
 
 def test_a_flapping_peer_is_announced_once_per_window() -> None:
@@ -115,6 +121,17 @@ def test_a_flapping_peer_is_announced_once_per_window() -> None:
     ]
 
 
+def test_a_stale_ping_queue_poll_says_what_it_holds_up() -> None:
+    checks = Checks()
+    intervals = {Flow.PROGRES_REFERRAL: 600.0, Flow.PROGRES_DECISION: 600.0}
+    assert checks.run(T0, poll_intervals=intervals) == []
+    referral, decision = checks.run(minutes(31), poll_intervals=intervals)
+    assert referral.title.endswith("progres-referral has completed no poll for 31 min")
+    assert "Interventions queued in PING are not brought to Primero meanwhile." in referral.body
+    assert decision.title.endswith("progres-decision has completed no poll for 31 min")
+    assert "Decisions queued in PING are not brought to Primero meanwhile." in decision.body
+
+
 def test_a_poll_is_stale_after_three_intervals_without_one_completing() -> None:
     checks = Checks()
     intervals = {Flow.PRIMERO_DECISION: 600.0}
@@ -124,6 +141,7 @@ def test_a_poll_is_stale_after_three_intervals_without_one_completing() -> None:
     [stale] = checks.run(minutes(31), poll_intervals=intervals)
     assert stale.title == "[primero-progres] primero-decision has completed no poll for 31 min"
     assert "Last completed poll: never" in stale.body
+    assert "Decisions made in Primero are not sent to UNHCR meanwhile." in stale.body
     assert "Console: https://bridge.example.org/admin/polls" in stale.body
 
     polled = {Flow.PRIMERO_DECISION: minutes(40)}

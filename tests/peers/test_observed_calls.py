@@ -9,17 +9,21 @@ from typing import Any
 
 import pytest
 
+from ping_helpers import SHIPPING, PingSim, ping_client
 from primero_progres.flows.observed import (
     CallObserver,
     ObservedGateway,
+    ObservedPing,
     ObservedPrimero,
     PeerCall,
     PeerObserver,
 )
 from primero_progres.peers.dtp import DTPClient
 from primero_progres.peers.errors import CallFailure, TransientPeerError
+from primero_progres.peers.ping import PingAuthenticationError, PingTransientError
 from primero_progres.peers.primero import PrimeroClient
 from primero_progres.sim.common import FaultRule, free_port
+from primero_progres.sim.ping import RETRIEVE_PATH
 from primero_progres.store import Store
 
 
@@ -128,6 +132,32 @@ async def test_the_ports_report_under_their_peer_name(primero_sim: Any, calls: C
         ("primero", None),
         ("dtp", CallFailure.CONNECTION),
     ]
+
+
+async def test_ping_calls_are_observed_and_a_refused_password_is_unauthorized(
+    ping_sim: PingSim, calls: Calls
+) -> None:
+    """B2C answers a wrong password with 400: the peer refusing the bridge, not one request."""
+    ping = ObservedPing(ping_client(ping_sim.url), calls)
+    try:
+        await ping.retrieve_page(SHIPPING.decisions_list)
+        ping_sim.faults({"path": RETRIEVE_PATH, "status": 503})
+        with pytest.raises(PingTransientError):
+            await ping.retrieve_page(SHIPPING.decisions_list)
+    finally:
+        await ping.aclose()
+    refused = ObservedPing(ping_client(ping_sim.url, password="not-the-password"), calls)
+    try:
+        with pytest.raises(PingAuthenticationError):
+            await refused.decision_detail("referral-1")
+    finally:
+        await refused.aclose()
+    assert [(c.peer, c.failure, c.reason) for c in calls.seen] == [
+        ("ping", None, None),
+        ("ping", CallFailure.SERVER_ERROR, "http_503"),
+        ("ping", CallFailure.UNAUTHORIZED, "token_refused"),
+    ]
+    assert [c.healthy for c in calls.seen] == [True, False, False]
 
 
 async def test_a_failing_observer_never_fails_the_call(primero_sim: Any) -> None:

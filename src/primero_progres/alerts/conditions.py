@@ -27,6 +27,13 @@ CERTIFICATE_WARNING = timedelta(days=30)
 CERTIFICATE_REPEAT = timedelta(days=1)
 #: a poll is stale after this many intervals without one completing
 STALE_INTERVALS = 3
+#: what a stale poll holds up (flows 1 and 4 poll only over PING, where proGres queues them)
+_STALE_MEANS = {
+    Flow.PRIMERO_DECISION: "Decisions made in Primero are not sent to UNHCR meanwhile.",
+    Flow.PRIMERO_REFERRAL: "Referrals made in Primero are not sent to UNHCR meanwhile.",
+    Flow.PROGRES_REFERRAL: "Interventions queued in PING are not brought to Primero meanwhile.",
+    Flow.PROGRES_DECISION: "Decisions queued in PING are not brought to Primero meanwhile.",
+}
 #: IDs listed in one dead-letter notice
 MAX_IDS = 10
 #: the state row holding the dead-letter reader's place in the audit trail
@@ -183,8 +190,11 @@ def _peer(check: _Check, peer: PeerStatus) -> None:
     holds = since is not None and (refused or down_for >= check.rules.peer_down)
     name = code(peer.peer, limit=32)
     if refused:
+        # a refusal said otherwise than with a 401 (PING's B2C: 400) is named by its reason
+        reason = peer.last_failure_reason
+        said = "HTTP 401" if reason in (None, "http_401") else code(reason)
         what = {
-            CallFailure.UNAUTHORIZED.value: "refuses the bridge's credentials (HTTP 401)",
+            CallFailure.UNAUTHORIZED.value: f"refuses the bridge's credentials ({said})",
             CallFailure.FORBIDDEN.value: "refuses the bridge's permissions (HTTP 403)",
             CallFailure.TLS.value: "fails the TLS handshake (certificate refused or untrusted)",
         }[failure]
@@ -227,7 +237,7 @@ def _poll(check: _Check, flow: Flow, interval: float, last: datetime | None) -> 
             f"Flow: {flow.value}",
             f"Last completed poll: {_when(last)}",
             f"Poll interval: {int(interval)} s (stale after {STALE_INTERVALS} intervals)",
-            "Referrals and decisions made in Primero are not sent to UNHCR meanwhile.",
+            _STALE_MEANS[flow],
             *check.links_line("/admin/polls"),
             _runbook("poll-stale"),
         ],

@@ -90,6 +90,12 @@ class PermanentPeerError(PermanentError, PeerError):
         self.details = details
 
 
+class CredentialsRefused(PeerError):
+    """Mixin: the peer, or the identity provider in front of it, refused the bridge's own
+    credentials, whatever status it said it with (Azure AD B2C answers a wrong PING password
+    with 400 ``invalid_grant``)."""
+
+
 def _reason(status_code: int | None) -> str:
     return f"http_{status_code}" if status_code is not None else "connection"
 
@@ -149,7 +155,10 @@ def tls_failure(exc: BaseException) -> bool:
 def call_failure(exc: PeerError) -> CallFailure:
     """How the call that raised ``exc`` failed: by its HTTP status, else by what failed below
     HTTP (a timeout, the TLS handshake, the connection); a peer error with neither is an
-    answer the bridge could not use."""
+    answer the bridge could not use. Refused credentials are ``UNAUTHORIZED`` whatever the
+    status."""
+    if isinstance(exc, CredentialsRefused):
+        return CallFailure.UNAUTHORIZED
     if exc.status_code is not None:
         failure = status_failure(exc.status_code)
         if failure is not None:

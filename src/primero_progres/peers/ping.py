@@ -39,6 +39,7 @@ from .._compat import Peer
 from ..errors import InvalidInputError
 from ..logging import get_logger
 from .errors import (
+    CredentialsRefused,
     PermanentPeerError,
     TransientPeerError,
     is_transient_status,
@@ -118,7 +119,7 @@ class PingPermanentError(PermanentPeerError):
     """PING refused the request for good."""
 
 
-class PingAuthenticationError(PingPermanentError):
+class PingAuthenticationError(PingPermanentError, CredentialsRefused):
     """B2C refused the credentials, or APIM the subscription key or a freshly issued token."""
 
 
