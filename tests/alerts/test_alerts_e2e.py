@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,7 +24,7 @@ from e2e.test_personal_data import _play_every_flow, leaks, marked_intervention
 from primero_progres import demo_data
 from primero_progres.alerts import Alerter
 from primero_progres.alerts.conditions import dead_letter_cursor
-from primero_progres.stack import Stack
+from primero_progres.stack import Gateway, Stack
 from primero_progres.store import Flow, Store
 
 CASES = "/api/v2/cases"
@@ -180,102 +180,90 @@ async def test_dead_letters_within_the_repeat_window_give_no_second_alert(
         assert group.data["ids"][0]["id"] == NUMBERS[1]
 
 
+async def _dtp_fails_every_call(stack: Stack) -> None:
+    await stack.set_faults("dtp", [{"path": FEEDBACK, "status": 503}])
+    await stack.progres_sends_referral(demo_data.referral_message())
+    await stack.settle()
+
+
+async def _ping_fails_every_call(stack: Stack) -> None:
+    await stack.seed_ping([demo_data.ping_intervention()])
+    await stack.set_faults("ping", [{"path": PING_FETCH, "status": 503}])
+    await stack.poll(Flow.PROGRES_REFERRAL)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "fail_every_call"),
+    [("dtp", _dtp_fails_every_call), ("ping", _ping_fails_every_call)],
+)
 async def test_a_peer_down_for_the_configured_time_gives_one_alert_then_one_recovery(
-    tmp_path: Path, smtp: SmtpReceiver, webhook: WebhookReceiver
+    tmp_path: Path,
+    smtp: SmtpReceiver,
+    webhook: WebhookReceiver,
+    gateway: Gateway,
+    fail_every_call: Callable[[Stack], Awaitable[None]],
 ) -> None:
-    down = "dtp is down"
+    """The UNHCR gateway, DTP or PING, is watched like any peer. Over PING a DTP client
+    certificate left configured is not used: neither announced nor exported."""
+    down = f"{gateway} is down"
+    unused = (
+        {"dtp_client_cert": _expiring_certificate(tmp_path, days=10)} if gateway == "ping" else {}
+    )
     async with Stack(
-        tmp_path, alert_urls=alert_urls(smtp.url, webhook.url), alert_peer_down_minutes=0.05
+        tmp_path,
+        gateway=gateway,
+        alert_urls=alert_urls(smtp.url, webhook.url),
+        alert_peer_down_minutes=0.05,
+        **unused,
     ) as stack:
-        await stack.set_faults("dtp", [{"path": FEEDBACK, "status": 503}])
-        await stack.progres_sends_referral(demo_data.referral_message())
-        await stack.settle()
+        await fail_every_call(stack)
         [job] = await stack.store.jobs.list(state="dead")
 
         await check_until(stack, lambda: bool(smtp.about(down) and webhook.about(down)))
-        [health] = [p for p in await stack.store.peers.all() if p.peer == "dtp"]
-        state = (await stack.store.alerts.states())["peer_down:dtp"]
+        [health] = [p for p in await stack.store.peers.all() if p.peer == gateway]
+        state = (await stack.store.alerts.states())[f"peer_down:{gateway}"]
         assert health.failing_since is not None and state.notified_at is not None
         assert state.notified_at - health.failing_since >= timedelta(minutes=0.05)
         assert "Last failure: server_error" in smtp.about(down)[0].body
         async with console_session(stack) as session:
             [overview] = (await follow(stack, session, smtp.about(down)[0].body)).values()
             # the console's peer panel says what the alert says
-            row = peer_row(overview, "dtp")
+            row = peer_row(overview, gateway)
             assert (row[2], row[3]) == ("transient", "http_503")
             assert int(row[4]) >= 1
             assert row[5].startswith(health.failing_since.strftime("%Y-%m-%d %H:%M"))
-
-        await stack.set_faults("dtp", [])
-        assert await stack.store.jobs.replay(job.id)
-        await stack.settle()
-        recovered = "recovered: dtp answers again"
-        await check_until(stack, lambda: bool(smtp.about(recovered) and webhook.about(recovered)))
-        for _ in range(3):
-            await stack.check_alerts()
-        for receiver in (smtp, webhook):
-            assert len(receiver.about(down)) == len(receiver.about(recovered)) == 1
-        assert webhook.about(recovered)[0].notice["type"] == "success"
-        async with console_session(stack) as session:
-            [overview] = (await follow(stack, session, smtp.about(recovered)[0].body)).values()
-            row = peer_row(overview, "dtp")
-            assert (row[4], row[5]) == ("0", "—"), "no failure in a row, not failing"
-
-
-async def test_ping_down_for_the_configured_time_gives_one_alert_and_no_certificate_alert(
-    tmp_path: Path, smtp: SmtpReceiver, webhook: WebhookReceiver
-) -> None:
-    """Over PING the same observation covers the gateway; a DTP certificate left configured is
-    not used, so it is neither announced nor exported."""
-    down = "ping is down"
-    async with Stack(
-        tmp_path,
-        gateway="ping",
-        alert_urls=alert_urls(smtp.url, webhook.url),
-        alert_peer_down_minutes=0.05,
-        dtp_client_cert=_expiring_certificate(tmp_path, days=10),
-    ) as stack:
-        await stack.seed_ping([demo_data.ping_intervention()])
-        await stack.set_faults("ping", [{"path": PING_FETCH, "status": 503}])
-        await stack.poll(Flow.PROGRES_REFERRAL)
-        [job] = await stack.store.jobs.list(state="dead")
-
-        await check_until(stack, lambda: bool(smtp.about(down) and webhook.about(down)))
-        [health] = [p for p in await stack.store.peers.all() if p.peer == "ping"]
-        state = (await stack.store.alerts.states())["peer_down:ping"]
-        assert health.failing_since is not None and state.notified_at is not None
-        assert state.notified_at - health.failing_since >= timedelta(minutes=0.05)
-        assert "Last failure: server_error" in smtp.about(down)[0].body
-        async with console_session(stack) as session:
-            [overview] = (await follow(stack, session, smtp.about(down)[0].body)).values()
-            row = peer_row(overview, "ping")
-            assert (row[2], row[3]) == ("transient", "http_503")
-            assert int(row[4]) >= 1
             settings_page = (await session.get(f"{stack.bridge_url}/admin/settings")).text
-            assert "DTP client certificate</dt><dd>not used" in settings_page
+        # and so do the metrics
         metrics = (await stack.http.get(f"{stack.bridge_url}/metrics")).text
-        since = metric(metrics, "primero_progres_peer_failing_since_timestamp_seconds", peer="ping")
+        since = metric(
+            metrics, "primero_progres_peer_failing_since_timestamp_seconds", peer=gateway
+        )
         assert since == health.failing_since.timestamp()
         errors = metric(
-            metrics, "primero_progres_peer_errors_total", peer="ping", failure="server_error"
+            metrics, "primero_progres_peer_errors_total", peer=gateway, failure="server_error"
         )
         assert errors is not None and errors >= 1
-        expiry = "primero_progres_client_certificate_expiry_timestamp_seconds"
-        assert metric(metrics, expiry) is None
+        if gateway == "ping":
+            assert "DTP client certificate</dt><dd>not used" in settings_page
+            expiry = "primero_progres_client_certificate_expiry_timestamp_seconds"
+            assert metric(metrics, expiry) is None
 
-        await stack.set_faults("ping", [])
+        await stack.set_faults(gateway, [])
         assert await stack.store.jobs.replay(job.id)
         await stack.settle()
-        recovered = "recovered: ping answers again"
+        recovered = f"recovered: {gateway} answers again"
         await check_until(stack, lambda: bool(smtp.about(recovered) and webhook.about(recovered)))
         for _ in range(3):
             await stack.check_alerts()
         for receiver in (smtp, webhook):
             assert len(receiver.about(down)) == len(receiver.about(recovered)) == 1
             assert receiver.about("certificate") == []
-        assert "certificate_expiry:dtp" not in {
-            key for key, alert in (await stack.store.alerts.states()).items() if alert.active
-        }
+        assert webhook.about(recovered)[0].notice["type"] == "success"
+        assert not any(alert.active for alert in (await stack.store.alerts.states()).values())
+        async with console_session(stack) as session:
+            [overview] = (await follow(stack, session, smtp.about(recovered)[0].body)).values()
+            row = peer_row(overview, gateway)
+            assert (row[4], row[5]) == ("0", "—"), "no failure in a row, not failing"
 
 
 async def test_two_workers_checking_at_once_send_one_alert_and_one_takes_over(
