@@ -48,10 +48,12 @@ class RetryPolicy:
         )
 
     def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """The wait before the next attempt; a peer's ``Retry-After`` lengthens it, but never
+        past the cap (a one-year value would otherwise park the job where nobody sees it)."""
         ceiling = min(self.cap_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
         delay = ceiling * self.random()
         if retry_after is not None and retry_after > delay:
-            delay = retry_after
+            delay = min(retry_after, self.cap_seconds)
         return delay
 
 

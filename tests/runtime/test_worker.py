@@ -101,6 +101,31 @@ def test_backoff_formula() -> None:
     assert policy.delay(6, retry_after=7) == 30
 
 
+def test_a_peers_retry_after_never_parks_a_job_past_the_cap() -> None:
+    policy = RetryPolicy(base_seconds=2, cap_seconds=60, max_attempts=10, random=lambda: 0.5)
+    one_year = 365 * 24 * 3600.0
+    assert policy.delay(1, retry_after=one_year) == 60
+    assert policy.delay(1, retry_after=60.5) == 60
+    assert policy.delay(1, retry_after=59) == 59
+
+
+async def test_a_one_year_retry_after_is_retried_within_the_cap(
+    timed_store: Store, clock: FakeClock
+) -> None:
+    async def throttled(ctx: StepContext) -> None:
+        error = TransientError("dtp send: http 429", reason="http_429")
+        error.retry_after = 365 * 24 * 3600.0  # type: ignore[attr-defined]
+        raise error
+
+    retry = RetryPolicy(base_seconds=10, cap_seconds=600, max_attempts=5, random=lambda: 0.0)
+    worker = Worker(timed_store, {"toy.step": throttled}, retry=retry)
+    job_id = (await timed_store.jobs.enqueue("toy.step", {})).id
+    await worker.run_until_idle()
+    job = await timed_store.jobs.get(job_id)
+    assert job is not None and job.state == "pending"
+    assert job.next_attempt_at == clock.now + timedelta(seconds=600)
+
+
 async def test_permanent_failure_is_dead_at_once_then_replay_completes(store: Store) -> None:
     calls: list[int] = []
 
