@@ -38,6 +38,9 @@ from .reports import Reports
 from .vocabulary import AuditEvent
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: the PostgreSQL advisory lock held around migrations (any fixed 64-bit number, never changed:
+#: processes of two releases must wait on the same lock)
+MIGRATION_LOCK = 0x7072_6F67_7265_7301
 
 
 class Store:
@@ -112,7 +115,13 @@ class Store:
                 raise TypeError(f"not a store command: {type(item).__name__}")
 
     async def upgrade(self, revision: str = "head") -> None:
-        """Apply the Alembic migrations shipped inside the package."""
+        """Apply the Alembic migrations shipped inside the package.
+
+        Several processes starting at once on an empty PostgreSQL database would each create
+        the tables (one dies on a unique violation): the upgrade holds an advisory lock for its
+        transaction, so the others wait, then find the schema at its revision. SQLite's
+        ``BEGIN IMMEDIATE`` already serialises them.
+        """
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
 
@@ -121,6 +130,10 @@ class Store:
             command.upgrade(config, revision)
 
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
             await conn.run_sync(run)
 
     async def revision(self) -> str | None:
