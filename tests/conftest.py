@@ -7,6 +7,7 @@ being skipped.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,18 @@ POSTGRES_ADMIN_URL = os.environ.get(
 def _samples_dir() -> Path:
     override = os.environ.get("PRIMERO_PROGRES_SAMPLES")
     return Path(override) if override else REFERENCE_SAMPLES
+
+
+@pytest.fixture(autouse=True)
+def _restore_stdlib_logging() -> Iterator[None]:
+    """A test that calls ``configure_logging`` (DEBUG, a stderr handler) leaves the root
+    logger as it found it, so later tests do not all log at DEBUG."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from primero_progres.logging import REDACTED, configure_logging, get_logger, redact_event
+from primero_progres.store import Cipher, Store
 
 MARKER = "ZZLOG-MARKER-5e1d"
 
@@ -61,3 +65,72 @@ def test_redaction_holds_without_any_explicit_configuration() -> None:
     output = result.stdout + result.stderr
     assert "c-9" in output
     assert MARKER not in output
+
+
+@pytest.fixture
+def debug_logging() -> Iterator[None]:
+    configure_logging(level="DEBUG", json=True)
+    yield
+    structlog.reset_defaults()
+
+
+def _no_marker_in_records(records: list[logging.LogRecord]) -> None:
+    for record in records:
+        exc = record.exc_info[1] if record.exc_info else None
+        assert MARKER not in repr((record.msg, record.args, record.exc_text, str(exc)))
+
+
+@pytest.mark.usefixtures("debug_logging")
+def test_library_records_keep_their_template_and_numbers_but_no_argument_text(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("aiosqlite").debug("executing %s", ("individual:" + MARKER,))
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", f"/x?q={MARKER}", "1.1", 200
+    )
+    logging.getLogger("somelib").debug("%(name)s took %(ms).1f ms", {"name": MARKER, "ms": 2.5})
+    logging.getLogger("somelib").info(f"value {MARKER} refused")
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    try:
+        raise ValueError(f"bad value {MARKER}")
+    except ValueError:
+        logging.getLogger("uvicorn.error").exception("Exception in ASGI application\n")
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    assert MARKER not in json.dumps(lines)
+    assert [(line["logger"], line["event"]) for line in lines] == [
+        ("aiosqlite", f"executing {REDACTED}"),
+        ("uvicorn.access", f'{REDACTED} - "{REDACTED} {REDACTED} HTTP/{REDACTED}" 200'),
+        ("somelib", f"{REDACTED} took 2.5 ms"),
+        ("somelib", REDACTED),
+        ("uvicorn.error", "Application startup complete."),
+        ("uvicorn.error", "Exception in ASGI application\n"),
+    ]
+    assert lines[-1]["error"] == "ValueError"
+    _no_marker_in_records(caplog.records)
+    assert MARKER not in caplog.text
+
+
+@pytest.mark.usefixtures("debug_logging")
+async def test_the_database_drivers_at_debug_log_no_sql_parameter(
+    db_url: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``aiosqlite`` and ``sqlalchemy.engine`` print every parameter at DEBUG: lease names,
+    job keys, anything a statement carries."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    store = await Store.open(db_url, encryption=Cipher.throwaway())
+    try:
+        await store.upgrade()
+        async with store.leases.hold(f"individual:{MARKER}", "w/0", ttl=30):
+            await store.jobs.enqueue("toy.step", {"note": MARKER}, key=f"toy.step:{MARKER}")
+    finally:
+        await store.close()
+        for name in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    out, err = capfd.readouterr()
+    assert '"logger": "sqlalchemy.engine' in err, "the engine logged at DEBUG"
+    assert MARKER not in out + err
+    _no_marker_in_records(caplog.records)

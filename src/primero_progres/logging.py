@@ -4,11 +4,20 @@ Log events are key/value pairs. Only keys on the allow-list below (IDs,
 statuses, counts, codes) are written; any other key is replaced by
 ``"[redacted]"`` so a careless ``log.info("x", case=case)`` shows up in review
 instead of in a log file. Values that are not scalars are redacted too.
+
+Libraries log through the standard library (``aiosqlite`` and ``sqlalchemy``
+print SQL parameters at DEBUG, ``httpcore2`` headers, ``uvicorn`` request
+lines). Their records are made safe when they are created, so no handler, ours
+or another's, ever sees the original: the message keeps its template, each
+argument that is not a number becomes ``[redacted]``, a message built without
+arguments (an f-string may hold anything) is kept only if it is plain words,
+and an exception keeps its type and traceback but not its text.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -93,24 +102,121 @@ def _exception_type(exc_info: Any) -> str | None:
     return current.__name__ if exc_info and current is not None else None
 
 
+#: one %-conversion of a logging template (``%s``, ``%(name)r``, ``%5.2f``, ``%%``...)
+_CONVERSION = re.compile(
+    r"%(?P<key>\([^)]*\))?[#0 +-]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?(?P<type>[diouxXeEfFgGcrsa%])"
+)
+#: a message logged without arguments is kept only when it is a few plain words
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z ]{0,78}[.!]?")
+
+
+class RedactedError(Exception):
+    """Stands in a log record for an exception whose text may quote data: its type only."""
+
+
+def safe_message(msg: object, args: Any) -> str:
+    """A stdlib log message with nothing from its arguments but numbers."""
+    if not isinstance(msg, str):
+        return REDACTED
+    if not args:
+        return msg if _PLAIN.fullmatch(msg.strip()) else REDACTED
+    positional = iter(args) if isinstance(args, tuple) else iter(())
+    named = args if isinstance(args, Mapping) else {}
+
+    def replace(match: re.Match[str]) -> str:
+        if match["type"] == "%":
+            return "%"
+        key = match["key"]
+        value = named.get(key[1:-1], None) if key else next(positional, None)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return REDACTED
+
+    return _CONVERSION.sub(replace, msg)
+
+
+def _safe_exc_info(exc_info: Any) -> Any:
+    if isinstance(exc_info, tuple) and len(exc_info) == 3 and exc_info[0] is not None:
+        kind, _value, traceback = exc_info
+        return (kind, RedactedError(kind.__name__), traceback)
+    return exc_info
+
+
+def _install_record_factory() -> None:
+    """Every stdlib record is made safe as it is created (once per process)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_primero_progres_safe", False):
+        return
+
+    def safe_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.msg = safe_message(record.msg, record.args)
+        record.args = ()
+        record.exc_info = _safe_exc_info(record.exc_info)
+        record.exc_text = None
+        return record
+
+    safe_record._primero_progres_safe = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(safe_record)
+
+
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
     """A logger writing to the ``sys.stderr`` of the moment (test runners swap it)."""
     return structlog.PrintLogger(sys.stderr)
 
 
+class _StderrHandler(logging.StreamHandler[Any]):
+    """Writes to the ``sys.stderr`` of the moment, like the structlog side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
-    """Route structlog and stdlib logging through the redacting pipeline to stderr."""
+    """Route structlog and every stdlib logger through the redacting pipeline to stderr."""
+    _install_record_factory()
     _configure_structlog(level=level, json=json)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
-    # Client libraries log full URLs and headers at INFO/DEBUG; keep them quiet.
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact_event,
+                _renderer(json),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for previous in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Client libraries trace every header at DEBUG: redacted, they would still be noise.
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _renderer(json: bool) -> Any:
+    if json:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
 def _configure_structlog(*, level: str, json: bool) -> None:
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer = _renderer(json)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -131,3 +237,4 @@ def get_logger(name: str | None = None) -> Any:
 
 # Redaction holds from the first import, before (or without) an explicit configuration.
 _configure_structlog(level="INFO", json=False)
+_install_record_factory()

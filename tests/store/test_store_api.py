@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from primero_progres.store import (
     AuditEvent,
@@ -109,6 +110,28 @@ async def test_a_held_lease_is_released_however_the_block_ends(store: Store) -> 
         async with store.leases.hold("individual:803-1", "b", ttl=60):
             raise RuntimeError("the step failed")
     assert await store.leases.holder("individual:803-1") is None
+
+
+async def test_a_lease_row_holds_a_hash_of_its_name_whatever_its_length(store: Store) -> None:
+    """``leases.name`` is VARCHAR(64): a 60-character individual number used to overflow it on
+    PostgreSQL, and the number itself sat in the table (and in every SQL log line)."""
+    number = "ZZLEASE-" + "7" * 52
+    name = f"individual:{number}"
+    async with store.leases.hold(name, "a", ttl=60):
+        assert await store.leases.holder(name) == "a"
+        assert await store.leases.holder(f"individual:{number[:-1]}") is None
+        async with store.leases.hold(f"individual:{number[:-1]}", "b", ttl=60):
+            pass
+        with pytest.raises(LeaseBusy):
+            async with store.leases.hold(name, "b", ttl=60):
+                pass
+        async with store.engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT name, owner FROM leases"))).all()
+    assert [owner for _, owner in rows] == ["a"]
+    [(key, _)] = rows
+    assert key.startswith("individual:") and len(key) <= 64
+    assert "ZZLEASE" not in key
+    assert await store.leases.holder(name) is None
 
 
 async def test_a_scheduler_standing_down_hands_its_flow_over_at_once(store: Store) -> None:

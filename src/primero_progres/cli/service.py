@@ -89,6 +89,8 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
                 port=settings.port,
                 log_level="warning",
                 access_log=False,
+                # no handlers of its own: its records go through the redacting root handler
+                log_config=None,
                 **tls,
             )
             server = uvicorn.Server(config)

@@ -1,8 +1,13 @@
 """Named leases in the database, so one process at a time does a thing (poll a flow, write one
-child's case), even with several processes on several machines."""
+child's case), even with several processes on several machines.
+
+A lease name may hold an ID the database should not (``individual:<unhcr_individual_no>``)
+and any length: the row is keyed by ``<kind>:<SHA-256 of the name>``, a fixed 40 hex digits.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -18,6 +23,12 @@ from .schema import leases
 
 class LeaseBusy(TransientError):
     """Someone else holds the lease: try again later."""
+
+
+def lease_key(name: str) -> str:
+    """The row key of a lease: its kind (before the first ``:``) in clear, then a hash."""
+    kind = name.partition(":")[0][:20]
+    return f"{kind}:{hashlib.sha256(name.encode()).hexdigest()[:40]}"
 
 
 class Leases:
@@ -50,6 +61,7 @@ class Leases:
     ) -> bool:
         """``acquire`` in the caller's transaction."""
         expires = now + timedelta(seconds=ttl)
+        name = lease_key(name)
         updated = await conn.execute(
             sa.update(leases)
             .where(
@@ -70,13 +82,17 @@ class Leases:
     async def release(self, name: str, owner: str) -> None:
         async with self._db.engine.begin() as conn:
             await conn.execute(
-                sa.delete(leases).where(leases.c.name == name, leases.c.owner == owner)
+                sa.delete(leases).where(
+                    leases.c.name == lease_key(name), leases.c.owner == owner
+                )
             )
 
     async def holder(self, name: str) -> str | None:
         now = self._db.now()
         async with self._db.engine.connect() as conn:
             owner: str | None = await conn.scalar(
-                sa.select(leases.c.owner).where(leases.c.name == name, leases.c.expires_at >= now)
+                sa.select(leases.c.owner).where(
+                    leases.c.name == lease_key(name), leases.c.expires_at >= now
+                )
             )
         return owner
