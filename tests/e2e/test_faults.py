@@ -9,14 +9,14 @@ the reference gets wrong" 5 and 6). The stack's retry policy is fast (base
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 from primero_progres import demo_data
 from primero_progres.stack import Stack
-from primero_progres.store import StepBuffer
 from primero_progres.store.models import Job
+
+from .crash import die_after_the_step
 
 NUMBER = "DEMO-26-PRTITV-0000001"
 FOCAL_POINT = "progresv4_primero_intake@cpims-gambella.primero.org"
@@ -276,21 +276,6 @@ async def test_dtp_down_dead_letters_the_feedback_and_replay_delivers_it_once(
     assert await case_creations(stack) == [200]
     [exchange] = await stack.store.ledger.find(flow="progres-referral")
     assert exchange.state == "feedback_sent"
-
-
-async def die_after_the_step(stack: Stack, kind: str) -> None:
-    """A worker claims a ``kind`` job and runs its step, then dies before committing: its
-    outcome (jobs, ledger, audit, lease release) is lost, the job stays claimed until its
-    lease expires. Only the peers saw the step's calls."""
-    owner, ttl = "doomed/0", stack.settings.lease_seconds
-    job = await stack.store.jobs.claim(owner, kinds=[kind], lease_seconds=ttl)
-    assert job is not None
-
-    async def hold_until_death(lease: str) -> None:
-        assert await stack.store.leases.acquire(lease, owner, ttl=ttl)
-
-    await stack.handlers[kind](StepBuffer(job, worker_id=owner, hold=hold_until_death))
-    await asyncio.sleep(ttl + 0.1)
 
 
 async def test_a_worker_dying_after_the_primero_write_leaves_one_case_and_one_row(

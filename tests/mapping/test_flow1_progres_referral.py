@@ -28,6 +28,11 @@ SERVICE_TYPE_TEXT = (
     "service types. Please see the mapping specifications."
 )
 
+ID_TOO_LONG_TEXT = (
+    "Intervention referral has an identifier longer than 128 characters (intervention "
+    "number, individual number or Primero case id). Please review the identifiers and "
+    "re-send the request."
+)
 REFUSED_TEXT = (
     "Primero refused the intervention referral. Please contact the UNICEF CPIMS+ administrator."
 )
@@ -391,7 +396,10 @@ def test_one_case_holding_the_intervention_reuses_its_row(mapped) -> None:
     assert plan.action == "update"
     assert plan.case_record_id == "r-1"
     assert plan.service_unique_id == row_id
-    assert plan.body["services_section"] == [{"unique_id": row_id, **mapped.service}]
+    # the focal point's decision fields are never sent for a row that exists (issue 10, 1)
+    without_decision = {k: v for k, v in mapped.service.items() if k != "unhcr_referral_status"}
+    assert plan.body["services_section"] == [{"unique_id": row_id, **without_decision}]
+    assert mapped.service["unhcr_referral_status"] == "pending"
     for forbidden in ("case_id", "id", "unique_id", "short_id", "created_at", "case_id_display"):
         assert forbidden not in plan.body
     assert plan.body["unhcr_individual_no"] == "803-100000519"
@@ -406,6 +414,45 @@ def test_one_case_without_the_intervention_gets_a_new_row(mapped) -> None:
     assert plan.action == "update"
     assert plan.service_unique_id is None
     assert plan.body["services_section"] == [mapped.service]
+    assert plan.body["services_section"][0]["unhcr_referral_status"] == "pending"
+
+
+@pytest.mark.parametrize("decided", ["pending", "accepted", "rejected"])
+def test_a_row_that_exists_keeps_the_focal_points_decision(mapped, decided) -> None:
+    """A re-sent or crash-recovered delivery must not put ``pending`` back (issue 10, 1)."""
+    row = {"unique_id": "row-1", "progres_interventionnumber": NUMBER,
+           "unhcr_referral_status": decided, "unhcr_referral_rejection_reason": "r"}
+    plan = flow1.plan_upsert([existing("r-1", "2024-01-01T00:00:00.000Z", [row])], mapped)
+    [sent] = plan.body["services_section"]
+    assert sent["unique_id"] == "row-1"
+    assert not set(sent) & flow1.FOCAL_POINT_FIELDS
+    assert sent["progres_interventionnumber"] == NUMBER
+    assert sent["service_type"] == mapped.service["service_type"]
+    assert flow1.plan_upsert([], mapped).body["services_section"][0][
+        "unhcr_referral_status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("field", "length", "kind"),
+    [("progres_interventionnumber", 300, "id_too_long"),
+     ("progres_interventionnumber", 129, "id_too_long"),
+     ("individuals.progres_id", 129, "id_too_long"),
+     ("progres_primeroid", 200, "id_too_long"),
+     ("progres_interventionnumber", 128, None),
+     ("individuals.progres_id", 60, None)],
+)
+def test_ids_over_128_characters_are_refused(valid, gambella, field, length, kind) -> None:
+    """A 300-character intervention number used to overflow ``jobs.key`` on PostgreSQL."""
+    value = ("X" * length)
+    mapped = flow1.map_intervention({**valid, field: value}, gambella, TODAY)
+    if kind is None:
+        assert isinstance(mapped, flow1.MappedIntervention)
+        return
+    assert isinstance(mapped, MappingError)
+    assert (mapped.kind, mapped.fields) == (kind, (field,))
+    assert value not in mapped.message
+    feedback = flow1.refusal_feedback({**valid, field: value}, mapped, gambella)
+    assert feedback["closure_reason"] == ID_TOO_LONG_TEXT
 
 
 def test_several_cases_prefer_the_one_holding_the_intervention(mapped) -> None:
@@ -572,7 +619,8 @@ def test_missing_fields_feedback_names_the_keys(gambella) -> None:
 @pytest.mark.parametrize(
     ("kind", "text"),
     [("invalid_data", INVALID_TEXT), ("service_type", SERVICE_TYPE_TEXT),
-     ("unknown_code", INVALID_TEXT), ("primero_refused", REFUSED_TEXT)],
+     ("unknown_code", INVALID_TEXT), ("primero_refused", REFUSED_TEXT),
+     ("id_too_long", ID_TOO_LONG_TEXT)],
 )
 def test_failure_reasons(gambella, kind, text) -> None:
     feedback = flow1.failure_feedback(

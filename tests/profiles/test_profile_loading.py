@@ -67,7 +67,7 @@ def test_gambella_settings() -> None:
         "unhcr_referral_status": "pending",
     }
     assert set(p.progres_referral.failure_reasons) == {
-        "invalid_data", "missing_fields", "service_type", "primero_refused"}
+        "invalid_data", "missing_fields", "service_type", "primero_refused", "id_too_long"}
     assert p.primero_decision.statuses == {"accepted": "acknowledged", "rejected": "rejected"}
     assert p.primero_decision.default_closure_reason == "No reason specified."
     assert p.primero_referral.default_referral_notes == "Primero referral"

@@ -134,6 +134,39 @@ async def test_a_lease_row_holds_a_hash_of_its_name_whatever_its_length(store: S
     assert await store.leases.holder(name) is None
 
 
+async def test_keys_and_ids_of_any_length_fit_their_columns(store: Store) -> None:
+    """A 300-character intervention number overflowed ``jobs.key`` VARCHAR(255) and the
+    ledger's VARCHAR(128) ID columns on PostgreSQL, failing the whole transaction."""
+    number = "LONG-" + "9" * 295
+    key = f"progres-referral.deliver:{number}:{'f' * 64}"
+    first = await store.jobs.enqueue("progres-referral.deliver", {}, key=key)
+    again = await store.jobs.enqueue("progres-referral.deliver", {}, key=key)
+    other = await store.jobs.enqueue("progres-referral.deliver", {}, key=key[:-1] + "e")
+    assert first.created and not again.created and again.id == first.id
+    assert other.created and other.id != first.id
+    job = await store.jobs.get(first.id)
+    assert job is not None and job.key is not None
+    assert len(job.key) <= 255 and job.key.startswith("progres-referral.deliver:LONG-999")
+
+    await store.apply(
+        [
+            LedgerRecord.of(
+                Flow.PROGRES_REFERRAL,
+                number,
+                state=LedgerState.REFUSED,
+                progres_interventionnumber=number,
+            )
+        ]
+    )
+    exchange = await store.ledger.get(Flow.PROGRES_REFERRAL, number)
+    assert exchange is not None and exchange.state == "refused"
+    assert exchange.progres_interventionnumber is not None
+    assert len(exchange.progres_interventionnumber) <= 128
+    found = await store.ledger.find(Flow.PROGRES_REFERRAL, progres_interventionnumber=number)
+    assert [e.id for e in found] == [exchange.id]
+    assert await store.ledger.get(Flow.PROGRES_REFERRAL, number[:-1]) is None
+
+
 async def test_a_scheduler_standing_down_hands_its_flow_over_at_once(store: Store) -> None:
     polls = store.polls
     first = await polls.try_trigger(

@@ -13,14 +13,20 @@ from typing import Any
 from ..profiles.schema import INVALID_DATA, MISSING_FIELDS, SERVICE_TYPE
 
 UNKNOWN_CODE = "unknown_code"
+#: an ID (intervention number, individual number...) longer than ``MAX_ID_LENGTH``
+ID_TOO_LONG = "id_too_long"
+#: no proGres or Primero ID is this long; the bridge keys its ledger on them
+MAX_ID_LENGTH = 128
 UNREADABLE = "unreadable"
 UNKNOWN_REFERRAL = "unknown_referral"
 AMBIGUOUS_REFERRAL = "ambiguous_referral"
 
 __all__ = [
     "AMBIGUOUS_REFERRAL",
+    "ID_TOO_LONG",
     "INVALID_DATA",
     "KINDS",
+    "MAX_ID_LENGTH",
     "MISSING_FIELDS",
     "SERVICE_TYPE",
     "UNKNOWN_CODE",
@@ -29,6 +35,7 @@ __all__ = [
     "MappingError",
     "invalid",
     "missing",
+    "too_long",
     "unknown_code",
     "unreadable",
 ]
@@ -42,6 +49,7 @@ KINDS = frozenset(
         UNREADABLE,
         UNKNOWN_REFERRAL,
         AMBIGUOUS_REFERRAL,
+        ID_TOO_LONG,
     }
 )
 
@@ -64,6 +72,12 @@ def missing(fields: list[str] | tuple[str, ...]) -> MappingError:
 
 def invalid(fields: list[str] | tuple[str, ...], what: str = "invalid values") -> MappingError:
     return MappingError(INVALID_DATA, what, tuple(fields))
+
+
+def too_long(fields: list[str] | tuple[str, ...]) -> MappingError:
+    return MappingError(
+        ID_TOO_LONG, f"IDs longer than {MAX_ID_LENGTH} characters", tuple(fields)
+    )
 
 
 def unknown_code(fields: list[str] | tuple[str, ...]) -> MappingError:

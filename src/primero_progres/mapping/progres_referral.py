@@ -17,7 +17,16 @@ from typing import Any, Literal
 from ..profiles import Profile
 from ..profiles.schema import ExistingCase
 from . import dtp
-from .errors import INVALID_DATA, MISSING_FIELDS, SERVICE_TYPE, MappingError, invalid, missing
+from .errors import (
+    INVALID_DATA,
+    MAX_ID_LENGTH,
+    MISSING_FIELDS,
+    SERVICE_TYPE,
+    MappingError,
+    invalid,
+    missing,
+    too_long,
+)
 from .values import (
     ABSENT,
     ProgresMessage,
@@ -81,6 +90,10 @@ SERVICE_FIELDS = (
     "progres_interventionnumber",
 )
 SERVICES = "services_section"
+#: the fields of a service row the focal point owns once the row exists: the decision flow 2
+#: reads. A new row starts them (``pending``); a write to an existing row never sends them, so a
+#: repeated or crash-recovered delivery cannot put a decision back to ``pending``.
+FOCAL_POINT_FIELDS = frozenset({"unhcr_referral_status", "unhcr_referral_rejection_reason"})
 #: the case fields flow 1 reads back from the cases it finds
 READ_FIELDS = ("unhcr_individual_no", "case_id", "owned_by", "status", SERVICES)
 
@@ -226,6 +239,13 @@ def map_intervention(
     individual = values[F_INDIVIDUAL]
     if number is None or individual is None:
         return missing([k for k in (F_NUMBER, F_INDIVIDUAL) if values[k] is None])
+    long_ids = [
+        key
+        for key in (F_NUMBER, F_INDIVIDUAL, F_PRIMERO_ID)
+        if isinstance(values[key], str) and len(values[key]) > MAX_ID_LENGTH
+    ]
+    if long_ids:
+        return too_long(long_ids)
 
     row: dict[str, Any] = {}
     _put(row, "service_response_day_time", values[F_START])
@@ -289,6 +309,8 @@ def plan_upsert(existing_cases: list[dict[str, Any]], mapped: MappedIntervention
     Primero may ignore the search filter, so the individual number is checked
     here again. Several matches: the case already holding this intervention,
     else the most recently updated one (``ambiguous`` is then set for the audit).
+    The row of an intervention the case already holds is updated without the
+    ``FOCAL_POINT_FIELDS``.
     """
     matches = [
         c
@@ -309,7 +331,8 @@ def plan_upsert(existing_cases: list[dict[str, Any]], mapped: MappedIntervention
     service_unique_id = None
     if existing_row is not None and isinstance(existing_row.get("unique_id"), str):
         service_unique_id = existing_row["unique_id"]
-        row = {"unique_id": service_unique_id, **row}
+        kept = {k: v for k, v in row.items() if k not in FOCAL_POINT_FIELDS}
+        row = {"unique_id": service_unique_id, **kept}
     body = _update_body(mapped, chosen)
     body["services_section"] = [row]
     owner = chosen.get("owned_by") if "owned_by" not in body else body["owned_by"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .models import DeadReason
+from .sizes import fit_id, fit_key
 from .safe import safe_ids
 from .schema import ID_COLUMNS
 from .vocabulary import AuditEvent, Flow, LedgerEvent, LedgerState
@@ -36,6 +37,8 @@ class Enqueue:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "refs", safe_ids(self.refs, what="job refs"))
+        if self.key is not None:
+            object.__setattr__(self, "key", fit_key(self.key))
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class LedgerRecord:
         unknown = set(self.ids) - set(ID_COLUMNS)
         if unknown:
             raise ValueError(f"ledger: unknown ID column(s) {sorted(unknown)}")
+        object.__setattr__(self, "key", fit_key(self.key))
+        object.__setattr__(self, "ids", {name: fit_id(v) for name, v in self.ids.items()})
         object.__setattr__(self, "detail", safe_ids(self.detail, what="ledger event detail"))
 
     @classmethod

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .commands import LedgerRecord
 from .database import Database
+from .sizes import fit_id, fit_key
 from .models import Exchange, ExchangeEvent
 from .schema import ID_COLUMNS, exchange_events, exchanges
 from .vocabulary import DECISION_KEY_SEPARATOR, REFUSED_STATES, Flow
@@ -55,7 +56,9 @@ def _id_filters(ids: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
     unknown = set(ids) - set(ID_COLUMNS)
     if unknown:
         raise ValueError(f"ledger: unknown ID column(s) {sorted(unknown)}")
-    return [exchanges.c[name] == str(value) for name, value in ids.items() if value is not None]
+    return [
+        exchanges.c[name] == fit_id(str(value)) for name, value in ids.items() if value is not None
+    ]
 
 
 def _exchange(row: Any) -> Exchange:
@@ -70,7 +73,9 @@ class Ledger:
         self._db = db
 
     async def get(self, flow: Flow, key: str) -> Exchange | None:
-        query = sa.select(exchanges).where(exchanges.c.flow == str(flow), exchanges.c.key == key)
+        query = sa.select(exchanges).where(
+            exchanges.c.flow == str(flow), exchanges.c.key == fit_key(key)
+        )
         async with self._db.engine.connect() as conn:
             row = (await conn.execute(query)).first()
         return _exchange(row) if row else None

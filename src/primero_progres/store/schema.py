@@ -36,6 +36,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 metadata = sa.MetaData()
 ID = sa.String(36)
+#: job and ledger keys; IDs in the ledger's columns (``keys.fit`` makes longer values fit)
+KEY_LENGTH = 255
+ID_LENGTH = 128
 
 inbound_messages = sa.Table(
     "inbound_messages",
@@ -55,7 +58,7 @@ jobs = sa.Table(
     metadata,
     sa.Column("id", ID, primary_key=True),
     sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("key", sa.String(255), nullable=True, unique=True),
+    sa.Column("key", sa.String(KEY_LENGTH), nullable=True, unique=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),
@@ -95,9 +98,9 @@ exchanges = sa.Table(
     metadata,
     sa.Column("id", ID, primary_key=True),
     sa.Column("flow", sa.String(32), nullable=False),
-    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("key", sa.String(KEY_LENGTH), nullable=False),
     sa.Column("state", sa.String(32), nullable=False),
-    *(sa.Column(name, sa.String(128), nullable=True, index=True) for name in _ID_COLUMNS),
+    *(sa.Column(name, sa.String(ID_LENGTH), nullable=True, index=True) for name in _ID_COLUMNS),
     sa.Column("content_fingerprint", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),

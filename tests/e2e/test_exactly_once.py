@@ -1,0 +1,131 @@
+"""Regressions of issue 10 ("exactly once under crashes"), each played deterministically over
+real loopback HTTP: a crash-recovered or re-sent delivery and the focal point's decision,
+IDs too long for the database, on both stores."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from primero_progres import demo_data
+from primero_progres.stack import Stack
+
+from .crash import die_after_the_step
+
+FEEDBACK = "ReceiveDecisionOutgoingReferral"
+ID_TOO_LONG = (
+    "Intervention referral has an identifier longer than 128 characters (intervention "
+    "number, individual number or Primero case id). Please review the identifiers and "
+    "re-send the request."
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The stack on each database (PostgreSQL is where long IDs used to break)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    async with Stack(tmp_path, database_url=url) as running:
+        yield running
+
+
+async def decisions_sent(stack: Stack) -> list[dict[str, Any]]:
+    return [
+        m["body"]
+        for m in await stack.dtp_messages(FEEDBACK)
+        if m["body"].get("status") in ("acknowledged", "rejected")
+    ]
+
+
+async def the_row(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
+    [case] = await stack.primero_cases()
+    [row] = case["services_section"]
+    return case, row
+
+
+async def test_a_crash_recovered_delivery_never_reverts_the_focal_points_decision(
+    tmp_path: Path,
+) -> None:
+    """The worker dies after its Primero write, the focal point accepts, the job runs again
+    when its lease expires: the PATCH must not put ``pending`` back, and flow 2 must still
+    send the decision."""
+    async with Stack(tmp_path, lease_seconds=0.5) as stack:
+        await stack.progres_sends_referral(demo_data.referral_message())
+        assert await stack.worker.run_once() is True  # the fan-out
+        await die_after_the_step(stack, "progres-referral.deliver")
+        case, row = await the_row(stack)
+        assert row["unhcr_referral_status"] == "pending"
+        await stack.focal_point_decides(case["id"], row["unique_id"], "accepted")
+
+        await stack.settle()
+
+        case, row = await the_row(stack)
+        assert row["unhcr_referral_status"] == "accepted"
+        deliver = (await stack.store.jobs.list(kind="progres-referral.deliver"))[0]
+        assert (deliver.state, deliver.attempts) == ("done", 2)
+        await stack.poll("primero-decision")
+        [decision] = await decisions_sent(stack)
+        assert decision["status"] == "acknowledged"
+        assert decision["case_id"] == case["case_id"]
+        case, row = await the_row(stack)
+        assert row["unhcr_referral_status"] == "accepted"
+
+
+async def test_a_changed_intervention_sent_again_keeps_the_decision(stack: Stack) -> None:
+    await stack.progres_sends_referral(demo_data.referral_message())
+    await stack.settle()
+    case, row = await the_row(stack)
+    await stack.focal_point_decides(case["id"], row["unique_id"], "rejected", "no capacity")
+    await stack.poll("primero-decision")
+
+    changed = demo_data.intervention(progres_interventiondescription="<p>updated</p>")
+    assert (await stack.progres_sends_referral(demo_data.referral_message(changed)))[
+        "status"
+    ] == "queued"
+    await stack.settle()
+    await stack.poll("primero-decision")
+
+    case, row = await the_row(stack)
+    assert row["unhcr_referral_status"] == "rejected"
+    assert row["unhcr_referral_rejection_reason"] == "no capacity"
+    assert "updated" in row["service_referral_notes"], "the rest of the row was updated"
+    assert [d["status"] for d in await decisions_sent(stack)] == ["rejected"]
+
+
+async def test_long_ids_refuse_their_intervention_only_on_both_databases(
+    any_stack: Stack,
+) -> None:
+    """A 300-character intervention number overflowed ``jobs.key`` and killed the message's
+    receive job on PostgreSQL, so its valid neighbour was never delivered; a 60-character
+    ``unhcr_individual_no`` overflowed ``leases.name``."""
+    stack = any_stack
+    long_number = "DEMO-26-PRTITV-" + "7" * 285
+    long_individual = "DEMO-" + "1" * 55
+    message = demo_data.referral_message(
+        demo_data.intervention(long_number),
+        demo_data.intervention(
+            "DEMO-26-PRTITV-0000002", **{"individuals.progres_id": long_individual}
+        ),
+    )
+    assert (await stack.progres_sends_referral(message))["status"] == "queued"
+    await stack.settle()
+
+    assert await stack.store.jobs.list(state="dead") == []
+    [case] = await stack.primero_cases()
+    assert case["unhcr_individual_no"] == long_individual
+    assert [r["progres_interventionnumber"] for r in case["services_section"]] == [
+        "DEMO-26-PRTITV-0000002"
+    ]
+    feedbacks = {
+        m["body"]["progres_interventionnumber"]: m["body"]
+        for m in await stack.dtp_messages(FEEDBACK)
+    }
+    assert feedbacks[long_number]["status"] == "Delivery Fail"
+    assert feedbacks[long_number]["closure_reason"] == ID_TOO_LONG
+    assert feedbacks["DEMO-26-PRTITV-0000002"]["status"] == "Pending Acknowledgement"
+    refused = await stack.store.ledger.find(
+        "progres-referral", progres_interventionnumber=long_number
+    )
+    assert [e.state for e in refused] == ["refused_reported"]
