@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     encryption_key: SecretStr | None = None
     inbox_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     inbox_max_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: a message with more interventions is refused (413): DTP sends them in several messages
+    inbox_max_interventions: int = Field(default=500, gt=0)
 
     primero_url: str | None = None
     primero_username: str | None = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from primero_progres.errors import TransientError
 from primero_progres.settings import Settings
+from primero_progres.sim.common import serve_in_thread
 from primero_progres.store import StepContext, Store
 from primero_progres.web import create_app
 from primero_progres.worker import RetryPolicy, Worker
@@ -201,6 +204,120 @@ async def test_bad_bodies_are_400_naming_the_problem(
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+    assert await store.jobs.list() == []
+
+
+@pytest.fixture
+async def roomy_client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
+    """The inbox with its default size limit and a small intervention cap."""
+    settings = Settings.for_tests(inbox_tokens=TOKENS, inbox_max_interventions=3)
+    transport = httpx.ASGITransport(app=create_app(settings, store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as http:
+        yield http
+
+
+def _nested(depth: int) -> bytes:
+    inner = "[" * depth + "]" * depth
+    return (
+        b'{"request_type": "PrimeroOutgoingReferral", "interventions": [{"deep": '
+        + inner.encode()
+        + b"}]}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (_nested(10_000), "too_deep"),
+        (_nested(40), "too_deep"),
+        (
+            b'{"request_type": "PrimeroOutgoingReferral", "interventions": [{"n": NaN}]}',
+            "malformed_json",
+        ),
+        (
+            b'{"request_type": "PrimeroOutgoingReferral", "interventions": [{"n": Infinity}]}',
+            "malformed_json",
+        ),
+        (
+            b'{"request_type": "PrimeroOutgoingReferral", "interventions": [{"n": -Infinity}]}',
+            "malformed_json",
+        ),
+        (
+            b'{"request_type": "PrimeroOutgoingReferral", "interventions": [{"n": 1e999999}]}',
+            "malformed_json",
+        ),
+        (
+            b'{"request_type": "PrimeroOutgoingReferral", "interventions": [{"n": '
+            + b"9" * 5000
+            + b"}]}",
+            "malformed_json",
+        ),
+    ],
+)
+async def test_deep_nesting_and_numbers_json_has_not_are_400_not_500(
+    roomy_client: httpx.AsyncClient, store: Store, body: bytes, code: str
+) -> None:
+    response = await roomy_client.post(
+        URL, content=body, headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+    assert await store.jobs.list() == []
+
+
+async def test_nesting_as_deep_as_real_messages_is_accepted(
+    roomy_client: httpx.AsyncClient,
+) -> None:
+    response = await roomy_client.post(
+        URL, content=_nested(20), headers={**BEARER, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 202
+
+
+async def test_more_interventions_than_the_cap_is_413_naming_it(
+    roomy_client: httpx.AsyncClient, store: Store
+) -> None:
+    message = referral()
+    message["interventions"] = [{"progres_interventionnumber": f"N-{n}"} for n in range(4)]
+    response = await roomy_client.post(URL, json=message, headers=BEARER)
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "too_many_interventions"
+    assert "at most 3 interventions" in error["message"] and "has 4" in error["message"]
+    assert await store.jobs.list() == []
+    message["interventions"] = message["interventions"][:3]
+    assert (await roomy_client.post(URL, json=message, headers=BEARER)).status_code == 202
+
+
+def test_the_intervention_cap_defaults_to_500() -> None:
+    assert Settings.for_tests().inbox_max_interventions == 500
+
+
+async def test_a_client_leaving_mid_body_is_one_quiet_info_line(
+    store: Store, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """uvicorn used to log an ERROR with a traceback (``ClientDisconnect``)."""
+    settings = Settings.for_tests(inbox_tokens=TOKENS)
+    capfd.readouterr()
+    with serve_in_thread(create_app(settings, store)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/v1/dtp/messages HTTP/1.1\r\nHost: bridge\r\n"
+                b"Authorization: Bearer current-token\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n"
+                b'{"request_type": "PrimeroOutgoingReferral", "interv'
+            )
+            time.sleep(0.2)
+        deadline = time.monotonic() + 20
+        logged = ""
+        while "inbox.client_disconnected" not in logged and time.monotonic() < deadline:
+            time.sleep(0.05)
+            out, err = capfd.readouterr()
+            logged += out + err
+    out, err = capfd.readouterr()
+    logged += out + err
+    assert logged.count("inbox.client_disconnected") == 1
+    assert "Traceback" not in logged and "ERROR" not in logged and '"error"' not in logged
     assert await store.jobs.list() == []
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from ..logging import get_logger
 from ..mapping.dtp import PROGRES_DECISION_REQUEST, PROGRES_REFERRAL_REQUEST
@@ -31,6 +33,9 @@ ROUTES = {
     PROGRES_DECISION_REQUEST: Flow.PROGRES_DECISION,
 }
 _ID_MAX = 128
+#: deeper JSON than this is no DTP message (theirs nest 4 levels): refused before anything
+#: walks it recursively (a 10,000-deep body used to end in a RecursionError and a 500)
+MAX_DEPTH = 32
 
 
 class Queued(BaseModel):
@@ -99,12 +104,66 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_message(body: bytes) -> tuple[str, Flow, dict[str, Any]]:
-    """Validate the envelope; return (request_type, flow, normalised message)."""
+class ClientGone(Exception):
+    """The client disconnected before its body was read: nobody is left to answer."""
+
+
+async def _read_body_or_gone(request: Request, limit: int) -> bytes:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InboxRejection(400, "malformed_json", "the body is not valid JSON") from None
+        return await _read_body(request, limit)
+    except ClientDisconnect:
+        raise ClientGone from None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number too large for a float")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(data: Any) -> int:
+    """How deep a parsed JSON value nests (iterative: the value may be deep)."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def load_json(body: bytes) -> Any:
+    """Strict JSON: no ``NaN``/``Infinity``, no number that overflows a float, nothing nested
+    deeper than ``MAX_DEPTH``; any of these is an ``InboxRejection`` (400), never a 500."""
+    try:
+        data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise InboxRejection(
+            400, "too_deep", f"the body nests deeper than {MAX_DEPTH} levels"
+        ) from None
+    except ValueError:  # JSONDecodeError, a non-finite number, an integer of 4,300+ digits
+        raise InboxRejection(
+            400, "malformed_json", "the body is not valid JSON (finite numbers only)"
+        ) from None
+    if _depth(data) > MAX_DEPTH:
+        raise InboxRejection(400, "too_deep", f"the body nests deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def parse_message(
+    body: bytes, *, max_interventions: int | None = None
+) -> tuple[str, Flow, dict[str, Any]]:
+    """Validate the envelope; return (request_type, flow, normalised message)."""
+    data = load_json(body)
     if not isinstance(data, dict):
         raise InboxRejection(400, "not_an_object", "the body must be a JSON object")
     data = dict(unwrap(data))
@@ -122,6 +181,13 @@ def parse_message(body: bytes) -> tuple[str, Flow, dict[str, Any]]:
         raise InboxRejection(400, "missing_interventions", "interventions must be a list")
     if not all(isinstance(item, dict) for item in interventions):
         raise InboxRejection(400, "invalid_intervention", "each intervention must be an object")
+    if max_interventions is not None and len(interventions) > max_interventions:
+        raise InboxRejection(
+            413,
+            "too_many_interventions",
+            f"a message may carry at most {max_interventions} interventions "
+            f"(this one has {len(interventions)}): send them in several messages",
+        )
     message = {k: v for k, v in data.items() if k != "__query_params"}
     return request_type, ROUTES[request_type], message
 
@@ -139,6 +205,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
     router = APIRouter()
     tokens = settings.inbox_token_values()
     limit = settings.inbox_max_bytes
+    max_interventions = settings.inbox_max_interventions
     if not tokens:
         log.warning("inbox.no_tokens", reason="PRIMERO_PROGRES_INBOX_TOKENS is empty")
 
@@ -150,9 +217,16 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         responses={
             200: {"model": Duplicate, "description": "Already received; no new work."},
             202: {"model": Queued, "description": "Stored durably and queued."},
-            400: documented(400, "Malformed JSON, not an object, unknown request_type..."),
+            400: documented(
+                400,
+                "Malformed JSON (NaN, Infinity and numbers too large for a float included), "
+                "nested too deep, not an object, unknown request_type, interventions not a "
+                "list of objects.",
+            ),
             401: documented(401, "Missing or invalid token."),
-            413: documented(413, "Body over the size limit."),
+            413: documented(
+                413, "Body over the size limit, or more interventions than the inbox takes."
+            ),
             415: documented(415, "Content type is not JSON."),
             503: documented(503, "The database is unavailable; retry later."),
         },
@@ -187,8 +261,12 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
                 raise InboxRejection(
                     415, "unsupported_media_type", "Content-Type must be application/json"
                 )
-            body = await _read_body(request, limit)
-            request_type, flow, message = parse_message(body)
+            body = await _read_body_or_gone(request, limit)
+            request_type, flow, message = parse_message(body, max_interventions=max_interventions)
+        except ClientGone:
+            INBOUND_MESSAGES.labels("unknown", "client_disconnected").inc()
+            log.info("inbox.client_disconnected")
+            return error_response(400, "client_disconnected", "the client went away")
         except InboxRejection as rejection:
             INBOUND_MESSAGES.labels("unknown", rejection.code).inc()
             log.info("inbox.rejected", status_code=rejection.status, reason=rejection.code)
