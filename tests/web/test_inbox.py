@@ -374,6 +374,14 @@ async def test_openapi_lists_every_status(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     inbox = spec["paths"][URL]["post"]["responses"]
     assert set(inbox) == {"200", "202", "400", "401", "413", "415", "503"}
+    body = spec["paths"][URL]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["request_type", "interventions"]
+    assert body["properties"]["interventions"]["maxItems"] == 500
+    schemes = spec["components"]["securitySchemes"]
+    assert {(s["type"], s.get("scheme"), s.get("name")) for s in schemes.values()} == {
+        ("http", "bearer", None),
+        ("apiKey", None, "X-API-Key"),
+    }
     assert set(spec["paths"]["/readyz"]["get"]["responses"]) == {"200", "503"}
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hmac
 import json
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
@@ -33,6 +34,9 @@ ROUTES = {
     PROGRES_DECISION_REQUEST: Flow.PROGRES_DECISION,
 }
 _ID_MAX = 128
+#: declared so the OpenAPI document says how to authenticate; the route checks the token itself
+_BEARER = HTTPBearer(auto_error=False, description="a token of PRIMERO_PROGRES_INBOX_TOKENS")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same token")
 #: deeper JSON than this is no DTP message (theirs nest 4 levels): refused before anything
 #: walks it recursively (a 10,000-deep body used to end in a RecursionError and a 500)
 MAX_DEPTH = 32
@@ -237,9 +241,14 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
                     "application/json": {
                         "schema": {
                             "type": "object",
+                            "required": ["request_type", "interventions"],
                             "properties": {
                                 "request_type": {"type": "string", "enum": sorted(ROUTES)},
-                                "interventions": {"type": "array", "items": {"type": "object"}},
+                                "interventions": {
+                                    "type": "array",
+                                    "items": {"type": "object"},
+                                    "maxItems": max_interventions,
+                                },
                             },
                         }
                     }
@@ -247,7 +256,11 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
             }
         },
     )
-    async def receive_message(request: Request) -> JSONResponse:
+    async def receive_message(
+        request: Request,
+        _bearer: Annotated[Any, Security(_BEARER)] = None,
+        _api_key: Annotated[Any, Security(_API_KEY)] = None,
+    ) -> JSONResponse:
         if not token_valid(_token_from(request), tokens):
             INBOUND_MESSAGES.labels("unknown", "unauthorized").inc()
             return error_response(
