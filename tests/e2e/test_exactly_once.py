@@ -129,3 +129,30 @@ async def test_long_ids_refuse_their_intervention_only_on_both_databases(
         "progres-referral", progres_interventionnumber=long_number
     )
     assert [e.state for e in refused] == ["refused_reported"]
+
+
+@pytest.mark.parametrize("dedupe", [False, True])
+async def test_a_feedback_sent_again_after_a_crash_carries_the_same_idempotency_key(
+    tmp_path: Path, dedupe: bool
+) -> None:
+    """The worker dies after DTP took the feedback, before its commit: the job runs again and
+    DTP receives the message twice, with one key; a DTP that deduplicates keeps one."""
+    async with Stack(tmp_path, lease_seconds=0.5) as stack:
+        await stack.sim_call("PUT", f"{stack.dtp.url}/_sim/dedupe", json={"enabled": dedupe})
+        await stack.progres_sends_referral(demo_data.referral_message())
+        assert await stack.worker.run_once() is True  # the fan-out
+        assert await stack.worker.run_once() is True  # the delivery to Primero
+        await die_after_the_step(stack, "progres-referral.feedback")
+        await stack.settle()
+
+        received = await stack.dtp_messages(FEEDBACK)
+        keys = {m["idempotency_key"] for m in received}
+        assert len(keys) == 1 and None not in keys
+        if dedupe:
+            [message] = received
+            assert message["repeats"] == 1
+        else:
+            assert len(received) == 2
+            assert received[0]["body"] == received[1]["body"]
+        [feedback] = await stack.store.jobs.list(kind="progres-referral.feedback")
+        assert (feedback.state, feedback.attempts) == ("done", 2)

@@ -285,14 +285,21 @@ class FakeGateway:
 
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     error: Exception | None = None
+    #: the ``Idempotency-Key`` of every send attempted, failed ones included, in order
+    keys: list[str | None] = field(default_factory=list)
 
-    async def send_referral(self, message: dict[str, Any]) -> Receipt:
-        return self._send("referral", message)
+    async def send_referral(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> Receipt:
+        return self._send("referral", message, idempotency_key)
 
-    async def send_decision(self, message: dict[str, Any]) -> Receipt:
-        return self._send("decision", message)
+    async def send_decision(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> Receipt:
+        return self._send("decision", message, idempotency_key)
 
-    def _send(self, endpoint: str, message: dict[str, Any]) -> Receipt:
+    def _send(self, endpoint: str, message: dict[str, Any], key: str | None) -> Receipt:
+        self.keys.append(key)
         if self.error is not None:
             raise self.error
         self.sent.append((endpoint, copy.deepcopy(message)))

@@ -55,13 +55,21 @@ class GatewayReceipt(Protocol):
 
 
 class ProgresGateway(Protocol):
-    """The way to proGres through DTP: its two message kinds (``peers.dtp.DTPClient``)."""
+    """The way to proGres through DTP: its two message kinds (``peers.dtp.DTPClient``).
 
-    async def send_referral(self, message: dict[str, Any]) -> GatewayReceipt:
+    ``idempotency_key`` is the same on every retry of one message (the flows derive it from
+    the job key): delivery is at-least-once, and the gateway deduplicates on it.
+    """
+
+    async def send_referral(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> GatewayReceipt:
         """Flow 3: a Primero referral to UNHCR."""
         ...
 
-    async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
+    async def send_decision(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> GatewayReceipt:
         """Flow 1 feedback and flow 2 decisions."""
         ...
 

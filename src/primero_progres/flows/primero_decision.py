@@ -28,7 +28,7 @@ from ..store import (
     poll_kind,
 )
 from .polling import Watermark, finish_poll, read_from
-from .runtime import Runtime
+from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_DECISION
 POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
@@ -115,7 +115,7 @@ async def _queue(rt: Runtime, ctx: StepContext, decision: mapping.DecisionResult
 async def send(rt: Runtime, ctx: StepContext) -> None:
     message: dict[str, Any] = (ctx.job.payload or {})["message"]
     refs = ctx.job.refs
-    await rt.dtp.send_decision(message)
+    await rt.dtp.send_decision(message, idempotency_key=idempotency_key(ctx))
     ctx.ledger_record(
         FLOW,
         decision_key(refs.get("service_unique_id"), refs["status"]),

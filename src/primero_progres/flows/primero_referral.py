@@ -17,7 +17,7 @@ from ..mapping import ping as ping_mapping
 from ..mapping import primero_referral as mapping
 from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind, poll_kind
 from .polling import Watermark, finish_poll, read_from
-from .runtime import Runtime
+from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_REFERRAL
 POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
@@ -106,7 +106,8 @@ async def _queue(rt: Runtime, ctx: StepContext, result: mapping.ReferralResult) 
 
 async def send(rt: Runtime, ctx: StepContext) -> None:
     refs = ctx.job.refs
-    await rt.dtp.send_referral((ctx.job.payload or {})["message"])
+    message = (ctx.job.payload or {})["message"]
+    await rt.dtp.send_referral(message, idempotency_key=idempotency_key(ctx))
     ctx.ledger_record(
         FLOW,
         exchange_key(refs.get("case_id"), refs.get("service_unique_id")),

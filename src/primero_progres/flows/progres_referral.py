@@ -38,7 +38,7 @@ from ..peers.primero import (
 from ..profiles.schema import PRIMERO_REFUSED
 from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind
 from .inbound import fanned_out, read_inbound
-from .runtime import Runtime
+from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PROGRES_REFERRAL
 RECEIVE, DELIVER, FEEDBACK = (job_kind(FLOW, step) for step in ("receive", "deliver", "feedback"))
@@ -229,7 +229,7 @@ def _refuse(
 
 async def feedback(rt: Runtime, ctx: StepContext) -> None:
     message: dict[str, Any] = (ctx.job.payload or {})["message"]
-    receipt = await rt.dtp.send_decision(message)
+    receipt = await rt.dtp.send_decision(message, idempotency_key=idempotency_key(ctx))
     number = message.get("progres_interventionnumber")
     if number:
         refused = message.get("status") == dtp.DELIVERY_FAIL

@@ -16,12 +16,12 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from ..errors import ConfigurationError
-from ..peers.dtp import DTPClient
+from ..peers.dtp import DTPClient, idempotency_key_for
 from ..peers.ping import client_from_settings
 from ..peers.primero import PrimeroClient
 from ..profiles import Profile, load_profile
 from ..settings import Settings
-from ..store import FlowStore
+from ..store import FlowStore, StepContext
 from ..worker import RetryPolicy
 from .observed import ObservedGateway, ObservedPing, ObservedPrimero, PeerObserver
 from .ports import GatewayReceipt, PingApi, PrimeroApi, ProgresGateway
@@ -141,6 +141,12 @@ class Runtime:
             retry_delay=retry.delay,
             max_attempts=retry.max_attempts,
         )
+
+
+def idempotency_key(ctx: StepContext) -> str:
+    """The ``Idempotency-Key`` of the message a job sends to proGres: the same on every retry
+    (the job key is unique forever; a job without one is keyed by its id, as stable)."""
+    return idempotency_key_for(ctx.job.key or ctx.job.id)
 
 
 def _secret(value: SecretStr | None) -> str:

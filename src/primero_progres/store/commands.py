@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .models import DeadReason
-from .sizes import fit_id, fit_key
 from .safe import safe_ids
 from .schema import ID_COLUMNS
+from .sizes import fit_id, fit_key
 from .vocabulary import AuditEvent, Flow, LedgerEvent, LedgerState
 
 

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .commands import LedgerRecord
 from .database import Database
-from .sizes import fit_id, fit_key
 from .models import Exchange, ExchangeEvent
 from .schema import ID_COLUMNS, exchange_events, exchanges
+from .sizes import fit_id, fit_key
 from .vocabulary import DECISION_KEY_SEPARATOR, REFUSED_STATES, Flow
 
 
