@@ -6,7 +6,9 @@ Half the rows are flow-1 deliveries, one case each; the other half are flow-2 de
 both statuses for half of those services, so a quarter of the cases still wait for a
 decision. Primero is a stub that answers every id batch with no updated case, so the
 figures are the bridge's own: asking the ledger for the waiting ids page by page, and
-handing each page to the client. The peak (tracemalloc) should not grow with the rows.
+handing each page to the client. Each page is its own poll job (the chain a worker would
+run, each page's state carried to the next in its payload). The peak (tracemalloc) should
+not grow with the rows.
 For reference, the last line loads every flow-1 and flow-2 row, as the poll did before
 the store query existed.
 
@@ -23,7 +25,7 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,18 @@ import sqlalchemy as sa
 from primero_progres.flows import primero_decision as flow2
 from primero_progres.flows.runtime import Runtime
 from primero_progres.logging import configure_logging
+from primero_progres.peers.primero import CasePosition, CaseWindow
 from primero_progres.profiles import load_profile
-from primero_progres.store import Cipher, Flow, Job, JobState, StepBuffer, Store, decision_key
+from primero_progres.store import (
+    Cipher,
+    Enqueue,
+    Flow,
+    Job,
+    JobState,
+    StepBuffer,
+    Store,
+    decision_key,
+)
 from primero_progres.store.schema import exchanges
 
 SEED_BATCH = 10_000
@@ -47,17 +59,16 @@ class StubPrimero:
         self.batches = 0
         self.ids = 0
 
-    async def iter_cases(
+    async def case_window(
         self,
+        position: CasePosition,
         *,
         filters: Mapping[str, str | Sequence[str]] | None = None,
-        updated_since: datetime | None = None,
         ids: Sequence[str] | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> CaseWindow:
         self.batches += 1
         self.ids += len(ids or ())
-        for _ in ():
-            yield {}
+        return CaseWindow([], None)
 
     async def aclose(self) -> None:
         return None
@@ -94,12 +105,25 @@ def ledger_rows(rows: int) -> list[dict[str, Any]]:
     return out
 
 
-def poll_job() -> Job:
+def poll_job(page: int, payload: Mapping[str, Any]) -> Job:
     now = datetime.now(UTC)
     return Job(
-        "bench", flow2.POLL, None, JobState.RUNNING, 1, now, "bench/0", now, None, None, {},
-        now, now, True, {},
+        f"bench-{page}", flow2.POLL, None, JobState.RUNNING, 1, now, "bench/0", now, None, None,
+        {}, now, now, True, dict(payload),
     )
+
+
+async def poll_to_the_end(rt: Runtime) -> int:
+    """Run a poll's pages one after the other, as the worker would; how many there were."""
+    payload: Mapping[str, Any] | None = {}
+    pages = 0
+    while payload is not None:
+        ctx = StepBuffer(poll_job(pages, payload))
+        await flow2.poll(rt, ctx)
+        pages += 1
+        following = [c for c in ctx.commands if isinstance(c, Enqueue) and c.kind == flow2.POLL]
+        payload = following[0].payload if following else None
+    return pages
 
 
 async def measure(rows: int, database_url: str | None) -> None:
@@ -121,7 +145,7 @@ async def measure(rows: int, database_url: str | None) -> None:
 
             tracemalloc.start()
             started = time.perf_counter()
-            await flow2.poll(rt, StepBuffer(poll_job()))
+            jobs = await poll_to_the_end(rt)
             seconds = time.perf_counter() - started
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.reset_peak()
@@ -137,7 +161,7 @@ async def measure(rows: int, database_url: str | None) -> None:
     print(
         f"{rows:>9,} ledger rows ({store.dialect}): poll "
         f"{seconds * 1000:7.0f} ms, peak {peak / 2**20:6.2f} MiB, "
-        f"{primero.ids:,} waiting ids in {primero.batches} pages"
+        f"{primero.ids:,} waiting ids in {primero.batches} pages ({jobs} poll jobs)"
     )
     print(
         f"{'':>9}   reference, loading all {loaded:,} rows as before: "

@@ -52,3 +52,20 @@ def run(rt: Runtime, fake_store: FakeStore) -> Callable[[Step, Job], Awaitable[S
         return ctx
 
     return run_step
+
+
+@pytest.fixture
+def drain(
+    run: Callable[[Step, Job], Awaitable[StepBuffer]], fake_store: FakeStore
+) -> Callable[[dict[str, Step]], Awaitable[int]]:
+    """Run the jobs the steps queued whose kinds are given (``kind -> step``), oldest first,
+    including those they queue in turn, as the worker would; how many ran."""
+
+    async def drain_jobs(steps: dict[str, Step]) -> int:
+        ran = 0
+        while (job := fake_store.next_job(steps)) is not None:
+            await run(steps[job.kind], job)
+            ran += 1
+        return ran
+
+    return drain_jobs

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from primero_progres.mapping.values import timestamp
+from primero_progres.peers.primero import CasePosition, CaseWindow, format_watermark
 from primero_progres.store import (
     AuditRecord,
     CursorMove,
@@ -40,9 +42,10 @@ def make_job(
     refs: dict[str, Any] | None = None,
     message_id: str | None = None,
     key: str | None = None,
+    job_id: str | None = None,
 ) -> Job:
     return Job(
-        id=f"job-{kind}",
+        id=job_id or f"job-{kind}",
         kind=kind,
         key=key,
         state=JobState.RUNNING,
@@ -144,6 +147,8 @@ class FakeStore:
         #: leases another worker holds: ``hold`` raises LeaseBusy for them
         self.busy: set[str] = set()
         self.held: list[str] = []
+        #: the indexes of ``jobs`` a test has run already (``next_job``)
+        self.ran: set[int] = set()
 
     async def fingerprint(self, obj: object) -> str:
         canonical = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
@@ -172,6 +177,22 @@ class FakeStore:
             elif isinstance(command, CursorMove):
                 self.cursors.values[Flow(command.flow).value] = command.value
 
+    def next_job(self, kinds: Collection[str]) -> Job | None:
+        """The oldest queued job of these kinds no test has run yet, as a worker claims it."""
+        for index, command in enumerate(self.jobs):
+            if index in self.ran or command.kind not in kinds:
+                continue
+            self.ran.add(index)
+            return make_job(
+                command.kind,
+                dict(command.payload) if command.payload is not None else None,
+                refs=dict(command.refs),
+                message_id=command.message_id,
+                key=command.key,
+                job_id=f"job-{index + 1}",
+            )
+        return None
+
     def jobs_of(self, kind: str) -> list[Enqueue]:
         return [job for job in self.jobs if job.kind == kind]
 
@@ -190,6 +211,8 @@ class FakePrimero:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     #: drop these fields from write answers (a Primero that answers less than it should)
     answer_without: tuple[str, ...] = ()
+    #: cases per ``case_window`` page
+    window: int = 1000
 
     def _call(self, operation: str, argument: Any) -> None:
         self.calls.append((operation, argument))
@@ -213,6 +236,42 @@ class FakePrimero:
             if filters and not all(_overlaps(case.get(k), v) for k, v in filters.items()):
                 continue
             yield copy.deepcopy(case)
+
+    async def case_window(
+        self,
+        position: CasePosition,
+        *,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> CaseWindow:
+        """``window`` cases at a time, oldest update first, from ``position`` (a simpler walk
+        than the client's, with the same contract; the client's own: tests/peers)."""
+        self._call("case_window", {"position": position, "filters": filters, "ids": ids})
+        cases = sorted(
+            (
+                c
+                for c in self.cases.values()
+                if (ids is None or c["id"] in ids)
+                and all(_overlaps(c.get(k), v) for k, v in (filters or {}).items())
+            ),
+            key=lambda c: (_second(c), c["id"]),
+        )
+        since, seen = position.since, set(position.seen)
+        later = [
+            c
+            for c in cases
+            if since is None or _second(c) > since or (_second(c) == since and c["id"] not in seen)
+        ]
+        page = later[: self.window]
+        if len(later) <= self.window:
+            return CaseWindow([copy.deepcopy(c) for c in page], None)
+        last = _second(page[-1])
+        at_last = {c["id"] for c in page if _second(c) == last}
+        if last == since:
+            at_last |= seen
+        return CaseWindow(
+            [copy.deepcopy(c) for c in page], CasePosition(last, tuple(sorted(at_last)))
+        )
 
     async def find_cases(self, field: str, value: str) -> list[dict[str, Any]]:
         self._call("find_cases", (field, value))
@@ -266,6 +325,11 @@ class FakePrimero:
 
     async def aclose(self) -> None:
         return None
+
+
+def _second(case: Mapping[str, Any]) -> str:
+    stamp = timestamp(case.get("last_updated_at"))
+    return format_watermark(stamp) if stamp else ""
 
 
 def _overlaps(value: Any, wanted: str | Sequence[str]) -> bool:

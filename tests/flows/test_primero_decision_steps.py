@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from flow_fakes import FakeGateway, FakePrimero, FakeStore, make_job
 
+from primero_progres.errors import TransientError
 from primero_progres.flows import primero_decision as flow2
 
 
@@ -42,16 +43,28 @@ def three_waiting(fake_store: FakeStore, primero: FakePrimero) -> None:
 
 @pytest.mark.usefixtures("three_waiting")
 async def test_the_poll_reads_only_waiting_cases_a_page_at_a_time(
-    run: Any, fake_store: FakeStore, primero: FakePrimero, monkeypatch: pytest.MonkeyPatch
+    run: Any,
+    drain: Any,
+    fake_store: FakeStore,
+    primero: FakePrimero,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(flow2, "WAITING_PAGE", 2)
     await run(flow2.poll, make_job(flow2.POLL, {}))
+    # one page per job: the next page is queued, the cursor waits for the last page
+    [following] = fake_store.jobs_of(flow2.POLL)
+    assert dict(following.payload or {})["poll"]["after"] == "rec-2"
+    assert fake_store.cursors.values == {}
+    assert fake_store.audit_of("poll_finished") == []
+    assert await drain({flow2.POLL: flow2.poll}) == 1
 
     assert fake_store.ledger.waiting_calls == [(None, 2), ("rec-2", 2)]
-    assert [call["ids"] for call in primero.calls_of("iter_cases")] == [
+    assert [call["ids"] for call in primero.calls_of("case_window")] == [
         ["rec-1", "rec-2"],
         ["rec-3"],
     ]
+    first, second = primero.calls_of("case_window")
+    assert first["position"].since == second["position"].since, "one lower bound per poll"
     sends = fake_store.jobs_of(flow2.SEND)
     assert [(s.key, dict(s.payload or {})["message"]["status"]) for s in sends] == [
         (f"{flow2.SEND}:svc-1:accepted", "acknowledged"),
@@ -87,9 +100,53 @@ async def test_a_full_scan_reads_every_updated_case_without_the_ledger(
     await run(flow2.poll, make_job(flow2.POLL, {"full_scan": True}))
 
     assert fake_store.ledger.waiting_calls == []
-    [call] = primero.calls_of("iter_cases")
+    [call] = primero.calls_of("case_window")
     assert call["ids"] is None
-    assert call["since"].isoformat() == "2026-11-29T07:59:00+00:00", "cursor minus the overlap"
+    assert call["position"].since == "2026-11-29T07:59:00Z", "cursor minus the overlap"
+    assert len(fake_store.jobs_of(flow2.SEND)) == 2
+
+
+@pytest.mark.usefixtures("three_waiting")
+async def test_a_full_scan_moves_the_cursor_page_by_page(
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.window = 1
+    await run(flow2.poll, make_job(flow2.POLL, {"full_scan": True}))
+    assert fake_store.cursors.values == {"primero-decision": "2026-11-29T09:00:00Z"}
+    [following] = fake_store.jobs_of(flow2.POLL)
+    assert dict(following.payload or {})["full_scan"] is True
+    assert await drain({flow2.POLL: flow2.poll}) == 2
+    assert fake_store.cursors.values == {"primero-decision": "2026-11-29T11:30:00Z"}
+    assert [s.key for s in fake_store.jobs_of(flow2.SEND)] == [
+        f"{flow2.SEND}:svc-3:rejected",
+        f"{flow2.SEND}:svc-1:accepted",
+    ]
+    assert fake_store.audit_of("poll_finished") == [
+        {"count": 3, "total": 2, "cursor": "2026-11-29T11:30:00Z"}
+    ]
+
+
+@pytest.mark.usefixtures("three_waiting")
+async def test_a_failing_page_is_retried_alone(
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    """A page that fails discards only its own work: the pages before it stay committed and
+    its retry reads its own page again, not a window grown since (issue 10, 3)."""
+    primero.window = 1
+    await run(flow2.poll, make_job(flow2.POLL, {"full_scan": True}))
+    retried = fake_store.next_job({flow2.POLL})
+    assert retried is not None
+    primero.errors["case_window"] = TransientError("primero list_cases: 503", reason="http_503")
+    with pytest.raises(TransientError):
+        await run(flow2.poll, retried)
+    assert [s.key for s in fake_store.jobs_of(flow2.SEND)] == [f"{flow2.SEND}:svc-3:rejected"]
+    assert fake_store.cursors.values == {"primero-decision": "2026-11-29T09:00:00Z"}
+
+    del primero.errors["case_window"]
+    await run(flow2.poll, retried)
+    positions = [call["position"] for call in primero.calls_of("case_window")]
+    assert positions[1] == positions[2], "the retry reads the page that failed"
+    assert await drain({flow2.POLL: flow2.poll}) == 1
     assert len(fake_store.jobs_of(flow2.SEND)) == 2
 
 

@@ -8,6 +8,7 @@ import pytest
 from flow_fakes import FakeGateway, FakePrimero, FakeStore, make_job
 
 from primero_progres import demo_data
+from primero_progres.errors import TransientError
 from primero_progres.flows import primero_referral as flow3
 
 SERVICE = "0e000000-0000-4000-8000-0000000000a1"
@@ -44,16 +45,30 @@ def two_referred(primero: FakePrimero) -> None:
     primero.users = {u["user_name"]: u for u in demo_data.PRIMERO_USERS}
 
 
+async def poll_through(run: Any, drain: Any) -> None:
+    """A poll and every job it leads to, up to the ``send`` jobs (not run)."""
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+    await drain({flow3.POLL: flow3.poll, flow3.CASE: flow3.examine})
+
+
 @pytest.mark.usefixtures("two_referred")
 async def test_the_poll_queues_one_referral_per_referred_unhcr_service(
-    run: Any, fake_store: FakeStore, primero: FakePrimero
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
 ) -> None:
     await run(flow3.poll, make_job(flow3.POLL, {}))
+    # the page queues one job per case that holds a UNHCR service, nothing else
+    assert [j.key for j in fake_store.jobs] == [
+        f"{flow3.CASE}:rec-1:2026-11-29T10:00:00Z",
+        f"{flow3.CASE}:rec-2:2026-11-29T10:05:00Z",
+    ]
+    assert primero.calls_of("list_referrals") == []
+    assert fake_store.cursors.values == {"primero-referral": "2026-11-29T10:05:00Z"}
+    assert await drain({flow3.POLL: flow3.poll, flow3.CASE: flow3.examine}) == 2
 
-    [listing] = primero.calls_of("iter_cases")
+    [listing] = primero.calls_of("case_window")
     assert listing["filters"] == {"associated_user_names": [demo_data.UNHCR_CASEWORKER]}
     assert primero.calls_of("list_referrals") == ["rec-1", "rec-2"]
-    assert primero.calls_of("get_user") == [demo_data.PRIMERO_CASEWORKER], "once per run"
+    assert primero.calls_of("get_user") == [demo_data.PRIMERO_CASEWORKER], "once per process"
     sends = fake_store.jobs_of(flow3.SEND)
     assert [s.key for s in sends] == [
         f"{flow3.SEND}:case-rec-1:{SERVICE}",
@@ -72,19 +87,60 @@ async def test_the_poll_queues_one_referral_per_referred_unhcr_service(
 
 @pytest.mark.usefixtures("two_referred")
 async def test_a_referral_is_queued_once_however_often_it_is_read(
-    run: Any, fake_store: FakeStore
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
 ) -> None:
-    await run(flow3.poll, make_job(flow3.POLL, {}))
-    await run(flow3.poll, make_job(flow3.POLL, {}))
+    await poll_through(run, drain)
+    await poll_through(run, drain)
+    # an edited case is examined again: the ledger still keeps its referral once
+    primero.cases["rec-1"]["last_updated_at"] = "2026-11-29T10:30:00Z"
+    await poll_through(run, drain)
+    assert len(fake_store.jobs_of(flow3.CASE)) == 3
     assert len(fake_store.jobs_of(flow3.SEND)) == 2
 
 
 @pytest.mark.usefixtures("two_referred")
+async def test_a_case_primero_fails_on_is_retried_alone(
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    """One case's ``list_referrals`` failing used to discard the whole poll (issue 10, 3)."""
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+    first, second = fake_store.next_job({flow3.CASE}), fake_store.next_job({flow3.CASE})
+    assert first is not None and second is not None
+    primero.errors["list_referrals"] = TransientError("primero: 503", reason="http_503")
+    with pytest.raises(TransientError):
+        await run(flow3.examine, first)
+    del primero.errors["list_referrals"]
+    await run(flow3.examine, second)
+    assert [s.key for s in fake_store.jobs_of(flow3.SEND)] == [
+        f"{flow3.SEND}:case-rec-2:{OTHER_SERVICE}"
+    ]
+    assert fake_store.cursors.values == {"primero-referral": "2026-11-29T10:05:00Z"}
+    await run(flow3.examine, first)
+    assert len(fake_store.jobs_of(flow3.SEND)) == 2
+
+
+@pytest.mark.usefixtures("two_referred")
+async def test_the_cursor_moves_page_by_page(
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.window = 1
+    await run(flow3.poll, make_job(flow3.POLL, {}))
+    assert fake_store.cursors.values == {"primero-referral": "2026-11-29T10:00:00Z"}
+    assert fake_store.audit_of("poll_finished") == []
+    await drain({flow3.POLL: flow3.poll})
+    assert fake_store.cursors.values == {"primero-referral": "2026-11-29T10:05:00Z"}
+    assert fake_store.audit_of("poll_finished") == [
+        {"count": 2, "total": 2, "cursor": "2026-11-29T10:05:00Z"}
+    ]
+    assert len(fake_store.jobs_of(flow3.CASE)) == 2
+
+
+@pytest.mark.usefixtures("two_referred")
 async def test_an_unmappable_referral_is_recorded_then_sent_once_fixed(
-    run: Any, fake_store: FakeStore, primero: FakePrimero
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
 ) -> None:
     primero.cases["rec-1"]["language"] = ["language99"]
-    await run(flow3.poll, make_job(flow3.POLL, {}))
+    await poll_through(run, drain)
 
     key = f"case-rec-1:{SERVICE}"
     unmappable = await fake_store.ledger.get(flow3.FLOW, key)
@@ -101,7 +157,8 @@ async def test_an_unmappable_referral_is_recorded_then_sent_once_fixed(
     ]
 
     primero.cases["rec-1"]["language"] = ["language2"]
-    await run(flow3.poll, make_job(flow3.POLL, {}))
+    primero.cases["rec-1"]["last_updated_at"] = "2026-11-29T10:10:00Z"  # Primero's, on edit
+    await poll_through(run, drain)
     fixed = await fake_store.ledger.get(flow3.FLOW, key)
     assert fixed is not None and fixed.state == "queued"
     assert len(fake_store.jobs_of(flow3.SEND)) == 2

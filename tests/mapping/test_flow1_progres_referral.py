@@ -396,10 +396,7 @@ def test_one_case_holding_the_intervention_reuses_its_row(mapped) -> None:
     assert plan.action == "update"
     assert plan.case_record_id == "r-1"
     assert plan.service_unique_id == row_id
-    # the focal point's decision fields are never sent for a row that exists (issue 10, 1)
-    without_decision = {k: v for k, v in mapped.service.items() if k != "unhcr_referral_status"}
-    assert plan.body["services_section"] == [{"unique_id": row_id, **without_decision}]
-    assert mapped.service["unhcr_referral_status"] == "pending"
+    assert plan.body["services_section"] == [{"unique_id": row_id, **mapped.service}]
     for forbidden in ("case_id", "id", "unique_id", "short_id", "created_at", "case_id_display"):
         assert forbidden not in plan.body
     assert plan.body["unhcr_individual_no"] == "803-100000519"
@@ -430,6 +427,16 @@ def test_a_row_that_exists_keeps_the_focal_points_decision(mapped, decided) -> N
     assert sent["service_type"] == mapped.service["service_type"]
     assert flow1.plan_upsert([], mapped).body["services_section"][0][
         "unhcr_referral_status"] == "pending"
+
+
+@pytest.mark.parametrize("empty", [None, ""])
+def test_a_row_that_exists_without_a_status_gets_the_starting_one(mapped, empty) -> None:
+    row = {"unique_id": "row-1", "progres_interventionnumber": NUMBER}
+    if empty is not None:
+        row["unhcr_referral_status"] = empty
+    plan = flow1.plan_upsert([existing("r-1", "2024-01-01T00:00:00.000Z", [row])], mapped)
+    [sent] = plan.body["services_section"]
+    assert sent["unhcr_referral_status"] == "pending"
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..peers.ping import IngestionReceipt, PingPage, ShippingProcesses, TransactionStatus
+from ..peers.primero import CasePosition, CaseWindow
 
 
 class PrimeroApi(Protocol):
@@ -25,7 +26,20 @@ class PrimeroApi(Protocol):
         ids: Sequence[str] | None = None,
     ) -> AsyncIterator[dict[str, Any]]: ...
 
+    async def case_window(
+        self,
+        position: CasePosition,
+        *,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> CaseWindow:
+        """One page of the cases updated since ``position``, oldest first, and where the next
+        page starts: a poll commits each page on its own."""
+        ...
+
     async def find_cases(self, field: str, value: str) -> list[dict[str, Any]]: ...
+
+    async def get_case(self, record_id: str) -> dict[str, Any]: ...
 
     async def create_case(self, data: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -43,6 +57,10 @@ class PrimeroApi(Protocol):
     ) -> dict[str, Any]: ...
 
     async def get_user(self, user_name: str) -> dict[str, Any] | None: ...
+
+    async def own_user(self) -> dict[str, Any]:
+        """The API user's record with its role (``role_group_permission``...)."""
+        ...
 
     async def aclose(self) -> None: ...
 

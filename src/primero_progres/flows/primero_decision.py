@@ -1,22 +1,26 @@
 """Flow 2, ``primero-decision``: a Primero decision on a proGres referral goes back to DTP, once.
 
 ``poll`` reads the cases that hold proGres referrals still waiting for a
-decision (the ledger knows them from flow 1; the store hands their record ids
-over a page at a time, so a poll's memory does not grow with history), or
-every case updated since the cursor when the operator asks for a full scan.
-Each qualifying (service, status) becomes a ``send`` job whose key is unique
-forever, so a decision is queued once however many times the case is edited
-afterwards. The cursor moves in the same transaction as those jobs.
+decision (the ledger knows them from flow 1 and hands their record ids over a
+page at a time, so a poll's memory does not grow with history), or every case
+updated since the cursor when the operator asks for a full scan. Each page is
+its own job (``polling``): it queues its decisions and the next page in one
+commit. Each qualifying (service, status) becomes a ``send`` job whose key is
+unique forever, so a decision is queued once however many times the case is
+edited afterwards.
+
+In the ledger walk the cursor moves when the last page is done: every page
+reads from the same lower bound, so a page retried later misses nothing. In
+a full scan it moves page by page, as flow 3's does.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from ..logging import get_logger
 from ..mapping import primero_decision as mapping
+from ..peers.primero import CasePosition
 from ..store import (
     AuditEvent,
     Flow,
@@ -27,52 +31,89 @@ from ..store import (
     job_kind,
     poll_kind,
 )
-from .polling import Watermark, finish_poll, read_from
+from .polling import PollState, Watermark, finish_page, first_position
 from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_DECISION
 POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
-#: record ids read from the ledger per page (the Primero client splits them into its own batches)
-WAITING_PAGE = 500
+#: record ids read from the ledger per page: one Primero call each (its ``id`` batch)
+WAITING_PAGE = 100
 
 log = get_logger(__name__)
 
 
 async def poll(rt: Runtime, ctx: StepContext) -> None:
     cursor = await rt.store.cursors.get(FLOW)
+    state = PollState.of(ctx.job.payload)
     watermark = Watermark(cursor)
-    since = read_from(cursor, rt.overlap)
-    full_scan = rt.full_scan or bool((ctx.job.payload or {}).get("full_scan"))
-    queued = seen = 0
-    async for case in _cases(rt, since, full_scan=full_scan):
-        seen += 1
+    watermark.see(state.watermark)
+    if rt.full_scan or state.options.get("full_scan"):
+        await _scan_page(rt, ctx, cursor, state, watermark)
+    else:
+        await _waiting_page(rt, ctx, cursor, state, watermark)
+
+
+async def _scan_page(
+    rt: Runtime, ctx: StepContext, cursor: str | None, state: PollState, watermark: Watermark
+) -> None:
+    """A full scan: one page of every case updated since the cursor."""
+    position = state.position or first_position(cursor, rt.overlap)
+    window = await rt.primero.case_window(position)
+    queued = await _decisions(rt, ctx, window.cases, watermark)
+    finish_page(
+        ctx,
+        FLOW,
+        cursor,
+        watermark,
+        state,
+        seen=len(window.cases),
+        queued=queued,
+        next_page=state.walk_on(window.next),
+    )
+
+
+async def _waiting_page(
+    rt: Runtime, ctx: StepContext, cursor: str | None, state: PollState, watermark: Watermark
+) -> None:
+    """The ledger walk: the next ``WAITING_PAGE`` cases waiting for a decision, read from
+    Primero if updated since the poll's lower bound."""
+    since = state.since
+    if state.after is None and state.position is None:
+        since = first_position(cursor, rt.overlap).since
+    statuses = list(rt.profile.primero_decision.statuses)
+    ids = await rt.store.ledger.cases_waiting_for_decision(
+        statuses, after=state.after, limit=WAITING_PAGE
+    )
+    cases: list[dict[str, Any]] = []
+    position: CasePosition | None = CasePosition(since)
+    while ids and position is not None:
+        window = await rt.primero.case_window(position, ids=ids)
+        cases.extend(window.cases)
+        position = window.next
+    queued = await _decisions(rt, ctx, cases, watermark)
+    more = len(ids) == WAITING_PAGE
+    finish_page(
+        ctx,
+        FLOW,
+        cursor,
+        watermark,
+        state,
+        seen=len(cases),
+        queued=queued,
+        next_page=PollState(state.options, since=since, after=ids[-1]) if more else None,
+        move_cursor=not more,
+    )
+
+
+async def _decisions(
+    rt: Runtime, ctx: StepContext, cases: list[dict[str, Any]], watermark: Watermark
+) -> int:
+    queued = 0
+    for case in cases:
         for decision in mapping.qualifying_decisions(case, rt.profile):
             queued += await _queue(rt, ctx, decision)
         watermark.see(case.get("last_updated_at"))
-    finish_poll(ctx, FLOW, cursor, watermark, seen=seen, queued=queued)
-
-
-async def _cases(
-    rt: Runtime, since: datetime | None, *, full_scan: bool
-) -> AsyncIterator[dict[str, Any]]:
-    """Every case updated since ``since``, or only those waiting for a decision, page by page."""
-    if full_scan:
-        async for case in rt.primero.iter_cases(updated_since=since):
-            yield case
-        return
-    statuses = list(rt.profile.primero_decision.statuses)
-    after: str | None = None
-    while True:
-        page = await rt.store.ledger.cases_waiting_for_decision(
-            statuses, after=after, limit=WAITING_PAGE
-        )
-        if not page:
-            return
-        async for case in rt.primero.iter_cases(updated_since=since, ids=page):
-            yield case
-        if len(page) < WAITING_PAGE:
-            return
-        after = page[-1]
+    return queued
 
 
 async def _queue(rt: Runtime, ctx: StepContext, decision: mapping.DecisionResult) -> int:

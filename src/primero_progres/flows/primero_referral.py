@@ -1,10 +1,12 @@
 """Flow 3, ``primero-referral``: a Primero referral to UNHCR reaches proGres, once.
 
-``poll`` reads the cases associated with the profile's UNHCR caseworker
-user(s) updated since the cursor (minus the overlap window), lists the
-referrals of those that hold a UNHCR service, and queues one ``send`` job per
-(case, service) whose key is unique forever. Users are fetched by
-``user_name``, once per run, only when a message needs them.
+``poll`` reads one page of the cases associated with the profile's UNHCR
+caseworker user(s), updated since the cursor (minus the overlap window), and
+queues one ``case`` job per case that holds a UNHCR service, then the next
+page (``polling``). A ``case`` job lists that case's referrals, fetches the
+owner's contact details, and queues one ``send`` job per (case, service),
+whose key is unique forever; the ledger keeps it once. Each case is its own
+unit: one case Primero fails on is retried alone.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from typing import Any
 from ..logging import get_logger
 from ..mapping import ping as ping_mapping
 from ..mapping import primero_referral as mapping
+from ..peers.primero import ForbiddenError
 from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind, poll_kind
-from .polling import Watermark, finish_poll, read_from
+from .polling import PollState, Watermark, finish_window, first_position
+from .primero_access import SELF_SCOPE, USERS_FORBIDDEN, scope_too_narrow
 from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_REFERRAL
-POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
+POLL, CASE, SEND = poll_kind(FLOW), job_kind(FLOW, "case"), job_kind(FLOW, "send")
 #: over PING a referral is ingested asynchronously (``ping_outbound``), not sent
 INGEST = job_kind(FLOW, "ingest")
 
 Messages = Callable[..., list[mapping.ReferralResult]]
-#: by gateway: the messages the poll builds and the job that takes each to proGres
+#: by gateway: the messages a case job builds and the job that takes each to proGres
 ROUTES: dict[str, tuple[Messages, str]] = {
     "dtp": (mapping.referral_messages, SEND),
     "ping": (ping_mapping.referral_create_messages, INGEST),
@@ -36,28 +40,80 @@ log = get_logger(__name__)
 
 async def poll(rt: Runtime, ctx: StepContext) -> None:
     cursor = await rt.store.cursors.get(FLOW)
+    state = PollState.of(ctx.job.payload)
+    position = state.position or first_position(cursor, rt.overlap)
     watermark = Watermark(cursor)
-    users: dict[str, dict[str, Any]] = {}
-    missing_users: set[str] = set()
-    queued = seen = 0
     filters = {"associated_user_names": list(rt.profile.unhcr_caseworkers)}
-    async for case in rt.primero.iter_cases(
-        filters=filters, updated_since=read_from(cursor, rt.overlap)
-    ):
-        seen += 1
-        if mapping.unhcr_services(case, rt.profile):
-            referrals = await rt.primero.list_referrals(case["id"])
-            for user_name in mapping.users_needed(case) - users.keys() - missing_users:
-                user = await rt.primero.get_user(user_name)
-                if user is None:
-                    missing_users.add(user_name)
-                else:
-                    users[user_name] = user
-            messages, _ = ROUTES[rt.unhcr_gateway]
-            for result in messages(case, referrals, users, rt.profile):
-                queued += await _queue(rt, ctx, result)
+    window = await rt.primero.case_window(position, filters=filters)
+    # a narrow scope hides referrals without a word: checked before the page counts as read
+    scope = await rt.role.scope(rt.primero)
+    if scope == SELF_SCOPE:
+        raise scope_too_narrow(FLOW)
+    if scope is None:
+        log.warning("primero_scope_unchecked", flow=FLOW.value, reason=USERS_FORBIDDEN)
+    queued = 0
+    for case in window.cases:
+        if await _news(rt, case):
+            ctx.enqueue(
+                CASE,
+                {"case": case},
+                key=f"{CASE}:{case['id']}:{case.get('last_updated_at')}",
+                refs={"case_record_id": case["id"], "case_id": case.get("case_id")},
+            )
+            queued += 1
         watermark.see(case.get("last_updated_at"))
-    finish_poll(ctx, FLOW, cursor, watermark, seen=seen, queued=queued)
+    finish_window(ctx, FLOW, cursor, watermark, state, window, queued=queued)
+
+
+async def _news(rt: Runtime, case: dict[str, Any]) -> bool:
+    """Whether the case holds a UNHCR service the ledger has not queued yet (or could not map):
+    only those cases are worth their own job."""
+    for row in mapping.unhcr_services(case, rt.profile):
+        key = exchange_key(case.get("case_id"), row.get("unique_id"))
+        known = await rt.store.ledger.get(FLOW, key)
+        if known is None or known.state == LedgerState.UNMAPPABLE:
+            return True
+    return False
+
+
+async def examine(rt: Runtime, ctx: StepContext) -> None:
+    """One case the poll found: its referrals to UNHCR become ``send`` jobs."""
+    case: dict[str, Any] = (ctx.job.payload or {})["case"]
+    referrals = await rt.primero.list_referrals(case["id"])
+    users: dict[str, dict[str, Any]] = {}
+    forbidden = False
+    for user_name in mapping.users_needed(case):
+        try:
+            user = await rt.users.get(rt.primero, user_name)
+        except ForbiddenError:
+            forbidden = True
+            continue
+        if user is not None:
+            users[user_name] = user
+    messages, _ = ROUTES[rt.unhcr_gateway]
+    for result in messages(case, referrals, users, rt.profile):
+        if await _queue(rt, ctx, result) and forbidden:
+            _contact_defaulted(ctx, result)
+
+
+def _contact_defaulted(ctx: StepContext, result: mapping.ReferralResult) -> None:
+    """Without the users permission the referring user's contact is the profile's default:
+    the referral still goes, and the audit trail says why its contact is not the user's."""
+    ctx.audit(
+        AuditEvent.CONTACT_DEFAULTED,
+        flow=FLOW,
+        case_id=result.case_id,
+        service_unique_id=result.service_unique_id,
+        org_referral_id=result.org_referral_id,
+        reason=USERS_FORBIDDEN,
+    )
+    log.warning(
+        "contact_defaulted",
+        flow=FLOW.value,
+        case_id=result.case_id,
+        org_referral_id=result.org_referral_id,
+        reason=USERS_FORBIDDEN,
+    )
 
 
 def exchange_key(case_id: object, service_unique_id: object) -> str:
@@ -65,11 +121,13 @@ def exchange_key(case_id: object, service_unique_id: object) -> str:
     return f"{case_id}:{service_unique_id}"
 
 
-async def _queue(rt: Runtime, ctx: StepContext, result: mapping.ReferralResult) -> int:
+async def _queue(rt: Runtime, ctx: StepContext, result: mapping.ReferralResult) -> bool:
+    """Queue the referral's ``send`` (or PING ingestion) once (the ledger knows it); whether it
+    was queued now."""
     key = exchange_key(result.case_id, result.service_unique_id)
     existing = await rt.store.ledger.get(FLOW, key)
     if existing and existing.state != LedgerState.UNMAPPABLE:
-        return 0
+        return False
     ids: dict[str, Any] = {
         "case_record_id": result.case_record_id,
         "case_id": result.case_id,
@@ -95,13 +153,13 @@ async def _queue(rt: Runtime, ctx: StepContext, result: mapping.ReferralResult) 
                 fields=list(result.error.fields) if result.error else [],
                 **ids,
             )
-        return 0
+        return False
     _, kind = ROUTES[rt.unhcr_gateway]
     ctx.enqueue(kind, {"message": result.message}, key=f"{kind}:{key}", refs=ids)
     ctx.ledger_record(
         FLOW, key, state=LedgerState.QUEUED, event=LedgerEvent.REFERRAL_QUEUED, **ids
     )
-    return 1
+    return True
 
 
 async def send(rt: Runtime, ctx: StepContext) -> None:

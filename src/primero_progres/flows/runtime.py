@@ -8,6 +8,9 @@ left unconfigured and refuses to be used.
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +28,7 @@ from ..store import FlowStore, StepContext
 from ..worker import RetryPolicy
 from .observed import ObservedGateway, ObservedPing, ObservedPrimero, PeerObserver
 from .ports import GatewayReceipt, PingApi, PrimeroApi, ProgresGateway
+from .primero_access import PrimeroRole
 
 Gateway = Literal["dtp", "ping"]
 
@@ -33,13 +37,37 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UserDirectory:
+    """Primero users by ``user_name``, each fetched once per ``ttl`` seconds per process.
+
+    Flow 3 examines each case in its own job, and a poll's cases mostly share a few owners:
+    concurrent lookups of one name wait for the first. A failed lookup is not kept.
+    """
+
+    def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._users: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def get(self, primero: PrimeroApi, user_name: str) -> dict[str, Any] | None:
+        async with self._locks.setdefault(user_name, asyncio.Lock()):
+            known = self._users.get(user_name)
+            if known is None or self._clock() - known[0] > self.ttl:
+                known = (self._clock(), await primero.get_user(user_name))
+                self._users[user_name] = known
+            return copy.deepcopy(known[1])
 class DtpNotConfigured:
     """The DTP port of a deployment that reaches proGres through PING."""
 
-    async def send_referral(self, message: dict[str, Any]) -> GatewayReceipt:
+    async def send_referral(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> GatewayReceipt:
         raise _not_configured("dtp")
 
-    async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
+    async def send_decision(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> GatewayReceipt:
         raise _not_configured("dtp")
 
     async def aclose(self) -> None:
@@ -64,6 +92,10 @@ class Runtime:
     overlap: timedelta = timedelta(seconds=60)
     #: flow 2 reads every case updated since the cursor, not only those the ledger knows
     full_scan: bool = False
+    #: flow 3's look-ups of the referring users
+    users: UserDirectory = field(default_factory=UserDirectory)
+    #: the API user's role in Primero (its scope is checked before flows 1 and 3 search)
+    role: PrimeroRole = field(default_factory=PrimeroRole)
     #: which UNHCR gateway speaks for proGres (``PRIMERO_PROGRES_UNHCR_GATEWAY``)
     unhcr_gateway: Gateway = "dtp"
     ping_client: PingApi | None = None

@@ -91,8 +91,9 @@ SERVICE_FIELDS = (
 )
 SERVICES = "services_section"
 #: the fields of a service row the focal point owns once the row exists: the decision flow 2
-#: reads. A new row starts them (``pending``); a write to an existing row never sends them, so a
-#: repeated or crash-recovered delivery cannot put a decision back to ``pending``.
+#: reads. A new row starts them (``pending``); a write to an existing row sends one only where
+#: the row holds no value yet, so a repeated or crash-recovered delivery cannot put a decision
+#: back to ``pending``.
 FOCAL_POINT_FIELDS = frozenset({"unhcr_referral_status", "unhcr_referral_rejection_reason"})
 #: the case fields flow 1 reads back from the cases it finds
 READ_FIELDS = ("unhcr_individual_no", "case_id", "owned_by", "status", SERVICES)
@@ -310,7 +311,7 @@ def plan_upsert(existing_cases: list[dict[str, Any]], mapped: MappedIntervention
     here again. Several matches: the case already holding this intervention,
     else the most recently updated one (``ambiguous`` is then set for the audit).
     The row of an intervention the case already holds is updated without the
-    ``FOCAL_POINT_FIELDS``.
+    ``FOCAL_POINT_FIELDS`` it already has a value for.
     """
     matches = [
         c
@@ -331,7 +332,11 @@ def plan_upsert(existing_cases: list[dict[str, Any]], mapped: MappedIntervention
     service_unique_id = None
     if existing_row is not None and isinstance(existing_row.get("unique_id"), str):
         service_unique_id = existing_row["unique_id"]
-        kept = {k: v for k, v in row.items() if k not in FOCAL_POINT_FIELDS}
+        kept = {
+            k: v
+            for k, v in row.items()
+            if k not in FOCAL_POINT_FIELDS or existing_row.get(k) in (None, "")
+        }
         row = {"unique_id": service_unique_id, **kept}
     body = _update_body(mapped, chosen)
     body["services_section"] = [row]

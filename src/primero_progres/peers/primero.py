@@ -44,6 +44,8 @@ __all__ = [
     "MAX_PER",
     "AuthenticationError",
     "CasePage",
+    "CasePosition",
+    "CaseWindow",
     "ConflictError",
     "FilterIgnoredError",
     "ForbiddenError",
@@ -102,6 +104,49 @@ def _matches(value: Any, wanted: str | Sequence[str]) -> bool:
         if text in options:
             return True
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class CasePosition:
+    """Where a walk through ``GET /cases`` (oldest update first) stands, between two calls.
+
+    ``since`` is the second the walk has reached (``last_updated_at=<since>..``), ``seen`` the
+    ids already returned at that second, ``page`` the page to ask within it. It is plain data
+    (``as_json``/``from_json``), so a poll can commit it and resume from it in another job.
+    """
+
+    since: str | None = None
+    seen: tuple[str, ...] = ()
+    page: int = 1
+
+    @classmethod
+    def start(cls, updated_since: datetime | None) -> CasePosition:
+        return cls(format_watermark(updated_since) if updated_since is not None else None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"since": self.since, "seen": list(self.seen), "page": self.page}
+
+    @classmethod
+    def from_json(cls, value: Any) -> CasePosition:
+        if not isinstance(value, Mapping):
+            raise ValueError("a case position is an object")
+        since, seen, page = value.get("since"), value.get("seen") or [], value.get("page", 1)
+        if since is not None and not isinstance(since, str):
+            raise ValueError("since is a watermark string")
+        if not isinstance(seen, list) or not all(isinstance(i, str) for i in seen):
+            raise ValueError("seen is a list of ids")
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            raise ValueError("page is a positive integer")
+        return cls(since, tuple(seen), page)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseWindow:
+    """The cases one ``GET /cases`` added to a walk, and where the next call starts (None: the
+    walk is over)."""
+
+    cases: list[dict[str, Any]]
+    next: CasePosition | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +395,35 @@ class PrimeroClient:
         updated_since: datetime | None,
         ids: list[str] | None,
     ) -> AsyncIterator[dict[str, Any]]:
+        position: CasePosition | None = CasePosition.start(updated_since)
+        while position is not None:
+            window = await self._window(filters, ids, position)
+            for case in window.cases:
+                yield case
+            position = window.next
+
+    async def case_window(
+        self,
+        position: CasePosition,
+        *,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> CaseWindow:
+        """One ``GET /cases`` of the walk ``iter_cases`` makes, from ``position``: the cases it
+        adds and where the next call starts. A poll commits each window on its own."""
+        filters = dict(filters or {})
+        if "last_updated_at" in filters:
+            raise ValueError("use the position, not a last_updated_at filter")
+        if ids is not None and len(ids) > ID_BATCH:
+            raise ValueError(f"at most {ID_BATCH} ids in one window")
+        return await self._window(filters, list(ids) if ids is not None else None, position)
+
+    async def _window(
+        self,
+        filters: Mapping[str, str | Sequence[str]],
+        ids: list[str] | None,
+        position: CasePosition,
+    ) -> CaseWindow:
         base: list[tuple[str, str]] = []
         for name, value in filters.items():
             if isinstance(value, str):
@@ -359,38 +433,38 @@ class PrimeroClient:
         if ids is not None:
             base.append(("id", ",".join(ids)))
         wanted_ids = set(ids) if ids is not None else None
-        cursor = format_watermark(updated_since) if updated_since is not None else None
-        seen_at_cursor: set[str] = set()
-        page = 1
-        while True:
-            params = [
-                *base,
-                ("order_by", "last_updated_at"),
-                ("order", "asc"),
-                ("per", str(self.page_size)),
-                ("page", str(page)),
-            ]
-            if cursor is not None:
-                params.append(("last_updated_at", f"{cursor}.."))
-            body = await self._request("list_cases", "GET", "/cases", params=params)
-            cases = self._data("list_cases", body, list)
-            log.debug("primero_cases_page", operation="list_cases", page=page, count=len(cases))
-            moved = False
-            for case in cases:
-                self._check_case(case, filters, wanted_ids, cursor)
-                second = _second(case.get("last_updated_at"))
-                if second is not None and second == cursor and case["id"] in seen_at_cursor:
-                    continue
-                if second is not None and second != cursor:
-                    cursor, seen_at_cursor, moved = second, set(), True
-                seen_at_cursor.add(case["id"])
-                yield case
-            per = (
-                body.get("metadata", {}).get("per", self.page_size) if isinstance(body, dict) else 0
-            )
-            if not cases or len(cases) < min(self.page_size, per or self.page_size):
-                return
-            page = 1 if moved else page + 1
+        cursor = position.since
+        seen_at_cursor = set(position.seen)
+        params = [
+            *base,
+            ("order_by", "last_updated_at"),
+            ("order", "asc"),
+            ("per", str(self.page_size)),
+            ("page", str(position.page)),
+        ]
+        if cursor is not None:
+            params.append(("last_updated_at", f"{cursor}.."))
+        body = await self._request("list_cases", "GET", "/cases", params=params)
+        cases = self._data("list_cases", body, list)
+        log.debug(
+            "primero_cases_page", operation="list_cases", page=position.page, count=len(cases)
+        )
+        moved = False
+        added: list[dict[str, Any]] = []
+        for case in cases:
+            self._check_case(case, filters, wanted_ids, cursor)
+            second = _second(case.get("last_updated_at"))
+            if second is not None and second == cursor and case["id"] in seen_at_cursor:
+                continue
+            if second is not None and second != cursor:
+                cursor, seen_at_cursor, moved = second, set(), True
+            seen_at_cursor.add(case["id"])
+            added.append(case)
+        per = body.get("metadata", {}).get("per", self.page_size) if isinstance(body, dict) else 0
+        if not cases or len(cases) < min(self.page_size, per or self.page_size):
+            return CaseWindow(added, None)
+        page = 1 if moved else position.page + 1
+        return CaseWindow(added, CasePosition(cursor, tuple(sorted(seen_at_cursor)), page))
 
     @staticmethod
     def _check_case(
