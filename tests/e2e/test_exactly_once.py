@@ -156,3 +156,47 @@ async def test_a_feedback_sent_again_after_a_crash_carries_the_same_idempotency_
             assert received[0]["body"] == received[1]["body"]
         [feedback] = await stack.store.jobs.list(kind="progres-referral.feedback")
         assert (feedback.state, feedback.attempts) == ("done", 2)
+
+
+def _ids(n: int) -> tuple[str, str]:
+    return (f"1111111{n}-2222-4333-8444-555555555555", f"aaaaaaa{n}-bbbb-4ccc-8ddd-eeeeeeeeeeee")
+
+
+async def test_a_poll_goes_page_by_page_and_a_failing_case_delays_only_itself(
+    tmp_path: Path,
+) -> None:
+    """Flow 3 used to be one job: any error discarded the whole poll and its retry read a
+    window grown since. Now each page commits its own work and each case is its own job."""
+    async with Stack(tmp_path, primero_options={"max_per": 2}) as stack:
+        cases = [
+            demo_data.primero_case(*_ids(n), unhcr_individual_no=f"DEMO-0000001{n}")
+            for n in range(5)
+        ]
+        await stack.seed_primero(cases=cases)
+        for case in cases:
+            await stack.caseworker_refers_to_unhcr(case["id"])
+        broken = cases[2]["id"]
+        await stack.set_faults(
+            "primero", [{"path": f"/api/v2/cases/{broken}/referrals", "status": 500}]
+        )
+        await stack.poll("primero-referral")
+
+        sent = await stack.dtp_messages("ReceiveIncomingReferral")
+        assert sorted(m["body"]["id"].split("#")[0] for m in sent) == sorted(
+            c["case_id"] for c in cases if c["id"] != broken
+        )
+        pages = await stack.store.jobs.list(kind="primero-referral.poll")
+        # pages of 2 (a page restarts at the second it reached, so there may be one more)
+        assert len(pages) >= 3 and {p.state for p in pages} == {"done"}
+        [dead] = await stack.store.jobs.list(state="dead")
+        assert (dead.kind, dead.refs["case_record_id"]) == ("primero-referral.case", broken)
+        assert await stack.store.cursors.get("primero-referral") is not None
+        [finished] = await stack.store.audit.list(event="poll_finished")
+        assert (finished.ids["count"], finished.ids["total"]) == (5, 5)
+
+        await stack.set_faults("primero", [])
+        assert await stack.store.jobs.replay(dead.id)
+        await stack.settle()
+        await stack.poll("primero-referral")
+        sent = await stack.dtp_messages("ReceiveIncomingReferral")
+        assert len(sent) == 5 and len({m["body"]["id"] for m in sent}) == 5
