@@ -65,6 +65,7 @@ _ALWAYS = frozenset(
         "outcome",
         "request_type",
         "error",
+        "fields",
     }
 )
 _SAFE_SUFFIXES = ("_id", "_ids", "_number", "_count", "_key", "_status", "_at", "_url")

@@ -29,7 +29,20 @@ async def journal(stack: Stack) -> list[dict[str, Any]]:
 
 
 async def user_lookups(stack: Stack) -> list[str]:
-    return [e["query"] for e in await journal(stack) if e["path"] == "/api/v2/users"]
+    """Look-ups of referring users (the API user's own, to read its role, are apart)."""
+    return [
+        e["query"]
+        for e in await journal(stack)
+        if e["path"] == "/api/v2/users" and f"user_name={demo_data.API_USER}&" not in e["query"]
+    ]
+
+
+async def role_reads(stack: Stack) -> list[str]:
+    return [
+        e["query"]
+        for e in await journal(stack)
+        if e["path"] == "/api/v2/users" and f"user_name={demo_data.API_USER}&" in e["query"]
+    ]
 
 
 def org_referral_id(case_id: str, service_unique_id: str) -> str:
@@ -190,6 +203,7 @@ async def test_users_are_fetched_once_per_run_by_user_name(stack: Stack) -> None
     lookups = await user_lookups(stack)
     assert len(lookups) == 1
     assert f"user_name={demo_data.PRIMERO_CASEWORKER}" in lookups[0]
+    assert len(await role_reads(stack)) == 1, "the role is read once per process"
 
 
 async def test_a_case_referred_while_a_poll_runs_is_sent_by_the_next_run(tmp_path: Path) -> None:

@@ -17,7 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from primero_progres.mapping.values import timestamp
-from primero_progres.peers.primero import CasePosition, CaseWindow, format_watermark
+from primero_progres.peers.primero import (
+    CasePosition,
+    CaseWindow,
+    ForbiddenError,
+    format_watermark,
+)
 from primero_progres.store import (
     AuditRecord,
     CursorMove,
@@ -213,6 +218,9 @@ class FakePrimero:
     answer_without: tuple[str, ...] = ()
     #: cases per ``case_window`` page
     window: int = 1000
+    #: the API user's role scope (``own_user``); ``users_forbidden``: no users permission
+    scope: str = "all"
+    users_forbidden: bool = False
 
     def _call(self, operation: str, argument: Any) -> None:
         self.calls.append((operation, argument))
@@ -277,6 +285,10 @@ class FakePrimero:
         self._call("find_cases", (field, value))
         return [copy.deepcopy(c) for c in self.cases.values() if c.get(field) == value]
 
+    async def get_case(self, record_id: str) -> dict[str, Any]:
+        self._call("get_case", record_id)
+        return self._answer(self.cases[record_id])
+
     async def create_case(self, data: dict[str, Any]) -> dict[str, Any]:
         self._call("create_case", data)
         number = len(self.cases) + 1
@@ -321,7 +333,15 @@ class FakePrimero:
 
     async def get_user(self, user_name: str) -> dict[str, Any] | None:
         self._call("get_user", user_name)
+        if self.users_forbidden:
+            raise ForbiddenError("primero", "get_user", "HTTP 403", status_code=403)
         return copy.deepcopy(self.users.get(user_name))
+
+    async def own_user(self) -> dict[str, Any]:
+        self._call("own_user", None)
+        if self.users_forbidden:
+            raise ForbiddenError("primero", "own_user", "HTTP 403", status_code=403)
+        return {"user_name": "api", "role_group_permission": self.scope}
 
     async def aclose(self) -> None:
         return None

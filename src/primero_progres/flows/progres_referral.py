@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import FailureClass
+from ..errors import FailureClass, PermanentError
 from ..logging import get_logger
 from ..mapping import dtp
 from ..mapping import progres_referral as mapping
@@ -135,6 +135,8 @@ async def write_case(
     """
     number = mapped.progres_interventionnumber
     existing = await rt.primero.find_cases("unhcr_individual_no", mapped.unhcr_individual_no)
+    # what the search cannot see it does not return: a narrow scope would mean a duplicate case
+    await rt.role.require_scope(rt.primero, FLOW)
     plan = mapping.plan_upsert(existing, mapped)
     try:
         if plan.case_record_id is None:
@@ -147,6 +149,8 @@ async def write_case(
         return exc
 
     case_record_id = plan.case_record_id or _text(written.get("id"))
+    if case_record_id is not None:
+        written = await _kept(rt, plan, mapped, case_record_id, written)
     case_id = _text(written.get("case_id")) or _existing_case_id(existing, case_record_id)
     if case_record_id is None or case_id is None:
         # Written, but Primero did not say which case: a Delivery Fail would be false.
@@ -178,6 +182,62 @@ async def write_case(
         outcome=plan.action,
     )
     return WrittenCase(plan.action, case_record_id, case_id, owned_by, service_unique_id)
+
+
+class FieldsNotKept(PermanentError):
+    """Primero accepted a write but dropped fields the next delivery needs to find its case and
+    row (fields not on a writable form of the module drop silently): retrying would append
+    another row, so the step stops for an operator to fix Primero's forms and replay."""
+
+    def __init__(self, action: str, record_id: str, fields: list[str]) -> None:
+        super().__init__(
+            f"primero {action}_case: case {record_id} was written, but Primero did not keep "
+            f"(or does not show the API user) {', '.join(fields)}: put them on a writable and "
+            "readable form of the module for the API user's role, then replay",
+            reason="primero_fields_not_kept",
+        )
+        self.fields = tuple(fields)
+
+
+def _not_kept(case: dict[str, Any], mapped: mapping.MappedIntervention, created: bool) -> list[str]:
+    """What a written case must show for the next delivery to find it and its row."""
+    missing = []
+    if created and case.get("unhcr_individual_no") != mapped.unhcr_individual_no:
+        missing.append("unhcr_individual_no")
+    row = _row(case, mapped.progres_interventionnumber)
+    if row is None:
+        missing.append(f"{mapping.SERVICES}.progres_interventionnumber")
+    elif _text(row.get("unique_id")) is None:
+        missing.append(f"{mapping.SERVICES}.unique_id")
+    return missing
+
+
+async def _kept(
+    rt: Runtime,
+    plan: mapping.UpsertPlan,
+    mapped: mapping.MappedIntervention,
+    record_id: str,
+    written: dict[str, Any],
+) -> dict[str, Any]:
+    """The case as written, checked: a row the plan found is proven kept; a new one must be in
+    Primero's answer, else in the case read again (a PATCH answers only what changed)."""
+    created = plan.case_record_id is None
+    if plan.service_unique_id is not None and not created:
+        return written
+    if not _not_kept(written, mapped, created):
+        return written
+    again = await rt.primero.get_case(record_id)
+    missing = _not_kept(again, mapped, created)
+    if missing:
+        log.warning(
+            "primero_fields_not_kept",
+            flow=FLOW.value,
+            progres_interventionnumber=mapped.progres_interventionnumber,
+            case_record_id=record_id,
+            fields=missing,
+        )
+        raise FieldsNotKept(plan.action, record_id, missing)
+    return again
 
 
 def _refuse(
@@ -253,11 +313,17 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _service_unique_id(case: dict[str, Any], number: str) -> str | None:
-    for row in case.get("services_section") or []:
+def _row(case: dict[str, Any], number: str) -> dict[str, Any] | None:
+    rows = case.get(mapping.SERVICES)
+    for row in rows if isinstance(rows, list) else []:
         if isinstance(row, dict) and row.get("progres_interventionnumber") == number:
-            return _text(row.get("unique_id"))
+            return row
     return None
+
+
+def _service_unique_id(case: dict[str, Any], number: str) -> str | None:
+    row = _row(case, number)
+    return _text(row.get("unique_id")) if row is not None else None
 
 
 def _existing_case_id(cases: list[dict[str, Any]], record_id: str | None) -> str | None:

@@ -103,6 +103,8 @@ class AuditEvent(StrEnum):
     DECISION_SENT = "decision_sent"
     REFERRAL_NOT_MAPPABLE = "referral_not_mappable"
     REFERRAL_SENT = "referral_sent"
+    #: flow 3 sent a referral with the profile's default contact: Primero's users were forbidden
+    CONTACT_DEFAULTED = "contact_defaulted"
     DECISION_APPLIED = "decision_applied"
     POLL_FINISHED = "poll_finished"
     #: a polling flow was due but has no start point: it does not poll (once per flow)
