@@ -214,10 +214,12 @@ class FakePrimero:
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: dict[str, Exception] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
-    #: drop these fields from write answers (a Primero that answers less than it should)
+    #: drop these fields from write answers (a Primero that answers less than it wrote)
     answer_without: tuple[str, ...] = ()
     #: cases per ``case_window`` page
     window: int = 1000
+    #: fields Primero drops from writes (``name`` or ``services_section.<name>``)
+    not_writable: tuple[str, ...] = ()
     #: the API user's role scope (``own_user``); ``users_forbidden``: no users permission
     scope: str = "all"
     users_forbidden: bool = False
@@ -287,10 +289,22 @@ class FakePrimero:
 
     async def get_case(self, record_id: str) -> dict[str, Any]:
         self._call("get_case", record_id)
-        return self._answer(self.cases[record_id])
+        return copy.deepcopy(self.cases[record_id])
+
+    def _permitted(self, data: dict[str, Any]) -> dict[str, Any]:
+        """What Primero keeps of a write: fields off every writable form drop silently."""
+        kept = {k: copy.deepcopy(v) for k, v in data.items() if k not in self.not_writable}
+        rows = kept.get("services_section")
+        if isinstance(rows, list):
+            kept["services_section"] = [
+                {k: v for k, v in row.items() if f"services_section.{k}" not in self.not_writable}
+                for row in rows
+            ]
+        return kept
 
     async def create_case(self, data: dict[str, Any]) -> dict[str, Any]:
         self._call("create_case", data)
+        data = self._permitted(data)
         number = len(self.cases) + 1
         case = {**copy.deepcopy(data), "id": f"rec-{number}", "case_id": f"case-{number}"}
         for index, row in enumerate(case.get("services_section") or []):
@@ -300,6 +314,7 @@ class FakePrimero:
 
     async def patch_case(self, record_id: str, data: dict[str, Any]) -> dict[str, Any]:
         self._call("patch_case", (record_id, data))
+        data = self._permitted(data)
         case = self.cases[record_id]
         rows = case.setdefault("services_section", [])
         for row in data.get("services_section") or []:

@@ -10,6 +10,8 @@ from flow_fakes import FakeGateway, FakePrimero, FakeStore, make_job
 from primero_progres import demo_data
 from primero_progres.errors import TransientError
 from primero_progres.flows import primero_referral as flow3
+from primero_progres.flows.primero_access import PrimeroAccessError
+from primero_progres.profiles import load_profile
 
 SERVICE = "0e000000-0000-4000-8000-0000000000a1"
 OTHER_SERVICE = "0e000000-0000-4000-8000-0000000000b2"
@@ -184,3 +186,44 @@ async def test_send_delivers_the_referral_and_records_it(
         refs["org_referral_id"],
     )
     assert fake_store.audit_of("referral_sent") == [refs]
+
+
+@pytest.mark.usefixtures("two_referred")
+async def test_under_the_self_scope_the_poll_stops_naming_the_scope(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    """Primero would hide every referral from a ``self``-scoped API user, without a word."""
+    primero.scope = "self"
+    with pytest.raises(PrimeroAccessError) as caught:
+        await run(flow3.poll, make_job(flow3.POLL, {}))
+    assert caught.value.reason == "primero_scope_self"
+    assert "'all' scope" in caught.value.message
+    assert fake_store.jobs == [] and fake_store.cursors.values == {}
+
+
+@pytest.mark.usefixtures("two_referred")
+async def test_without_the_users_permission_referrals_go_with_the_default_contact(
+    run: Any, drain: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.users_forbidden = True
+    await poll_through(run, drain)
+
+    sends = fake_store.jobs_of(flow3.SEND)
+    assert len(sends) == 2
+    default = load_profile("gambella").default_contact
+    for send in sends:
+        message = dict(send.payload or {})["message"]
+        assert (message["position"], message["email"], message["phone"]) == (
+            default.position,
+            default.email,
+            default.phone,
+        )
+    audited = fake_store.audit_of("contact_defaulted")
+    assert [(a["case_id"], a["reason"]) for a in audited] == [
+        ("case-rec-1", "primero_users_forbidden"),
+        ("case-rec-2", "primero_users_forbidden"),
+    ]
+    # read again, nothing is queued or audited twice
+    primero.cases["rec-1"]["last_updated_at"] = "2026-11-29T11:00:00Z"
+    await poll_through(run, drain)
+    assert len(fake_store.audit_of("contact_defaulted")) == 2

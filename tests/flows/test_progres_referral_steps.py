@@ -10,6 +10,7 @@ from flow_fakes import FakeGateway, FakePrimero, FakeStore, make_job
 from primero_progres import demo_data
 from primero_progres.errors import InvalidInputError
 from primero_progres.flows import progres_referral as flow1
+from primero_progres.flows.primero_access import PrimeroAccessError
 from primero_progres.peers.primero_errors import (
     AuthenticationError,
     InvalidRecordError,
@@ -241,3 +242,82 @@ async def test_feedback_records_what_dtp_was_told(
     assert fake_store.audit_of("feedback_sent") == [
         {"progres_interventionnumber": NUMBER, "status": status}
     ]
+
+
+# ----------------------------------------------------------------------------- Primero's strictness
+
+
+@pytest.mark.parametrize(
+    ("scope", "forbidden", "reason", "names"),
+    [
+        ("self", False, "primero_scope_self", "'all' scope"),
+        ("all", True, "primero_users_forbidden", "users permission"),
+    ],
+)
+async def test_a_role_that_cannot_see_every_case_stops_flow_1_before_it_writes(
+    run: Any,
+    fake_store: FakeStore,
+    primero: FakePrimero,
+    scope: str,
+    forbidden: bool,
+    reason: str,
+    names: str,
+) -> None:
+    """Under the ``self`` scope the search misses the child's existing case: creating one
+    would be a duplicate. Without the users permission the scope cannot be read."""
+    primero.scope, primero.users_forbidden = scope, forbidden
+    with pytest.raises(PrimeroAccessError) as caught:
+        await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    assert caught.value.failure_class == "permanent"
+    assert caught.value.reason == reason
+    assert names in caught.value.message
+    assert primero.calls_of("create_case") == primero.calls_of("patch_case") == []
+    assert fake_store.jobs == []
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    ["services_section.progres_interventionnumber", "unhcr_individual_no"],
+)
+async def test_fields_primero_did_not_keep_stop_the_delivery_naming_them(
+    run: Any, fake_store: FakeStore, primero: FakePrimero, dropped: str
+) -> None:
+    """Without them the next delivery cannot find this case or row: it would add another."""
+    primero.not_writable = (dropped,)
+    with pytest.raises(flow1.FieldsNotKept) as caught:
+        await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    assert caught.value.failure_class == "permanent"
+    assert caught.value.reason == "primero_fields_not_kept"
+    assert caught.value.fields == (dropped,)
+    assert dropped in caught.value.message and "rec-1" in caught.value.message
+    assert primero.calls_of("get_case") == ["rec-1"], "read again before judging"
+    assert len(primero.calls_of("create_case")) == 1
+    assert fake_store.jobs == [] and fake_store.ledger.exchanges == {}
+
+
+async def test_a_partial_answer_is_checked_against_the_case_read_again(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    primero.answer_without = ("services_section",)
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    assert primero.calls_of("get_case") == ["rec-1"]
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.service_unique_id == "svc-1-0"
+
+
+async def test_a_new_row_on_an_existing_case_is_checked_a_known_row_is_not(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    """A PATCH answers only what changed: the new row is looked for in the case read again; a
+    row the plan found already holds the number, so a repeated delivery reads nothing more."""
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    await run(flow1.deliver, deliver_job(demo_data.intervention("DEMO-26-PRTITV-2"), "fp-2"))
+    assert primero.calls_of("get_case") == ["rec-1"]
+    [case] = primero.cases.values()
+    assert [r["progres_interventionnumber"] for r in case["services_section"]] == [
+        NUMBER,
+        "DEMO-26-PRTITV-2",
+    ]
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER), "fp-3"))
+    assert primero.calls_of("get_case") == ["rec-1"]
+    assert len(case["services_section"]) == 2
