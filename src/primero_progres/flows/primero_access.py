@@ -54,7 +54,8 @@ def users_forbidden(flow: Flow, need: str) -> PrimeroAccessError:
 
 
 class PrimeroRole:
-    """The API user's role, read once per ``ttl`` seconds per process (a failure is not kept)."""
+    """The API user's role, read once per ``ttl`` seconds per process (a failure, or a scope
+    that stops the flows, is not kept: a replay after the fix reads the role again)."""
 
     def __init__(self, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl
@@ -77,6 +78,8 @@ class PrimeroRole:
         except ForbiddenError:
             return None
         scope = role.get(SCOPE_FIELD)
+        if scope == SELF_SCOPE:
+            self._role = None  # read again next time: the operator's fix counts at once
         return scope if isinstance(scope, str) else ""
 
     async def require_scope(self, primero: PrimeroApi, flow: Flow) -> None:

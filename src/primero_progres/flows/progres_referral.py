@@ -81,7 +81,14 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
     await ctx.hold(f"individual:{mapped.unhcr_individual_no}")
     written = await write_case(rt, ctx, mapped)
     if isinstance(written, PermanentPeerError):
-        _refuse(ctx, rt, intervention, fingerprint, peer_reason=written.reason)
+        _refuse(
+            ctx,
+            rt,
+            intervention,
+            fingerprint,
+            peer_reason=written.reason,
+            peer_fields=_pointers(written),
+        )
         return
     ctx.ledger_record(
         FLOW,
@@ -131,7 +138,9 @@ async def write_case(
 
     The caller holds the lease ``individual:<unhcr_individual_no>``. A permanent refusal by
     Primero is returned for the caller to report to proGres; the refusals that are the
-    bridge's own configuration problem (``OPERATOR_FIXABLE``) are raised: dead letters.
+    bridge's own configuration problem (``OPERATOR_FIXABLE``, a role whose scope hides cases:
+    ``PrimeroAccessError``, fields Primero did not keep: ``FieldsNotKept``) are raised: dead
+    letters.
     """
     number = mapped.progres_interventionnumber
     existing = await rt.primero.find_cases("unhcr_individual_no", mapped.unhcr_individual_no)
@@ -248,9 +257,11 @@ def _refuse(
     *,
     error: MappingError | None = None,
     peer_reason: str | None = None,
+    peer_fields: list[str] | None = None,
 ) -> None:
     """Record a refused intervention and queue its ``Delivery Fail``: the mapping's ``error``,
-    else Primero refused it (``peer_reason``)."""
+    else Primero refused it (``peer_reason``; ``peer_fields``: the JSON pointers it named, so
+    the audit trail says which field, e.g. a code missing from the instance's lookup)."""
     reason_kind = error.kind if error is not None else PRIMERO_REFUSED
     feedback = mapping.refusal_feedback(intervention, error, rt.profile, reason_kind=reason_kind)
     number = mapping.intervention_number(intervention)
@@ -270,7 +281,7 @@ def _refuse(
         progres_interventionnumber=number,
         reason=reason_kind,
         failure_class=(FailureClass.MAPPING if error else FailureClass.PERMANENT).value,
-        fields=list(error.fields) if error else [],
+        fields=list(error.fields) if error else list(peer_fields or []),
         peer_status=peer_reason,
     )
     ctx.enqueue(
@@ -307,6 +318,11 @@ async def feedback(rt: Runtime, ctx: StepContext) -> None:
         progres_interventionnumber=number,
         status=message.get("status"),
     )
+
+
+def _pointers(exc: PermanentPeerError) -> list[str]:
+    """The JSON pointers of a refusal (``/services_section/0/service_type``), never values."""
+    return [d.partition("=")[2] for d in exc.details if d.startswith("detail=")]
 
 
 def _text(value: object) -> str | None:
