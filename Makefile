@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install chromium demo test screenshots bench lint clean
+.PHONY: install chromium demo test chaos screenshots bench lint clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install chromium
 # Refresh the console screenshots of docs/console.md from the browser tests.
 screenshots: install chromium
 	PRIMERO_PROGRES_SCREENSHOTS=$(CURDIR)/docs/console $(VENV)/bin/pytest -q tests/web/console
+
+# tests/chaos: faults and killed worker processes on SQLite and PostgreSQL (docs/e2e-faults.md);
+# PRIMERO_PROGRES_CHAOS_SEED=<seed> replays a run.
+chaos: install
+	$(VENV)/bin/pytest -m chaos tests/chaos
 
 # Every benchmark in bench/ prints its figures; none is a pass/fail test.
 bench: install

@@ -1,0 +1,435 @@
+"""The bridge as deployed, attacked on purpose: the chaos test's moving parts.
+
+Both simulators run in this process, each behind a ``FaultProxy`` (resets before and after
+forwarding, 5xx, 429, hangs); the bridge's inbox runs here too (DTP must always reach it,
+as it would reach a load balancer in front of several inboxes); its workers are real
+``primero-progres worker`` processes (scheduler included) talking to the peers through the
+proxies only, SIGKILLed at seeded random times and started again. The drivers play the
+people around the bridge: proGres sending referrals (each message twice), focal points
+deciding, caseworkers referring children to UNHCR, proGres deciding on those referrals.
+Every personal value carries the ``ZZCHAOS`` marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from primero_progres import demo_data
+from primero_progres.profiles import load_profile
+from primero_progres.settings import Settings
+from primero_progres.sim import dtp as dtp_sim
+from primero_progres.sim import primero as primero_sim
+from primero_progres.sim.common import ServerThread
+from primero_progres.sim.control import SimControl
+from primero_progres.sim.faultproxy import FaultPolicy, FaultProxy
+from primero_progres.sim.primero_config import PrimeroSimConfig, profile_users
+from primero_progres.store import Cipher, Store, generate_key
+from primero_progres.web import create_app
+
+MARKER = "ZZCHAOS"
+SEED_VARIABLE = "PRIMERO_PROGRES_CHAOS_SEED"
+SCALE_VARIABLE = "PRIMERO_PROGRES_CHAOS_SCALE"
+FEEDBACK = "ReceiveDecisionOutgoingReferral"
+REFERRAL = "ReceiveIncomingReferral"
+ACCEPT, REJECT = "125080000", "125080001"
+#: the share of the bridge's calls to each peer that fail, spread over the proxy's 8 kinds
+FAULT_RATE = 0.25
+
+
+def chaos_seed() -> int:
+    """The run's seed: ``PRIMERO_PROGRES_CHAOS_SEED`` replays a run, else a new one."""
+    given = os.environ.get(SEED_VARIABLE)
+    return int(given) if given else random.SystemRandom().randrange(1, 2**31)
+
+
+def chaos_scale() -> float:
+    return float(os.environ.get(SCALE_VARIABLE, "1"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run sends, drawn from the seed."""
+
+    #: (intervention number, unhcr_individual_no): some children have two interventions
+    interventions: list[tuple[str, str]]
+    #: intervention number -> the focal point's decision, for some of them
+    focal_decisions: dict[str, str]
+    #: Primero cases referred to UNHCR: (record id, case id)
+    unhcr_cases: list[tuple[str, str]]
+    #: case id -> proGres's decision code on its referral
+    progres_decisions: dict[str, str]
+
+    @classmethod
+    def draw(cls, rng: random.Random, scale: float) -> Plan:
+        children = max(4, round(48 * scale))
+        interventions = []
+        for child in range(children):
+            individual = f"{MARKER}-IND-{child:04d}"
+            for second in range(2 if child % 3 == 0 else 1):
+                interventions.append((f"CHAOS-26-PRTITV-{child:04d}{second}", individual))
+        decided = rng.sample([n for n, _ in interventions], k=max(2, len(interventions) // 2))
+        focal = {n: rng.choice(["accepted", "rejected"]) for n in decided}
+        unhcr = [
+            (f"0d00{n:04x}-0000-4000-8000-00000000c0de", f"0c00{n:04x}-0000-4000-8000-00000000ca5e")
+            for n in range(max(2, round(32 * scale)))
+        ]
+        decisions = {case_id: rng.choice([ACCEPT, REJECT]) for _, case_id in unhcr}
+        return cls(interventions, focal, unhcr, decisions)
+
+    def intervention(self, number: str, individual: str) -> dict[str, Any]:
+        """A proGres intervention whose personal fields all carry the marker."""
+        return demo_data.intervention(
+            number,
+            **{
+                "individuals.progres_id": individual,
+                "individuals.progres_givenname": f"{MARKER}-GIVEN-{number[-5:]}",
+                "individuals.progres_familyname": f"{MARKER}-FAMILY-{number[-5:]}",
+                "individuals.progres_commonyusedname": f"{MARKER}-NICK",
+                "individuals.progres_primaryphonenumber": f"{MARKER}-PHONE",
+                "individuals.progres_coalocationlevel6": f"{MARKER}-ADDRESS",
+                "progres_interventiondescription": f"<p>{MARKER}-DESCRIPTION</p>",
+                "user.mobilephone": f"{MARKER}-OFFICER",
+            },
+        )
+
+    def primero_case(self, record_id: str, case_id: str, n: int) -> dict[str, Any]:
+        return demo_data.primero_case(
+            case_id,
+            record_id,
+            unhcr_individual_no=f"{MARKER}-P{n:04d}",
+            name_first=f"{MARKER}-PGIVEN",
+            name_last=f"{MARKER}-PFAMILY",
+            address_current=f"{MARKER}-PADDRESS",
+            telephone_current=f"{MARKER}-PPHONE",
+        )
+
+
+@dataclass
+class Counts:
+    """What happened in a run, for the test's report."""
+
+    kills: int = 0
+    restarts: int = 0
+    referral_posts: int = 0
+    proxy: dict[str, dict[str, int]] = field(default_factory=dict)
+    replayed: int = 0
+
+
+class Workers:
+    """``primero-progres worker`` processes, each logging to its own file."""
+
+    def __init__(self, env: dict[str, str], logs: Path, count: int) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.files = [logs / f"worker-{n}.log" for n in range(count)]
+        for n in range(count):
+            self.procs.append(self._start(n))
+
+    def _start(self, n: int) -> subprocess.Popen[bytes]:
+        log = self.files[n].open("ab")
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "primero_progres.cli", "worker"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            log.close()
+
+    def kill(self, n: int) -> None:
+        proc = self.procs[n]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.procs[n] = self._start(n)
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def log_text(self) -> str:
+        return "".join(f.read_text(errors="replace") for f in self.files if f.exists())
+
+
+async def wait_for(
+    what: str, check: Callable[[], Awaitable[bool]], *, timeout: float, every: float = 0.5
+) -> None:
+    """Wait until ``check()`` holds (a loaded machine is slow: the timeouts are generous)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+class ChaosRun:
+    """Everything of one run; ``async with ChaosRun(...) as run:``."""
+
+    def __init__(self, workdir: Path, database_url: str, seed: int) -> None:
+        self.workdir = workdir
+        self.database_url = database_url
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.plan = Plan.draw(self.rng, chaos_scale())
+        self.counts = Counts()
+        self.key = generate_key()
+
+    # ------------------------------------------------------------------ set-up
+
+    async def __aenter__(self) -> ChaosRun:
+        profile = load_profile("gambella")
+        self.primero_app = primero_sim.create_app(
+            users={demo_data.API_USER: demo_data.API_PASSWORD},
+            seed={"users": [*profile_users(profile), *demo_data.PRIMERO_USERS]},
+            config=PrimeroSimConfig.for_profile(profile),
+        )
+        self.dtp_app = dtp_sim.create_app(subscription_key=demo_data.DTP_SUBSCRIPTION_KEY)
+        self.primero = ServerThread(self.primero_app).start()
+        self.dtp = ServerThread(self.dtp_app).start()
+        policy = {"hang_seconds": 4.0, "retry_after": 1}
+        self.proxies = {
+            "primero": FaultProxy(
+                self.primero.url,
+                policy=FaultPolicy.uniform(FAULT_RATE, seed=self.seed, **policy),
+            ).start(),
+            "dtp": FaultProxy(
+                self.dtp.url,
+                policy=FaultPolicy.uniform(FAULT_RATE, seed=self.seed + 1, **policy),
+            ).start(),
+        }
+        settings = {
+            "DATABASE_URL": self.database_url,
+            "ENCRYPTION_KEY": self.key,
+            "INBOX_TOKENS": demo_data.INBOX_TOKEN,
+            "PRIMERO_URL": self.proxies["primero"].url,
+            "PRIMERO_USERNAME": demo_data.API_USER,
+            "PRIMERO_PASSWORD": demo_data.API_PASSWORD,
+            "PRIMERO_TIMEOUT_SECONDS": "2",
+            "DTP_URL": self.proxies["dtp"].url,
+            "DTP_SUBSCRIPTION_KEY": demo_data.DTP_SUBSCRIPTION_KEY,
+            "DTP_TIMEOUT_SECONDS": "2",
+            "POLL_INTERVAL_SECONDS": "3",
+            "LEASE_SECONDS": "4",
+            "RETRY_BASE_SECONDS": "0.2",
+            "RETRY_CAP_SECONDS": "2",
+            "RETRY_MAX_ATTEMPTS": "8",
+            "WORKER_CONCURRENCY": "3",
+            "WORKER_POLL_SECONDS": "0.2",
+            "LOG_LEVEL": "DEBUG",
+        }
+        self.settings = Settings.for_tests(
+            **{name.lower(): value for name, value in settings.items()}
+        )
+        self.store = await Store.open(self.database_url, encryption=Cipher.from_config(self.key))
+        await self.store.upgrade()
+        # the inbox in its own thread and loop, on its own Store (engines are per loop)
+        inbox_store = await Store.open(self.database_url, encryption=self.store.cipher)
+        await inbox_store.engine.dispose()
+        self.inbox = ServerThread(create_app(self.settings, inbox_store)).start()
+        self.control = SimControl(timeout=30.0)
+        await self.control.call(
+            "PUT",
+            f"{self.dtp.url}/_sim/bridge",
+            json={
+                "inbox_url": f"{self.inbox.url}/api/v1/dtp/messages",
+                "token": demo_data.INBOX_TOKEN,
+            },
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PRIMERO_PROGRES_")}
+        env.update({f"PRIMERO_PROGRES_{name}": value for name, value in settings.items()})
+        self.logs = self.workdir / "logs"
+        self.logs.mkdir()
+        self.workers = Workers(env, self.logs, count=2)
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.workers.stop()
+        await self.control.aclose()
+        self.inbox.stop()
+        for proxy in self.proxies.values():
+            proxy.stop()
+        self.dtp.stop()
+        self.primero.stop()
+        await self.store.close()
+
+    # ------------------------------------------------------------------ the peers' side
+
+    @property
+    def primero_state(self) -> Any:
+        return self.primero_app.state.primero
+
+    def dtp_messages(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        return [m.as_json() for m in self.dtp_app.state.dtp.received(endpoint)]
+
+    def cases(self) -> list[dict[str, Any]]:
+        return list(self.primero_state.all_cases())
+
+    def referrals(self) -> list[dict[str, Any]]:
+        with self.primero_state.lock:
+            return [dict(r) for r in self.primero_state.referrals.values()]
+
+    async def _forward(self, route: str, message: dict[str, Any]) -> None:
+        """proGres, through DTP, posts to the inbox; it retries until the inbox says yes."""
+        while True:
+            try:
+                answer = await self.control.call(
+                    "POST", f"{self.dtp.url}/_sim/{route}", json=message
+                )
+            except Exception:
+                answer = None
+            if isinstance(answer, dict) and answer.get("status") in ("queued", "duplicate"):
+                return
+            await asyncio.sleep(0.2)
+
+    # ------------------------------------------------------------------ the drivers
+
+    async def progres_sends_referrals(self, *, spread: float) -> None:
+        """Each intervention in its own message, each message twice, in a seeded order, over
+        about ``spread`` seconds."""
+        messages = [
+            demo_data.referral_message(self.plan.intervention(number, individual))
+            for number, individual in self.plan.interventions
+        ] * 2
+        self.rng.shuffle(messages)
+        pause = spread / len(messages)
+        for message in messages:
+            await self._forward("send-referral", message)
+            self.counts.referral_posts += 1
+            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * pause)
+
+    async def caseworkers_refer_to_unhcr(self, *, spread: float) -> None:
+        cases = [
+            self.plan.primero_case(record_id, case_id, n)
+            for n, (record_id, case_id) in enumerate(self.plan.unhcr_cases)
+        ]
+        self.primero_state.seed({"cases": cases})
+        pause = spread / len(cases)
+        for record_id, _ in self.plan.unhcr_cases:
+            self.primero_state.refer_to_unhcr(
+                record_id,
+                demo_data.UNHCR_CASEWORKER,
+                {"service_type": "alternative_care", "service_referral_notes": f"{MARKER}-NOTES"},
+                demo_data.PRIMERO_CASEWORKER,
+            )
+            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * pause)
+
+    def _rows(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        rows = {}
+        for case in self.cases():
+            for row in case.get("services_section") or []:
+                number = row.get("progres_interventionnumber")
+                if isinstance(number, str):
+                    rows[number] = (case["id"], row)
+        return rows
+
+    async def focal_points_decide(self, *, timeout: float) -> None:
+        """Each chosen intervention is decided once its case exists, as deliveries go on."""
+        waiting = dict(self.plan.focal_decisions)
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            rows = self._rows()
+            for number in [n for n in waiting if n in rows]:
+                record_id, row = rows[number]
+                status = waiting.pop(number)
+                reason = f"{MARKER}-FP-REASON" if status == "rejected" else None
+                self.primero_state.decide_service(record_id, row["unique_id"], status, reason)
+            await asyncio.sleep(0.5)
+
+    async def progres_decides(self, *, timeout: float) -> None:
+        """proGres decides on each referral once it has reached DTP."""
+        waiting = dict(self.plan.progres_decisions)
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            received = {m["body"].get("id") for m in self.dtp_messages(REFERRAL)}
+            for org_referral_id in [r for r in received if r and r.split("#")[0] in waiting]:
+                case_id = org_referral_id.split("#")[0]
+                if case_id not in waiting:
+                    continue
+                decision = waiting.pop(case_id)
+                extra = {
+                    "progres_interoperabilityreferralrejectionomment": f"{MARKER}-PG-COMMENT"
+                }
+                await self._forward(
+                    "send-decision", demo_data.decision_message(org_referral_id, decision, **extra)
+                )
+            await asyncio.sleep(0.5)
+
+    async def kill_workers(self, stop: asyncio.Event) -> None:
+        """SIGKILL a worker every 3-8 s (seeded) and start it again."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.rng.uniform(3.0, 8.0))
+            except TimeoutError:
+                victim = self.rng.randrange(len(self.workers.procs))
+                await asyncio.to_thread(self.workers.kill, victim)
+                self.counts.kills += 1
+                self.counts.restarts += 1
+
+    # ------------------------------------------------------------------ the end of a run
+
+    async def unfinished(self) -> int:
+        counts = await self.store.jobs.counts()
+        return sum(n for (kind, state), n in counts.items() if state in ("pending", "running"))
+
+    async def replay_dead_letters(self) -> int:
+        dead = await self.store.jobs.list(state="dead", limit=10_000)
+        for job in dead:
+            await self.store.jobs.replay(job.id)
+        self.counts.replayed += len(dead)
+        return len(dead)
+
+    def faults_off(self) -> None:
+        for name, proxy in self.proxies.items():
+            self.counts.proxy[name] = proxy.counts()
+            proxy.faults_off()
+
+    def database_bytes(self) -> bytes:
+        if self.database_url.startswith("sqlite"):
+            path = Path(self.database_url.split("///", 1)[1])
+            return b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+        dsn = self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        return subprocess.run(["pg_dump", dsn], check=True, capture_output=True).stdout
+
+    async def metrics(self) -> str:
+        response = await self.control.http.get(f"{self.inbox.url}/metrics")
+        return str(response.text)
+
+    def report(self, seconds: float) -> str:
+        return json.dumps(
+            {
+                "seed": self.seed,
+                "seconds": round(seconds, 1),
+                "interventions": len(self.plan.interventions),
+                "referral_posts": self.counts.referral_posts,
+                "focal_decisions": len(self.plan.focal_decisions),
+                "unhcr_referrals": len(self.plan.unhcr_cases),
+                "progres_decisions": len(self.plan.progres_decisions),
+                "kills": self.counts.kills,
+                "replayed": self.counts.replayed,
+                "proxy": self.counts.proxy,
+            }
+        )

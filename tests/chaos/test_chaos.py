@@ -1,0 +1,241 @@
+"""Exactly once under crashes and a hostile network (issue 10), counted at the simulators.
+
+A fault proxy in front of each simulator fails a quarter of the bridge's calls (resets before
+and after the peer processed them, 500/502/503, 429, hangs); two worker processes are
+SIGKILLed every 3-8 s and started again; all four flows are driven at once. Then the faults
+stop, the queue drains, dead letters are replayed, and the simulators are counted: one case
+per child and one row per intervention, every decision present and never reverted, every
+feedback, decision and referral at DTP, repeats at DTP only with the same Idempotency-Key,
+and no marker value in logs (DEBUG), the database (file or ``pg_dump``) or ``/metrics``.
+
+The seed is printed; ``PRIMERO_PROGRES_CHAOS_SEED=<seed> make chaos`` replays a failure
+(the same faults and kill times in the same order; which request meets which fault follows
+arrival order). ``PRIMERO_PROGRES_CHAOS_SCALE`` (default 1) multiplies the traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from chaos_harness import (
+    ACCEPT,
+    FEEDBACK,
+    MARKER,
+    REFERRAL,
+    SEED_VARIABLE,
+    ChaosRun,
+    chaos_seed,
+    wait_for,
+)
+
+from primero_progres.logging import configure_logging
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(420)]
+
+#: seconds of faults and kills before they stop, whatever the drivers still have to do
+CHAOS_SECONDS = 80.0
+DRAIN_SECONDS = 240.0
+DTP_STATUS = {"accepted": "acknowledged", "rejected": "rejected"}
+
+
+@pytest.fixture
+def debug_logging() -> Iterator[None]:
+    configure_logging(level="DEBUG", json=True)
+    yield
+    structlog.reset_defaults()
+
+
+def leaks(text: str | bytes) -> bool:
+    data = text.encode() if isinstance(text, str) else text
+    return MARKER.lower().encode() in data.lower()
+
+
+async def quiet(run: ChaosRun) -> bool:
+    """No job pending or running but the polls the schedulers keep starting."""
+    counts = await run.store.jobs.counts()
+    return not any(
+        n
+        for (kind, state), n in counts.items()
+        if state in ("pending", "running") and not kind.endswith(".poll")
+    )
+
+
+def outcomes(run: ChaosRun) -> dict[str, int]:
+    """What is still missing at the simulators."""
+    plan = run.plan
+    feedbacks = {
+        m["body"].get("progres_interventionnumber")
+        for m in run.dtp_messages(FEEDBACK)
+        if m["body"].get("status") == "Pending Acknowledgement"
+    }
+    decisions = {
+        (m["body"].get("progres_interventionnumber"), m["body"].get("status"))
+        for m in run.dtp_messages(FEEDBACK)
+    }
+    referrals = {m["body"].get("id", "").split("#")[0] for m in run.dtp_messages(REFERRAL)}
+    applied = {
+        r.get("record_id"): r.get("status") for r in run.referrals() if r.get("status")
+    }
+    expected = {
+        record_id: "accepted" if plan.progres_decisions[case_id] == ACCEPT else "rejected"
+        for record_id, case_id in plan.unhcr_cases
+    }
+    return {
+        "feedback": sum(n not in feedbacks for n, _ in plan.interventions),
+        "flow2": sum(
+            (n, DTP_STATUS[s]) not in decisions for n, s in plan.focal_decisions.items()
+        ),
+        "flow3": sum(case_id not in referrals for _, case_id in plan.unhcr_cases),
+        "flow4": sum(applied.get(r) != s for r, s in expected.items()),
+    }
+
+
+async def drain(run: ChaosRun) -> None:
+    """Faults are off: wait for every outcome, replaying dead letters whenever the queue is
+    quiet, then replay what is left until nothing is dead."""
+
+    async def complete() -> bool:
+        if not any(outcomes(run).values()):
+            return True
+        if await quiet(run) and await run.replay_dead_letters():
+            return False
+        return False
+
+    try:
+        await wait_for("every outcome at the simulators", complete, timeout=DRAIN_SECONDS)
+
+        async def nothing_dead() -> bool:
+            return await quiet(run) and not await run.replay_dead_letters()
+
+        await wait_for("no dead letter left", nothing_dead, timeout=DRAIN_SECONDS / 2, every=1.0)
+    except AssertionError as exc:
+        dead = await run.store.jobs.list(state="dead", limit=50)
+        reasons = [(j.kind, j.dead_reason.reason if j.dead_reason else None) for j in dead]
+        raise AssertionError(
+            f"{exc}; missing {outcomes(run)}; queue {await run.store.jobs.counts()}; "
+            f"dead {reasons}; {run.report(0)}"
+        ) from None
+
+
+def assert_each_case_and_row_once(run: ChaosRun) -> None:
+    cases_by_child: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows: dict[str, list[str]] = defaultdict(list)
+    for case in run.cases():
+        cases_by_child[str(case.get("unhcr_individual_no"))].append(case)
+        for row in case.get("services_section") or []:
+            if row.get("progres_interventionnumber"):
+                rows[row["progres_interventionnumber"]].append(case["unhcr_individual_no"])
+    for number, individual in run.plan.interventions:
+        assert len(cases_by_child[individual]) == 1, f"{individual}: one case per child"
+        assert rows[number] == [individual], f"{number}: one row, in its child's case"
+
+
+def assert_decisions_kept_and_sent(run: ChaosRun) -> None:
+    rows = {
+        row["progres_interventionnumber"]: row
+        for case in run.cases()
+        for row in case.get("services_section") or []
+        if row.get("progres_interventionnumber")
+    }
+    sent: dict[str, set[str]] = defaultdict(set)
+    for message in run.dtp_messages(FEEDBACK):
+        body = message["body"]
+        if body.get("status") in ("acknowledged", "rejected"):
+            sent[body["progres_interventionnumber"]].add(body["status"])
+    for number, status in run.plan.focal_decisions.items():
+        assert rows[number]["unhcr_referral_status"] == status, f"{number}: decision reverted"
+        assert sent[number] == {DTP_STATUS[status]}, f"{number}: decision sent as decided"
+    undecided = {n for n, _ in run.plan.interventions} - set(run.plan.focal_decisions)
+    assert not undecided & set(sent), "no decision sent for a referral nobody decided"
+    for number in undecided:
+        assert rows[number]["unhcr_referral_status"] == "pending"
+
+
+def assert_dtp_repeats_share_their_key(run: ChaosRun) -> tuple[int, int]:
+    """A message DTP got more than once always came with one Idempotency-Key, and a key
+    never stood for two messages; (messages received, repeats among them)."""
+    keys_by_message: dict[str, set[str | None]] = defaultdict(set)
+    messages_by_key: dict[str | None, set[str]] = defaultdict(set)
+    received = run.dtp_messages()
+    for message in received:
+        identity = json.dumps([message["endpoint"], message["body"]], sort_keys=True)
+        keys_by_message[identity].add(message["idempotency_key"])
+        messages_by_key[message["idempotency_key"]].add(identity)
+    assert None not in messages_by_key, "every send carries an Idempotency-Key"
+    assert all(len(keys) == 1 for keys in keys_by_message.values())
+    assert all(len(identities) == 1 for identities in messages_by_key.values())
+    return len(received), len(received) - len(keys_by_message)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.usefixtures("debug_logging")
+async def test_exactly_once_under_faults_and_kills(
+    database: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    seed = chaos_seed()
+    with capfd.disabled():
+        print(f"\nchaos {database}: seed {seed} (replay with {SEED_VARIABLE}={seed})")
+    url = (
+        request.getfixturevalue("postgres_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path / 'bridge.db'}"
+    )
+    started = time.monotonic()
+    async with ChaosRun(tmp_path, url, seed) as run:
+        stop = asyncio.Event()
+        killer = asyncio.create_task(run.kill_workers(stop))
+        spread = CHAOS_SECONDS * 0.7
+        senders = asyncio.gather(
+            run.progres_sends_referrals(spread=spread),
+            run.caseworkers_refer_to_unhcr(spread=spread),
+        )
+        deciders = asyncio.gather(
+            run.focal_points_decide(timeout=CHAOS_SECONDS + DRAIN_SECONDS),
+            run.progres_decides(timeout=CHAOS_SECONDS + DRAIN_SECONDS),
+        )
+        await senders
+        # faults and kills for CHAOS_SECONDS; the deciders go on after, if not done by then
+        left = CHAOS_SECONDS - (time.monotonic() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(deciders), timeout=max(left, 0.0))
+        await asyncio.sleep(max(CHAOS_SECONDS - (time.monotonic() - started), 0.0))
+        stop.set()
+        await killer
+        assert run.workers.alive()
+        run.faults_off()
+        await deciders
+        await drain(run)
+
+        assert_each_case_and_row_once(run)
+        assert_decisions_kept_and_sent(run)
+        assert not any(outcomes(run).values())
+        received, repeats = assert_dtp_repeats_share_their_key(run)
+
+        # the markers did cross the bridge, so their absence below means something
+        assert leaks(json.dumps(run.cases())) and leaks(json.dumps(run.dtp_messages()))
+        assert not leaks(await run.metrics()), "a marker in /metrics"
+        run.workers.stop()
+        assert not leaks(run.database_bytes()), "a marker in the database"
+        worker_logs = run.workers.log_text()
+        assert '"level": "debug"' in worker_logs, "the workers logged at DEBUG"
+        assert not leaks(worker_logs), "a marker in a worker's log"
+        out, err = capfd.readouterr()
+        assert not leaks(out + err), "a marker in the inbox's or the simulators' log"
+        seconds = time.monotonic() - started
+        with capfd.disabled():
+            print(
+                f"chaos {database}: {run.report(seconds)[:-1]}, "
+                f'"dtp_received": {received}, "dtp_repeats": {repeats}}}'
+            )
