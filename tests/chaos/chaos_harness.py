@@ -69,6 +69,8 @@ class Plan:
     unhcr_cases: list[tuple[str, str]]
     #: case id -> proGres's decision code on its referral
     progres_decisions: dict[str, str]
+    #: interventions proGres sends a second time changed (a new delivery of the same row)
+    changed: frozenset[str] = frozenset()
 
     @classmethod
     def draw(cls, rng: random.Random, scale: float) -> Plan:
@@ -85,10 +87,13 @@ class Plan:
             for n in range(max(2, round(32 * scale)))
         ]
         decisions = {case_id: rng.choice([ACCEPT, REJECT]) for _, case_id in unhcr}
-        return cls(interventions, focal, unhcr, decisions)
+        changed = frozenset(rng.sample([n for n, _ in interventions], k=len(interventions) // 3))
+        return cls(interventions, focal, unhcr, decisions, changed)
 
-    def intervention(self, number: str, individual: str) -> dict[str, Any]:
-        """A proGres intervention whose personal fields all carry the marker."""
+    def intervention(self, number: str, individual: str, *, again: bool = False) -> dict[str, Any]:
+        """A proGres intervention whose personal fields all carry the marker (``again``: as
+        proGres sends it a second time, changed if it is one of ``changed``)."""
+        edit = "-EDITED" if again and number in self.changed else ""
         return demo_data.intervention(
             number,
             **{
@@ -98,7 +103,7 @@ class Plan:
                 "individuals.progres_commonyusedname": f"{MARKER}-NICK",
                 "individuals.progres_primaryphonenumber": f"{MARKER}-PHONE",
                 "individuals.progres_coalocationlevel6": f"{MARKER}-ADDRESS",
-                "progres_interventiondescription": f"<p>{MARKER}-DESCRIPTION</p>",
+                "progres_interventiondescription": f"<p>{MARKER}-DESCRIPTION{edit}</p>",
                 "user.mobilephone": f"{MARKER}-OFFICER",
             },
         )
@@ -124,6 +129,8 @@ class Counts:
     referral_posts: int = 0
     proxy: dict[str, dict[str, int]] = field(default_factory=dict)
     replayed: int = 0
+    #: outcomes already at the simulators when the faults stopped (progress under faults)
+    under_faults: dict[str, int] = field(default_factory=dict)
 
 
 class Workers:
@@ -311,9 +318,10 @@ class ChaosRun:
         """Each intervention in its own message, each message twice, in a seeded order, over
         about ``spread`` seconds."""
         messages = [
-            demo_data.referral_message(self.plan.intervention(number, individual))
+            demo_data.referral_message(self.plan.intervention(number, individual, again=again))
             for number, individual in self.plan.interventions
-        ] * 2
+            for again in (False, True)
+        ]
         self.rng.shuffle(messages)
         pause = spread / len(messages)
         for message in messages:
@@ -357,7 +365,7 @@ class ChaosRun:
                 status = waiting.pop(number)
                 reason = f"{MARKER}-FP-REASON" if status == "rejected" else None
                 self.primero_state.decide_service(record_id, row["unique_id"], status, reason)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.2)
 
     async def progres_decides(self, *, timeout: float) -> None:
         """proGres decides on each referral once it has reached DTP."""
@@ -428,7 +436,9 @@ class ChaosRun:
                 "focal_decisions": len(self.plan.focal_decisions),
                 "unhcr_referrals": len(self.plan.unhcr_cases),
                 "progres_decisions": len(self.plan.progres_decisions),
+                "changed_resends": len(self.plan.changed),
                 "kills": self.counts.kills,
+                "done_under_faults": self.counts.under_faults,
                 "replayed": self.counts.replayed,
                 "proxy": self.counts.proxy,
             }
