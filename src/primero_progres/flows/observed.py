@@ -29,6 +29,7 @@ from ..errors import BridgeError
 from ..logging import get_logger
 from ..peers.errors import ANSWERED, CallFailure, PeerError, call_failure
 from ..peers.ping import IngestionReceipt, PingPage, ShippingProcesses, TransactionStatus
+from ..peers.primero import CasePosition, CaseWindow
 from ..runtime.metrics import observe_peer_call
 from ..store import PeerOutcomes
 from ..store.step import PeerRecorder
@@ -208,8 +209,22 @@ class ObservedPrimero:
             yield case
         await self._watch.succeeded(waited)
 
+    async def case_window(
+        self,
+        position: CasePosition,
+        *,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> CaseWindow:
+        return await self._watch.call(
+            self._inner.case_window(position, filters=filters, ids=ids)
+        )
+
     async def find_cases(self, field: str, value: str) -> list[dict[str, Any]]:
         return await self._watch.call(self._inner.find_cases(field, value))
+
+    async def get_case(self, record_id: str) -> dict[str, Any]:
+        return await self._watch.call(self._inner.get_case(record_id))
 
     async def create_case(self, data: dict[str, Any]) -> dict[str, Any]:
         return await self._watch.call(self._inner.create_case(data))
@@ -237,6 +252,9 @@ class ObservedPrimero:
     async def get_user(self, user_name: str) -> dict[str, Any] | None:
         return await self._watch.call(self._inner.get_user(user_name))
 
+    async def own_user(self) -> dict[str, Any]:
+        return await self._watch.call(self._inner.own_user())
+
     async def aclose(self) -> None:
         await self._inner.aclose()
 
@@ -248,11 +266,19 @@ class ObservedGateway:
         self._inner = inner
         self._watch = _Watch(peer, observer)
 
-    async def send_referral(self, message: dict[str, Any]) -> GatewayReceipt:
-        return await self._watch.call(self._inner.send_referral(message))
+    async def send_referral(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> GatewayReceipt:
+        return await self._watch.call(
+            self._inner.send_referral(message, idempotency_key=idempotency_key)
+        )
 
-    async def send_decision(self, message: dict[str, Any]) -> GatewayReceipt:
-        return await self._watch.call(self._inner.send_decision(message))
+    async def send_decision(
+        self, message: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> GatewayReceipt:
+        return await self._watch.call(
+            self._inner.send_decision(message, idempotency_key=idempotency_key)
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -286,39 +286,58 @@ class Polls:
 
     async def runs(self, flow: Flow, *, limit: int = 20, offset: int = 0) -> list[PollRun]:
         """The flow's polls, newest first: each one's job, what it read and queued, and how
-        many of the messages it queued were sent."""
-        kind, send = poll_kind(flow), job_kind(flow, "send")
+        many of the messages it queued were sent.
+
+        A poll is a chain of page jobs (each page's job queues the next): a run is shown by
+        its first page, with its last page's outcome and the sends of all its pages (and of
+        the case jobs they queued, flow 3)."""
+        kind, send, case = poll_kind(flow), job_kind(flow, "send"), job_kind(flow, "case")
+        pages_of_flow = sa.select(jobs.c.id).where(jobs.c.kind == kind)
         query = (
             sa.select(jobs)
-            .where(jobs.c.kind == kind)
+            .where(
+                jobs.c.kind == kind,
+                sa.or_(jobs.c.parent_id.is_(None), jobs.c.parent_id.not_in(pages_of_flow)),
+            )
             .order_by(jobs.c.created_at.desc(), jobs.c.id)
             .limit(limit)
             .offset(offset)
         )
+        runs = []
         async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-            ids = [row.id for row in rows]
-            finished: dict[str, AuditEntry] = {}
-            sent: dict[str, int] = {}
-            if ids:
-                entries = await conn.execute(
-                    sa.select(audit_events).where(
-                        audit_events.c.job_id.in_(ids),
-                        audit_events.c.event == AuditEvent.POLL_FINISHED.value,
+            for first in (await conn.execute(query)).all():
+                chain = [first]
+                while True:
+                    following = (
+                        await conn.execute(
+                            sa.select(jobs).where(
+                                jobs.c.kind == kind, jobs.c.parent_id == chain[-1].id
+                            )
+                        )
+                    ).first()
+                    if following is None:
+                        break
+                    chain.append(following)
+                ids = [row.id for row in chain]
+                entry = (
+                    await conn.execute(
+                        sa.select(audit_events).where(
+                            audit_events.c.job_id.in_(ids),
+                            audit_events.c.event == AuditEvent.POLL_FINISHED.value,
+                        )
                     )
-                )
-                finished = {e.job_id: e for e in map(audit_entry, entries.all()) if e.job_id}
-                counted = await conn.execute(
-                    sa.select(jobs.c.parent_id, sa.func.count())
-                    .where(
-                        jobs.c.parent_id.in_(ids),
+                ).first()
+                cases = sa.select(jobs.c.id).where(jobs.c.kind == case, jobs.c.parent_id.in_(ids))
+                sent = await conn.scalar(
+                    sa.select(sa.func.count()).where(
                         jobs.c.kind == send,
                         jobs.c.state == JobState.DONE.value,
+                        sa.or_(jobs.c.parent_id.in_(ids), jobs.c.parent_id.in_(cases)),
                     )
-                    .group_by(jobs.c.parent_id)
                 )
-                sent = {parent: count for parent, count in counted.all()}
-        return [_run(row, finished.get(row.id), sent.get(row.id, 0)) for row in rows]
+                finished = audit_entry(entry) if entry is not None else None
+                runs.append(_run(first, chain, finished, int(sent or 0)))
+        return runs
 
     # ------------------------------------------------------------------ the one decision
 
@@ -397,14 +416,17 @@ async def _cursor(conn: AsyncConnection, flow: Flow) -> str | None:
     return value
 
 
-def _run(row: Any, finished: AuditEntry | None, sent: int) -> PollRun:
-    done = row.state in (JobState.DONE.value, JobState.DEAD.value, JobState.DISCARDED.value)
+def _run(first: Any, chain: list[Any], finished: AuditEntry | None, sent: int) -> PollRun:
+    """A run from its pages: dead if one page is, else as its last page stands."""
+    last = chain[-1]
+    state = next((r.state for r in chain if r.state == JobState.DEAD.value), last.state)
+    done = state in (JobState.DONE.value, JobState.DEAD.value, JobState.DISCARDED.value)
     ids = finished.ids if finished else {}
     return PollRun(
-        job_id=row.id,
-        state=row.state,
-        queued_at=row.created_at,
-        finished_at=row.updated_at if done else None,
+        job_id=first.id,
+        state=state,
+        queued_at=first.created_at,
+        finished_at=last.updated_at if done else None,
         cases_read=ids.get("count"),
         items_queued=ids.get("total"),
         items_sent=sent,
