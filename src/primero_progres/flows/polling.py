@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import InvalidInputError
 from ..logging import get_logger
 from ..mapping.values import timestamp
-from ..peers.primero import CasePosition, format_watermark
+from ..peers.primero import CasePosition, CaseWindow, format_watermark
 from ..store import AuditEvent, Flow, StepContext, poll_kind
 
 log = get_logger(__name__)
@@ -159,3 +159,26 @@ def finish_page(
         return
     ctx.audit(AuditEvent.POLL_FINISHED, flow=flow, count=count, total=total, cursor=watermark.value)
     log.info("poll_finished", flow=flow.value, count=count, total=total)
+
+
+def finish_window(
+    ctx: StepContext,
+    flow: Flow,
+    cursor: str | None,
+    watermark: Watermark,
+    state: PollState,
+    window: CaseWindow,
+    *,
+    queued: int,
+) -> None:
+    """End a page of a case walk: the next page starts where this window ended."""
+    finish_page(
+        ctx,
+        flow,
+        cursor,
+        watermark,
+        state,
+        seen=len(window.cases),
+        queued=queued,
+        next_page=state.walk_on(window.next),
+    )

@@ -31,7 +31,7 @@ from ..store import (
     job_kind,
     poll_kind,
 )
-from .polling import PollState, Watermark, finish_page, first_position
+from .polling import PollState, Watermark, finish_page, finish_window, first_position
 from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_DECISION
@@ -60,16 +60,7 @@ async def _scan_page(
     position = state.position or first_position(cursor, rt.overlap)
     window = await rt.primero.case_window(position)
     queued = await _decisions(rt, ctx, window.cases, watermark)
-    finish_page(
-        ctx,
-        FLOW,
-        cursor,
-        watermark,
-        state,
-        seen=len(window.cases),
-        queued=queued,
-        next_page=state.walk_on(window.next),
-    )
+    finish_window(ctx, FLOW, cursor, watermark, state, window, queued=queued)
 
 
 async def _waiting_page(

@@ -76,16 +76,6 @@ async def _news(rt: Runtime, case: dict[str, Any]) -> bool:
     return False
 
 
-async def _news(rt: Runtime, case: dict[str, Any]) -> bool:
-    """Whether the case holds a UNHCR service the ledger has not queued yet (or could not map):
-    only those cases are worth their own job."""
-    for row in mapping.unhcr_services(case, rt.profile):
-        known = await rt.store.ledger.get(FLOW, _key(case.get("case_id"), row.get("unique_id")))
-        if known is None or known.state == LedgerState.UNMAPPABLE:
-            return True
-    return False
-
-
 async def examine(rt: Runtime, ctx: StepContext) -> None:
     """One case the poll found: its referrals to UNHCR become ``send`` jobs."""
     case: dict[str, Any] = (ctx.job.payload or {})["case"]
