@@ -240,6 +240,8 @@ class ChaosRun:
             "DTP_SUBSCRIPTION_KEY": demo_data.DTP_SUBSCRIPTION_KEY,
             "DTP_TIMEOUT_SECONDS": "2",
             "POLL_INTERVAL_SECONDS": "3",
+            # the polls' start point: before anything this run creates in Primero
+            "POLL_START_AT": "2020-01-01T00:00:00Z",
             "LEASE_SECONDS": "4",
             "RETRY_BASE_SECONDS": "0.2",
             "RETRY_CAP_SECONDS": "2",
