@@ -288,6 +288,7 @@ async def test_messages_audit_settings_and_accounts_pages(console: Console) -> N
     settings_text = await page.locator("main").inner_text()
     assert "••••" in settings_text and demo_data.DTP_SUBSCRIPTION_KEY not in settings_text
     assert re.search(r"profile SHA-256\s+[0-9a-f]{64}", settings_text)
+    assert re.search(r"PRIMERO_PROGRES_ALERT_URLS\s+not set", settings_text)
     assert f"{newest_migration()} (the newest this version ships)" in settings_text
     await console.shot(page, "settings")
 
