@@ -201,7 +201,8 @@ def _setting_rows(settings: Settings) -> list[tuple[str, str]]:
         if (
             name in SECRET_FIELDS
             or isinstance(value, SecretStr)
-            or (isinstance(value, list) and (not value or any(isinstance(v, SecretStr) for v in value)))
+            or (isinstance(value, list) and not value)
+            or (isinstance(value, list) and any(isinstance(v, SecretStr) for v in value))
         ):
             shown = MASK if value not in (None, "", []) else "not set"
         elif value is None:
