@@ -169,6 +169,17 @@ class Settings(BaseSettings):
     #: where a polling flow with no cursor yet starts reading Primero (ISO 8601; no offset
     #: means UTC); unset, such a flow does not poll until a start point is given
     poll_start_at: datetime | None = None
+    #: Primero posts each case create and update to the bridge (docs/primero-setup.md): flows
+    #: 2 and 3 then run within seconds, and their polls are only the safety net for the
+    #: webhooks Primero lost (it never retries one), at ``webhook_poll_interval_seconds``
+    webhooks: bool = False
+    webhook_poll_interval_seconds: float = Field(default=3600.0, gt=0)
+    #: secret; comma-separated tokens Primero's webhooks may present (x-api-key, the Basic
+    #: password, or the last segment of /api/v1/primero/webhook/{token})
+    primero_webhook_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    #: after a flow-2 decision or a flow-3 referral reaches DTP (or dies as a dead letter),
+    #: record the sync status on the Primero case (mark_synced; the sync_external permission)
+    mark_synced: bool = False
 
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_cap_seconds: float = Field(default=3600.0, gt=0)
@@ -204,7 +215,7 @@ class Settings(BaseSettings):
     #: an operator console session ends after this long without a request
     admin_session_idle_minutes: float = Field(default=30.0, gt=0)
 
-    @field_validator("inbox_tokens", mode="before")
+    @field_validator("inbox_tokens", "primero_webhook_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -334,6 +345,9 @@ class Settings(BaseSettings):
 
     def inbox_token_values(self) -> list[bytes]:
         return [t.get_secret_value().encode() for t in self.inbox_tokens]
+
+    def webhook_token_values(self) -> list[bytes]:
+        return [t.get_secret_value().encode() for t in self.primero_webhook_tokens]
 
     def dtp_client_certificate(self) -> x509.Certificate | None:
         """The DTP client certificate configured (PEM, or in the PKCS#12 bundle), or None;

@@ -30,6 +30,7 @@ from .sim.common import ServerThread, free_port
 from .sim.control import SimControl
 from .sim.ping_state import DEFAULT_SHIPPING_PROCESSES
 from .sim.primero_config import PrimeroSimConfig, profile_users
+from .sim.primero_state import API_ROLE_UNIQUE_ID
 from .store import Flow, Store
 from .web import create_app
 from .worker import Worker
@@ -214,6 +215,42 @@ class Stack:
     @property
     def inbox_url(self) -> str:
         return f"{self.bridge_url}/api/v1/dtp/messages"
+
+    @property
+    def webhook_url(self) -> str:
+        """Where Primero's webhooks reach the bridge (``web/webhook.py``)."""
+        return f"{self.bridge_url}/api/v1/primero/webhook"
+
+    async def primero_posts_webhooks(
+        self, url: str | None = None, *, auth: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What a Primero administrator does: webhooks authenticated by ``auth``
+        (``/_sim/config`` ``webhook_auth``), then one for case updates to ``url``."""
+        await self.sim_call(
+            "PATCH", f"{self.primero.url}/_sim/config", json={"webhook_auth": auth or {}}
+        )
+        response = await self.http.post(
+            f"{self.primero.url}/api/v2/webhooks",
+            json={
+                "data": {
+                    "events": "case.update",
+                    "url": url or self.webhook_url,
+                    "role_unique_id": API_ROLE_UNIQUE_ID,
+                }
+            },
+            auth=(demo_data.API_USER, demo_data.API_PASSWORD),
+        )
+        response.raise_for_status()
+        webhook: dict[str, Any] = response.json()["data"]
+        return webhook
+
+    async def webhooks_delivered(self, timeout: float = 30.0) -> None:
+        """Wait until the simulated Primero has posted every webhook it queued."""
+        answer = await self.sim_call(
+            "POST", f"{self.primero.url}/_sim/webhooks/wait", params={"timeout": timeout}
+        )
+        if answer != {"idle": True}:
+            raise TimeoutError(f"Primero's webhooks still queued after {timeout} s")
 
     # ----------------------------------------------------------------- driving the bridge
 

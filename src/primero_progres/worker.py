@@ -16,20 +16,23 @@ import contextlib
 import random
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import BridgeError, FailureClass
 from .logging import get_logger
 from .runtime.metrics import JOBS
-from .store import DeadReason, Handler, Job, StepBuffer, UnreadableJob
+from .store import Command, DeadReason, Handler, Job, StepBuffer, UnreadableJob
 
 if TYPE_CHECKING:
     from .settings import Settings
     from .store import Store
 
 log = get_logger(__name__)
+
+#: what a flow writes when one of its jobs dies (committed with the dead letter)
+DeadFollowUp = Callable[[Job], Sequence[Command]]
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,12 @@ class Worker:
         lease_seconds: float = 120.0,
         poll_interval: float = 1.0,
         shutdown_grace: float = 30.0,
+        on_dead: Mapping[str, DeadFollowUp] | None = None,
     ) -> None:
         self.store = store
         self.handlers = dict(handlers)
+        # the flows' ``Handlers`` carry their follow-ups; a plain mapping of handlers has none
+        self.on_dead = dict(on_dead if on_dead is not None else getattr(handlers, "on_dead", {}))
         self.worker_id = worker_id or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
@@ -239,7 +245,7 @@ class Worker:
         )
 
     async def _dead(self, job: Job, owner: str, reason: DeadReason) -> None:
-        held = await self.store.jobs.kill(job, owner, reason)
+        held = await self.store.jobs.kill(job, owner, reason, self._follow_ups(job))
         JOBS.labels(job.kind, "dead" if held else "lost_lease").inc()
         log.warning(
             "job.dead",
@@ -249,6 +255,17 @@ class Worker:
             failure_class=reason.failure_class,
             reason=reason.reason,
         )
+
+    def _follow_ups(self, job: Job) -> Sequence[Command]:
+        """The flow's writes for this dead job; a follow-up that fails never keeps it alive."""
+        follow_up = self.on_dead.get(job.kind)
+        if follow_up is None:
+            return ()
+        try:
+            return follow_up(job)
+        except Exception as exc:
+            log.warning("job.dead_follow_up_failed", job_id=job.id, error=type(exc).__name__)
+            return ()
 
     async def _release(self, job: Job, owner: str) -> None:
         try:

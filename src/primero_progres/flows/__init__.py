@@ -11,13 +11,13 @@ simulators) do not load the peer clients.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
-from ..store import BEGINNING, Flow, FlowStore, Handler
+from ..store import BEGINNING, Command, Flow, FlowStore, Handler, Job
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -39,9 +39,18 @@ Step = Callable[["Runtime", Any], Awaitable[None]]
 
 
 def _dtp_steps() -> dict[str, Step]:
-    from . import primero_decision, primero_referral, progres_decision, progres_referral
+    from . import (
+        primero_decision,
+        primero_referral,
+        progres_decision,
+        progres_referral,
+        sync_status,
+    )
 
     return {
+        primero_decision.CHECK: primero_decision.check,
+        primero_referral.CHECK: primero_referral.check,
+        **{kind: sync_status.mark for kind in sync_status.MARKS.values()},
         progres_referral.RECEIVE: progres_referral.receive,
         progres_referral.DELIVER: progres_referral.deliver,
         progres_referral.FEEDBACK: progres_referral.feedback,
@@ -65,6 +74,8 @@ def _ping_steps() -> dict[str, Step]:
     )
 
     return {
+        primero_decision.CHECK: primero_decision.check,
+        primero_referral.CHECK: primero_referral.check,
         ping_progres_referral.POLL: ping_progres_referral.poll,
         ping_progres_referral.PULL: ping_progres_referral.pull,
         ping_progres_referral.WRITE_BACK: ping_progres_referral.write_back,
@@ -88,9 +99,27 @@ class Handlers(dict[str, Handler]):
         self.runtime = runtime
         steps = _ping_steps() if runtime.unhcr_gateway == "ping" else _dtp_steps()
         super().__init__({kind: partial(step, runtime) for kind, step in steps.items()})
+        #: job kind -> what the worker commits with a dead letter of that kind
+        self.on_dead: dict[str, Callable[[Job], Sequence[Command]]] = (
+            _dead_follow_ups(runtime) if runtime.unhcr_gateway == "dtp" else {}
+        )
 
     async def aclose(self) -> None:
         await self.runtime.aclose()
+
+
+def _dead_follow_ups(runtime: Runtime) -> dict[str, Callable[[Job], Sequence[Command]]]:
+    """A flow-2/3 send that dies marks its case ``failed`` in Primero (``MARK_SYNCED``)."""
+    from . import primero_decision, primero_referral, sync_status
+
+    return {
+        primero_decision.SEND: sync_status.failed_follow_up(
+            runtime, Flow.PRIMERO_DECISION, primero_decision.ledger_key
+        ),
+        primero_referral.SEND: sync_status.failed_follow_up(
+            runtime, Flow.PRIMERO_REFERRAL, primero_referral.ledger_key
+        ),
+    }
 
 
 def build_handlers(settings: Settings, store: FlowStore) -> Handlers:
@@ -105,9 +134,28 @@ def polling_flows(settings: Settings) -> tuple[Flow, ...]:
     return PING_POLLING_FLOWS if settings.unhcr_gateway == "ping" else POLLING_FLOWS
 
 
+#: the flows Primero's webhooks drive (``webhooks``): their polls become the safety net
+WEBHOOK_FLOWS = (Flow.PRIMERO_DECISION, Flow.PRIMERO_REFERRAL)
+
+
+def webhook_checks() -> tuple[str, ...]:
+    """The job kinds a Primero webhook queues for its case: flow 2's check, then flow 3's."""
+    from . import primero_decision, primero_referral
+
+    return (primero_decision.CHECK, primero_referral.CHECK)
+
+
+def poll_interval(settings: Settings, flow: Flow) -> float:
+    """How often ``flow`` polls: with webhooks on, flows 2 and 3 poll only to catch what a
+    lost webhook left behind (Primero never retries one), so less often."""
+    if settings.webhooks and flow in WEBHOOK_FLOWS:
+        return settings.webhook_poll_interval_seconds
+    return settings.poll_interval_seconds
+
+
 def poll_triggers(settings: Settings) -> dict[Flow, float]:
     """Polling flow -> interval in seconds."""
-    return {flow: settings.poll_interval_seconds for flow in polling_flows(settings)}
+    return {flow: poll_interval(settings, flow) for flow in polling_flows(settings)}
 
 
 def start_at(settings: Settings, flow: Flow) -> datetime | None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from ..errors import BridgeError
 from ..logging import get_logger
@@ -254,6 +254,11 @@ class ObservedPrimero:
 
     async def own_user(self) -> dict[str, Any]:
         return await self._watch.call(self._inner.own_user())
+
+    async def mark_synced(
+        self, record_id: str, *, url: str, status: Literal["synced", "failed"] = "synced"
+    ) -> dict[str, Any]:
+        return await self._watch.call(self._inner.mark_synced(record_id, url=url, status=status))
 
     async def aclose(self) -> None:
         await self._inner.aclose()

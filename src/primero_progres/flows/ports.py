@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..peers.ping import IngestionReceipt, PingPage, ShippingProcesses, TransactionStatus
 from ..peers.primero import CasePosition, CaseWindow
@@ -57,6 +57,12 @@ class PrimeroApi(Protocol):
     ) -> dict[str, Any]: ...
 
     async def get_user(self, user_name: str) -> dict[str, Any] | None: ...
+
+    async def mark_synced(
+        self, record_id: str, *, url: str, status: Literal["synced", "failed"] = "synced"
+    ) -> dict[str, Any]:
+        """The case's sync status in Primero (its ``sync_external`` permission)."""
+        ...
 
     async def own_user(self) -> dict[str, Any]:
         """The API user's record with its role (``role_group_permission``...)."""

@@ -12,10 +12,16 @@ edited afterwards.
 In the ledger walk the cursor moves when the last page is done: every page
 reads from the same lower bound, so a page retried later misses nothing. In
 a full scan it moves page by page, as flow 3's does.
+
+``check`` is the poll narrowed to one case, for a Primero webhook (``webhooks``):
+a case the ledger does not know costs no read; a known one is read and its
+decisions go through the same ledger test, so a webhook can cause a read, never
+a second send.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..logging import get_logger
@@ -31,11 +37,12 @@ from ..store import (
     job_kind,
     poll_kind,
 )
+from . import sync_status
 from .polling import PollState, Watermark, finish_page, finish_window, first_position
 from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_DECISION
-POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
+POLL, SEND, CHECK = poll_kind(FLOW), job_kind(FLOW, "send"), job_kind(FLOW, "case")
 #: record ids read from the ledger per page: one Primero call each (its ``id`` batch)
 WAITING_PAGE = 100
 
@@ -96,6 +103,19 @@ async def _waiting_page(
     )
 
 
+async def check(rt: Runtime, ctx: StepContext) -> None:
+    """One case a webhook named: its decisions, exactly as the ledger walk would queue them."""
+    record_id = str((ctx.job.payload or {})["record_id"])
+    if not rt.full_scan and not await rt.store.ledger.find(
+        Flow.PROGRES_REFERRAL, case_record_id=record_id
+    ):
+        log.info("webhook_check", flow=FLOW.value, outcome="not_a_progres_case")
+        return
+    window = await rt.primero.case_window(CasePosition(), ids=[record_id])
+    queued = await _decisions(rt, ctx, window.cases, Watermark(None))
+    log.info("webhook_check", flow=FLOW.value, count=len(window.cases), total=queued)
+
+
 async def _decisions(
     rt: Runtime, ctx: StepContext, cases: list[dict[str, Any]], watermark: Watermark
 ) -> int:
@@ -129,6 +149,7 @@ async def _queue(rt: Runtime, ctx: StepContext, decision: mapping.DecisionResult
             "service_unique_id": decision.service_unique_id,
             "progres_interventionnumber": decision.progres_interventionnumber,
             "status": decision.status,
+            "case_record_id": decision.case_record_id,
         },
     )
     ctx.ledger_record(
@@ -148,9 +169,10 @@ async def send(rt: Runtime, ctx: StepContext) -> None:
     message: dict[str, Any] = (ctx.job.payload or {})["message"]
     refs = ctx.job.refs
     await rt.dtp.send_decision(message, idempotency_key=idempotency_key(ctx))
+    key = ledger_key(refs)
     ctx.ledger_record(
         FLOW,
-        decision_key(refs.get("service_unique_id"), refs["status"]),
+        key,
         state=LedgerState.SENT,
         event=LedgerEvent.DECISION_SENT,
         progres_interventionnumber=refs.get("progres_interventionnumber"),
@@ -164,3 +186,9 @@ async def send(rt: Runtime, ctx: StepContext) -> None:
         service_unique_id=refs.get("service_unique_id"),
         status=refs["status"],
     )
+    sync_status.queue_synced(rt, ctx, FLOW, key)
+
+
+def ledger_key(refs: Mapping[str, Any]) -> str:
+    """The exchange a ``send`` job's refs name."""
+    return decision_key(refs.get("service_unique_id"), refs["status"])

@@ -7,24 +7,32 @@ page (``polling``). A ``case`` job lists that case's referrals, fetches the
 owner's contact details, and queues one ``send`` job per (case, service),
 whose key is unique forever; the ledger keeps it once. Each case is its own
 unit: one case Primero fails on is retried alone.
+
+``check`` is the poll narrowed to one case, for a Primero webhook (``webhooks``):
+the same query with the case's id, the same scope check, and the same ``case`` job
+(same key) when the ledger has news, so a webhook can cause a read, never a second
+send.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..logging import get_logger
 from ..mapping import ping as ping_mapping
 from ..mapping import primero_referral as mapping
-from ..peers.primero import ForbiddenError
+from ..peers.primero import CasePosition, ForbiddenError
 from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind, poll_kind
+from . import sync_status
 from .polling import PollState, Watermark, finish_window, first_position
 from .primero_access import SELF_SCOPE, USERS_FORBIDDEN, scope_too_narrow
 from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_REFERRAL
 POLL, CASE, SEND = poll_kind(FLOW), job_kind(FLOW, "case"), job_kind(FLOW, "send")
+#: a webhook's targeted check of one case
+CHECK = job_kind(FLOW, "check")
 #: over PING a referral is ingested asynchronously (``ping_outbound``), not sent
 INGEST = job_kind(FLOW, "ingest")
 
@@ -43,26 +51,51 @@ async def poll(rt: Runtime, ctx: StepContext) -> None:
     state = PollState.of(ctx.job.payload)
     position = state.position or first_position(cursor, rt.overlap)
     watermark = Watermark(cursor)
-    filters = {"associated_user_names": list(rt.profile.unhcr_caseworkers)}
-    window = await rt.primero.case_window(position, filters=filters)
-    # a narrow scope hides referrals without a word: checked before the page counts as read
+    window = await rt.primero.case_window(position, filters=_filters(rt))
+    await _check_scope(rt)
+    queued = 0
+    for case in window.cases:
+        queued += await _queue_case(rt, ctx, case)
+        watermark.see(case.get("last_updated_at"))
+    finish_window(ctx, FLOW, cursor, watermark, state, window, queued=queued)
+
+
+async def check(rt: Runtime, ctx: StepContext) -> None:
+    """One case a webhook named: the poll's query for that id alone, then the poll's test."""
+    record_id = str((ctx.job.payload or {})["record_id"])
+    window = await rt.primero.case_window(CasePosition(), ids=[record_id], filters=_filters(rt))
+    queued = 0
+    if window.cases:
+        await _check_scope(rt)
+        for case in window.cases:
+            queued += await _queue_case(rt, ctx, case)
+    log.info("webhook_check", flow=FLOW.value, count=len(window.cases), total=queued)
+
+
+def _filters(rt: Runtime) -> dict[str, list[str]]:
+    return {"associated_user_names": list(rt.profile.unhcr_caseworkers)}
+
+
+async def _check_scope(rt: Runtime) -> None:
+    """A narrow scope hides referrals without a word: checked before a page counts as read."""
     scope = await rt.role.scope(rt.primero)
     if scope == SELF_SCOPE:
         raise scope_too_narrow(FLOW)
     if scope is None:
         log.warning("primero_scope_unchecked", flow=FLOW.value, reason=USERS_FORBIDDEN)
-    queued = 0
-    for case in window.cases:
-        if await _news(rt, case):
-            ctx.enqueue(
-                CASE,
-                {"case": case},
-                key=f"{CASE}:{case['id']}:{case.get('last_updated_at')}",
-                refs={"case_record_id": case["id"], "case_id": case.get("case_id")},
-            )
-            queued += 1
-        watermark.see(case.get("last_updated_at"))
-    finish_window(ctx, FLOW, cursor, watermark, state, window, queued=queued)
+
+
+async def _queue_case(rt: Runtime, ctx: StepContext, case: dict[str, Any]) -> int:
+    """Queue the ``case`` job of a case with news (its key: the case at this update); 1 if so."""
+    if not await _news(rt, case):
+        return 0
+    ctx.enqueue(
+        CASE,
+        {"case": case},
+        key=f"{CASE}:{case['id']}:{case.get('last_updated_at')}",
+        refs={"case_record_id": case["id"], "case_id": case.get("case_id")},
+    )
+    return 1
 
 
 async def _news(rt: Runtime, case: dict[str, Any]) -> bool:
@@ -166,11 +199,12 @@ async def send(rt: Runtime, ctx: StepContext) -> None:
     refs = ctx.job.refs
     message = (ctx.job.payload or {})["message"]
     await rt.dtp.send_referral(message, idempotency_key=idempotency_key(ctx))
-    ctx.ledger_record(
-        FLOW,
-        exchange_key(refs.get("case_id"), refs.get("service_unique_id")),
-        state=LedgerState.SENT,
-        event=LedgerEvent.REFERRAL_SENT,
-        **refs,
-    )
+    key = ledger_key(refs)
+    ctx.ledger_record(FLOW, key, state=LedgerState.SENT, event=LedgerEvent.REFERRAL_SENT, **refs)
     ctx.audit(AuditEvent.REFERRAL_SENT, flow=FLOW, **refs)
+    sync_status.queue_synced(rt, ctx, FLOW, key)
+
+
+def ledger_key(refs: Mapping[str, Any]) -> str:
+    """The exchange a ``send`` job's refs name."""
+    return exchange_key(refs.get("case_id"), refs.get("service_unique_id"))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
@@ -24,7 +25,7 @@ from ..peers.ping import client_from_settings
 from ..peers.primero import PrimeroClient
 from ..profiles import Profile, load_profile
 from ..settings import Settings
-from ..store import FlowStore, StepContext
+from ..store import Flow, FlowStore, StepContext
 from ..worker import RetryPolicy
 from .observed import ObservedGateway, ObservedPing, ObservedPrimero, PeerObserver
 from .ports import GatewayReceipt, PingApi, PrimeroApi, ProgresGateway
@@ -106,6 +107,10 @@ class Runtime:
         default_factory=lambda: RetryPolicy().delay
     )
     max_attempts: int = RetryPolicy.max_attempts
+    #: write each flow-2/3 exchange's sync status on its Primero case (``MARK_SYNCED``)
+    marks_sync: bool = False
+    #: the ``mark_synced_url`` of each flow: where its messages go, without a secret
+    sync_urls: dict[Flow, str] = field(default_factory=dict)
 
     def today(self) -> date:
         return self.clock().date()
@@ -161,6 +166,8 @@ class Runtime:
         )
         retry = RetryPolicy.from_settings(settings)
         return cls(
+            marks_sync=settings.mark_synced and settings.unhcr_gateway == "dtp",
+            sync_urls=sync_urls(settings),
             store=store,
             profile=profile,
             primero=ObservedPrimero(primero, observer),
@@ -173,6 +180,20 @@ class Runtime:
             retry_delay=retry.delay,
             max_attempts=retry.max_attempts,
         )
+
+
+def sync_urls(settings: Settings) -> dict[Flow, str]:
+    """The DTP endpoints flows 2 and 3 send to (``mark_synced_url``); none over PING."""
+    if settings.unhcr_gateway != "dtp" or not settings.dtp_url:
+        return {}
+    parts = urlsplit(str(settings.dtp_url))
+    # a URL may carry credentials (user:password@, a query key): Primero shows this one
+    host = parts.netloc.rpartition("@")[2]
+    base = urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
+    return {
+        Flow.PRIMERO_DECISION: f"{base}/{settings.dtp_decision_path.lstrip('/')}",
+        Flow.PRIMERO_REFERRAL: f"{base}/{settings.dtp_referral_path.lstrip('/')}",
+    }
 
 
 def idempotency_key(ctx: StepContext) -> str:

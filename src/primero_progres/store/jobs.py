@@ -155,6 +155,38 @@ class JobQueue:
         async with self._db.engine.begin() as conn:
             return await self.insert(conn, self._db.now(), command)
 
+    async def enqueue_coalesced(
+        self,
+        kind: str,
+        key_prefix: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        refs: Mapping[str, Any] | None = None,
+    ) -> EnqueueResult:
+        """Add a job keyed ``<key_prefix><n>`` unless one of ``kind`` under ``key_prefix`` is
+        still pending (not yet claimed): then that one is answered, ``created`` False.
+
+        For hints that may arrive in floods (Primero's webhooks): while one job waits, the
+        next hints would find what it will find. ``n`` is one more than the largest sequence
+        number under the prefix, so callers racing on either database compute the same key
+        and the unique index keeps one; once the job is claimed, the next hint queues anew.
+        """
+        async with self._db.engine.begin() as conn:
+            query = sa.select(jobs.c.id, jobs.c.key, jobs.c.state).where(
+                jobs.c.kind == kind, jobs.c.key.startswith(key_prefix, autoescape=True)
+            )
+            sequence = -1
+            for row in (await conn.execute(query)).all():
+                if row.key is None or not row.key.startswith(key_prefix):
+                    continue  # LIKE ignores letter case on SQLite
+                if row.state == JobState.PENDING.value:
+                    return EnqueueResult(row.id, False)
+                suffix = row.key[len(key_prefix) :]
+                if suffix.isdigit():
+                    sequence = max(sequence, int(suffix))
+            command = Enqueue(kind, payload, f"{key_prefix}{sequence + 1}", refs or {})
+            return await self.insert(conn, self._db.now(), command)
+
     async def insert(
         self,
         conn: AsyncConnection,
@@ -276,8 +308,11 @@ class JobQueue:
                 **_unleased(now),
             )
 
-    async def kill(self, job: Job, owner: str, reason: DeadReason) -> bool:
-        """Dead-letter a held job (payload kept for replay), with a ``job.dead`` audit entry."""
+    async def kill(
+        self, job: Job, owner: str, reason: DeadReason, commands: Sequence[Command] = ()
+    ) -> bool:
+        """Dead-letter a held job (payload kept for replay), with a ``job.dead`` audit entry and
+        ``commands`` (what a flow does when one of its jobs dies), in one transaction."""
         async with self._db.engine.begin() as conn:
             now = self._db.now()
             held = await self._update_held(
@@ -291,6 +326,7 @@ class JobQueue:
             )
             if held:
                 await self._audit_dead(conn, now, job.id, job.kind, job.refs, job.attempts, reason)
+                await self._write_commands(conn, now, commands, job.id)
         return held
 
     async def _audit_dead(

@@ -106,6 +106,8 @@ class AuditEvent(StrEnum):
     #: flow 3 sent a referral with the profile's default contact: Primero's users were forbidden
     CONTACT_DEFAULTED = "contact_defaulted"
     DECISION_APPLIED = "decision_applied"
+    #: the case's sync status written to Primero (``MARK_SYNCED``: ``synced`` or ``failed``)
+    SYNC_MARKED = "sync_marked"
     POLL_FINISHED = "poll_finished"
     #: a polling flow was due but has no start point: it does not poll (once per flow)
     POLL_NO_START_POINT = "poll.no_start_point"

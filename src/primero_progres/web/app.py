@@ -14,7 +14,7 @@ from ..logging import get_logger
 from ..runtime.metrics import REGISTRY, clear_gauges, set_gauges
 from ..settings import Settings
 from ..store import Store
-from . import console
+from . import console, webhook
 from .errors import documented
 from .inbox import build_router
 
@@ -30,6 +30,8 @@ def create_app(
     if settings.unhcr_gateway == "dtp":
         # over PING nothing calls the bridge: no inbox, so a stray DTP call gets a 404
         app.include_router(build_router(settings, store))
+    # Primero's webhooks drive flows 2 and 3 whichever gateway reaches proGres
+    app.include_router(webhook.build_router(settings, store))
 
     @app.get("/healthz", responses={200: {"description": "The process is up."}})
     async def healthz() -> dict[str, str]:
