@@ -47,7 +47,8 @@ MAX_BYTES = 1024 * 1024
 #: declared for the OpenAPI document; the route reads the token itself, Basic auth included
 #: (FastAPI's HTTPBasic answers a malformed header itself, in another error format)
 _API_KEY = APIKeyHeader(
-    name="x-api-key",
+    name="X-API-Key",
+    scheme_name="PrimeroWebhookToken",
     auto_error=False,
     description="a token of PRIMERO_WEBHOOK_TOKENS (or the Basic password, any user name)",
 )
