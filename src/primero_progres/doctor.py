@@ -45,7 +45,7 @@ from .peers.primero import (
 )
 from .peers.tls import HandshakeRefused, client_ssl_context, handshake
 from .profiles import Profile, ProfileError, load_profile
-from .settings import PING_REQUIRED, Settings, env_name
+from .settings import PING_REQUIRED, WEBHOOK_PATH, Settings, env_name
 
 #: a client certificate expiring sooner than this is a warning
 EXPIRY_WARNING = timedelta(days=30)
@@ -513,6 +513,110 @@ async def primero_users_permission(ctx: DoctorContext) -> Outcome:
     return ok("GET /users allowed")
 
 
+# ------------------------------------------------------------------ webhooks and sync status
+
+
+def bridge_webhook_prefix(settings: Settings) -> str:
+    """The URL Primero's webhook to this bridge starts with (a token may follow it)."""
+    return f"{settings.public_url}{WEBHOOK_PATH}" if settings.public_url else WEBHOOK_PATH
+
+
+def is_bridge_webhook(url: Any, settings: Settings) -> bool:
+    if not isinstance(url, str):
+        return False
+    if settings.public_url is None:
+        return WEBHOOK_PATH in url
+    prefix = bridge_webhook_prefix(settings)
+    return url == prefix or url.startswith(prefix + "/")
+
+
+async def primero_webhook(ctx: DoctorContext) -> Outcome:
+    if not ctx.settings.webhooks:
+        return ok(f"not used: {env_name('webhooks')} is false (flows 2 and 3 only poll)")
+    client = await ctx.primero()
+    try:
+        webhooks = await client.list_webhooks()
+    except ForbiddenError:
+        return warn(
+            "the API user's role cannot list Primero's webhooks: not checked",
+            "give the role the webhook permission 'read', or look in Primero's admin",
+        )
+    prefix = bridge_webhook_prefix(ctx.settings)
+    ours = [w for w in webhooks if is_bridge_webhook(w.get("url"), ctx.settings)]
+    if not ours:
+        return fail(
+            f"no Primero webhook posts to {prefix}: flows 2 and 3 wait for their polls",
+            "primero-progres primero register-webhook --url PUBLIC_URL",
+        )
+    listening = [w for w in ours if "case.update" in _events(w.get("events"))]
+    if not listening:
+        return fail(
+            f"Primero's webhook to {prefix} does not listen for case.update",
+            "delete it in Primero, then primero-progres primero register-webhook",
+        )
+    return ok(f"webhook {listening[0].get('id')} posts case.update to {prefix}")
+
+
+def _events(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+async def primero_module_webhooks(ctx: DoctorContext) -> Outcome:
+    if not ctx.settings.webhooks:
+        return ok(f"not used: {env_name('webhooks')} is false")
+    module = ctx.profile().primero.module_id
+    client = await ctx.primero()
+    try:
+        modules = await client.list_modules()
+    except ForbiddenError:
+        return warn(
+            f"the API user's role cannot read the modules: whether {module} posts its cases "
+            "to the webhooks is not checked",
+            f"a Primero administrator checks that module {module} has use_webhooks_for: case",
+        )
+    found = next((m for m in modules if m.get("unique_id") == module), None)
+    if found is None:
+        return fail(f"Primero lists no module {module}", "check primero.module_id in the profile")
+    options = found.get("module_options")
+    uses = options.get("use_webhooks_for") if isinstance(options, dict) else None
+    if not isinstance(uses, list) or "case" not in uses:
+        return fail(
+            f"module {module} posts no case to the webhooks (use_webhooks_for: {uses})",
+            f'a Primero administrator sets the option use_webhooks_for of {module} to ["case"]',
+        )
+    return ok(f"module {module} posts every case create and update to the webhooks")
+
+
+async def primero_sync_external(ctx: DoctorContext) -> Outcome:
+    if not ctx.settings.mark_synced:
+        return ok(f"not used: {env_name('mark_synced')} is false")
+    if ctx.settings.unhcr_gateway != "dtp":
+        return warn(
+            f"{env_name('mark_synced')} marks only what goes through DTP: nothing over PING",
+            f"unset {env_name('mark_synced')}",
+        )
+    user = await ctx.own_user()
+    permissions = user.get("permissions")
+    listed = permissions.get("list") if isinstance(permissions, dict) else None
+    case_actions = next(
+        (
+            p.get("actions") or []
+            for p in listed or []
+            if isinstance(p, dict) and p.get("resource") == "cases"
+        ),
+        [],
+    )
+    if "sync_external" not in case_actions and "manage" not in case_actions:
+        return fail(
+            "the API user's role lacks the case permission sync_external: Primero drops the "
+            "sync status without a word",
+            "give the API user's role the case permission 'sync_external'",
+        )
+    return ok("the API user's role may write the sync status (sync_external)")
+
+
 # ------------------------------------------------------------------ profile checks
 
 
@@ -926,6 +1030,9 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
         lambda p: [p.focal_point.default_user, *(r.user for r in p.focal_point.routes)],
     ),
     users_check("profile.unhcr_caseworkers", "UNHCR caseworkers", lambda p: p.unhcr_caseworkers),
+    Check("primero.webhook", primero_webhook),
+    Check("primero.module_webhooks", primero_module_webhooks),
+    Check("primero.sync_external", primero_sync_external),
     Check("dtp.settings", for_gateway("dtp", dtp_settings)),
     Check("dtp.tls", for_gateway("dtp", dtp_tls)),
     Check("dtp.client_certificate", for_gateway("dtp", dtp_client_certificate)),

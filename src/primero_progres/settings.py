@@ -43,6 +43,8 @@ SECRET_FIELDS = (
     "dtp_subscription_key",
     "database_url",
 )
+#: where Primero's webhooks reach the bridge (``web/webhook.py``), after ``PUBLIC_URL``
+WEBHOOK_PATH = "/api/v1/primero/webhook"
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("primero_progres_config_file", default=None)
 
 #: partner, interop and shipping-process ids (PING.md §2, §6)

@@ -7,6 +7,7 @@ thing wrong through ``/_sim/config`` or the seed, and expects the matching FAIL 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -628,3 +629,97 @@ async def test_a_profile_without_its_ping_section_fails(
     assert findings["ping.profile"].status is Status.FAIL
     assert "has no ping section" in findings["ping.profile"].message
     assert findings["ping.status_codes"].status is Status.WARN
+
+
+# ---------------------------------------------------------------- webhooks and sync status
+
+PUBLIC = "https://bridge.example.org"
+TOKEN = "doctor-webhook-token"
+WEBHOOKS = {"webhooks": True, "public_url": PUBLIC, "primero_webhook_tokens": TOKEN}
+
+
+def webhooks(peers: Peers) -> list[dict[str, Any]]:
+    response = httpx.get(f"{peers.primero.url}/api/v2/webhooks", auth=(API_USER, API_PASSWORD))
+    return list(response.json()["data"])
+
+
+def register(peers: Peers, *args: str) -> Any:
+    env = {
+        "PRIMERO_PROGRES_PRIMERO_URL": peers.primero.url,
+        "PRIMERO_PROGRES_PRIMERO_USERNAME": API_USER,
+        "PRIMERO_PROGRES_PRIMERO_PASSWORD": API_PASSWORD,
+        "PRIMERO_PROGRES_PRIMERO_WEBHOOK_TOKENS": f"{TOKEN},second",
+    }
+    return CliRunner().invoke(cli_app, ["primero", "register-webhook", *args], env=env)
+
+
+async def test_webhook_checks_say_not_used_while_webhooks_are_off(peers: Peers) -> None:
+    findings = await doctor(settings_for(peers))
+    for name in ("primero.webhook", "primero.module_webhooks", "primero.sync_external"):
+        assert findings[name].status is Status.OK
+        assert "not used" in findings[name].message
+
+
+async def test_no_webhook_for_the_bridge_fails_and_names_the_command(peers: Peers) -> None:
+    findings = await doctor(settings_for(peers, **WEBHOOKS))
+    webhook = findings["primero.webhook"]
+    assert webhook.status is Status.FAIL
+    assert "register-webhook" in webhook.action
+    assert findings["primero.module_webhooks"].status is Status.OK
+
+
+def test_register_webhook_is_idempotent_and_never_prints_the_token(peers: Peers) -> None:
+    first = register(peers, "--url", PUBLIC + "/")
+    again = register(peers, "--url", PUBLIC)
+    assert (first.exit_code, again.exit_code) == (0, 0), first.output + again.output
+    assert first.output.startswith("registered: webhook ")
+    assert again.output.startswith("already registered: webhook ")
+    assert TOKEN not in first.output + again.output
+    assert f"{PUBLIC}/api/v1/primero/webhook/<token>" in first.output
+    [hook] = webhooks(peers)
+    assert hook["url"] == f"{PUBLIC}/api/v1/primero/webhook/{TOKEN}"
+    assert (hook["events"], hook["role_unique_id"]) == ("case.update", "role-primero-progres-api")
+
+
+async def test_a_registered_webhook_passes(peers: Peers) -> None:
+    registered = await asyncio.to_thread(register, peers, "--url", PUBLIC, "--no-token-in-path")
+    assert registered.exit_code == 0
+    [hook] = webhooks(peers)
+    assert hook["url"] == f"{PUBLIC}/api/v1/primero/webhook"
+    findings = await doctor(settings_for(peers, **WEBHOOKS))
+    assert findings["primero.webhook"].status is Status.OK
+    assert TOKEN not in findings["primero.webhook"].message
+
+
+def test_register_webhook_without_a_token_or_permission_says_why(peers: Peers) -> None:
+    bad_url = register(peers, "--url", "bridge.example.org")
+    assert bad_url.exit_code == 2
+    peers.configure(webhook_permissions=[])
+    refused = register(peers, "--url", PUBLIC)
+    assert refused.exit_code == 1
+    assert "not registered" in refused.output and TOKEN not in refused.output
+
+
+async def test_a_module_without_webhooks_for_cases_fails(peers: Peers) -> None:
+    peers.configure(use_webhooks_for={"primeromodule-cp": []})
+    findings = await doctor(settings_for(peers, **WEBHOOKS))
+    module = findings["primero.module_webhooks"]
+    assert module.status is Status.FAIL
+    assert "use_webhooks_for" in module.action
+
+
+async def test_unreadable_modules_and_webhooks_warn(peers: Peers) -> None:
+    peers.configure(modules_permission=False, webhook_permissions=[])
+    findings = await doctor(settings_for(peers, **WEBHOOKS))
+    assert findings["primero.module_webhooks"].status is Status.WARN
+    assert findings["primero.webhook"].status is Status.WARN
+
+
+async def test_mark_synced_without_sync_external_fails(peers: Peers) -> None:
+    assert (await doctor(settings_for(peers, mark_synced=True)))[
+        "primero.sync_external"
+    ].status is Status.OK
+    peers.configure(sync_external=False)
+    findings = await doctor(settings_for(peers, mark_synced=True))
+    assert findings["primero.sync_external"].status is Status.FAIL
+    assert "sync_external" in findings["primero.sync_external"].action

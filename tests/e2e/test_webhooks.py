@@ -359,3 +359,22 @@ async def test_what_a_webhook_carries_is_never_logged_or_stored(
     for marker in MARKERS:
         for where in (logged, rows, metrics, stored.decode("latin-1")):
             assert marker not in where
+
+
+@pytest.mark.parametrize(
+    ("auth", "path_token"),
+    [({"type": "basic_auth", "secret": f"primero:{TOKEN}"}, False), ({}, True)],
+    ids=["basic-auth", "token-in-path"],
+)
+async def test_primero_authenticating_by_basic_auth_or_the_path_drives_flow_3(
+    tmp_path: Path, auth: dict[str, Any], path_token: bool
+) -> None:
+    async with Stack(tmp_path, **SETTINGS) as stack:
+        url = f"{stack.webhook_url}/{TOKEN}" if path_token else stack.webhook_url
+        await stack.primero_posts_webhooks(url, auth=auth)
+        await stack.seed_primero(cases=[demo_data.primero_case(CASE_ID, RECORD_ID)])
+        await stack.caseworker_refers_to_unhcr(RECORD_ID)
+        await react(stack)
+        assert len(await sent(stack, REFERRALS)) == 1
+        deliveries = await stack.sim_call("GET", f"{stack.primero.url}/_sim/webhooks/deliveries")
+        assert {d["status_code"] for d in deliveries} == {202}

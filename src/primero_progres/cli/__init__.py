@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import admin, alert, doctor, mapping, repair, service, simulate, store
+from . import admin, alert, doctor, mapping, primero, repair, service, simulate, store
 
 app = typer.Typer(
     name="primero-progres",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for part in (mapping, simulate, store, repair, service, doctor, admin, alert):
+for part in (mapping, simulate, store, repair, service, doctor, admin, alert, primero):
     part.register(app)
 
 

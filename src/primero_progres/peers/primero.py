@@ -688,6 +688,12 @@ class PrimeroClient:
                 return lookups
             page += 1
 
+    async def list_modules(self) -> list[dict[str, Any]]:
+        """``GET /primero_modules``: each module with its ``module_options``
+        (``use_webhooks_for``); Primero asks for the metadata permission."""
+        body = await self._request("list_modules", "GET", "/primero_modules")
+        return [m for m in self._data("list_modules", body, list) if isinstance(m, dict)]
+
     async def list_forms(
         self, *, record_type: str = "case", module_id: str | None = None
     ) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from ..profiles import load_profile
 from .common import FaultInjector, SimulatorConfigError, install_faults
 from .primero_auth import WWW_AUTHENTICATE, Authenticator, AuthFailure, Throttled
 from .primero_config import PrimeroSimConfig, load_config, profile_users
+from .primero_forms import modules
 from .primero_records import parse_index_query
 from .primero_state import PrimeroState, SimError
 from .primero_webhooks import (
@@ -287,6 +288,14 @@ def create_app(
     async def list_forms(request: Request) -> dict[str, Any]:
         current_user(request)
         return state.list_forms(query(request))
+
+    @api.get("/primero_modules")
+    async def list_modules(request: Request) -> dict[str, Any]:
+        """``PrimeroModulesController#index`` (``authorize! :index, PrimeroModule``)."""
+        current_user(request)
+        if not state.config.modules_permission:
+            raise SimError(403, "Forbidden")
+        return {"data": modules(state.config)}
 
     @api.get("/webhooks")
     async def index_webhooks(request: Request) -> dict[str, Any]:

@@ -105,6 +105,11 @@ class PrimeroSimConfig(BaseModel):
         "lists and shows, create registers, write or delete deletes, manage does all; "
         "empty: 403",
     )
+    modules_permission: bool = Field(
+        default=True,
+        description="the role may list the modules (GET /api/v2/primero_modules, the metadata "
+        "permission); false answers 403",
+    )
     use_webhooks_for: dict[ModuleId, list[str]] = Field(
         default_factory=lambda: {module: ["case"] for module in get_args(ModuleId)},
         description="module -> the record types whose creates and updates are posted to "

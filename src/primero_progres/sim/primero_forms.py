@@ -431,6 +431,22 @@ class FieldAccess:
         ]
 
 
+def modules(config: PrimeroSimConfig) -> list[dict[str, Any]]:
+    """``_primero_module.json.jbuilder``, the parts a client reads: ids and ``module_options``
+    (``use_webhooks_for``: the record types whose saves are posted to the webhooks)."""
+    record_types: dict[str, list[str]] = {str(k): v for k, v in config.use_webhooks_for.items()}
+    return [
+        {
+            "id": index,
+            "unique_id": unique_id,
+            "name": {"en": unique_id.removeprefix("primeromodule-").upper()},
+            "associated_record_types": ["case"],
+            "module_options": {"use_webhooks_for": list(record_types.get(unique_id, []))},
+        }
+        for index, unique_id in enumerate(MODULE_IDS, start=1)
+    ]
+
+
 def role_permissions(config: PrimeroSimConfig) -> list[dict[str, Any]]:
     """``permissions.list`` of the extended user: what the API role may do, by resource."""
     case_actions = ["read", "create", "write", "referral", "receive_referral"]

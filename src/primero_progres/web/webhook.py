@@ -28,14 +28,14 @@ from pydantic import BaseModel
 
 from .. import flows
 from ..logging import get_logger
-from ..settings import Settings
+from ..settings import WEBHOOK_PATH, Settings
 from ..store import Store
 from .errors import documented, error_response
 from .inbox import ClientGone, InboxRejection, _read_body_or_gone, load_json, token_valid
 
 log = get_logger(__name__)
 
-PATH = "/api/v1/primero/webhook"
+PATH = WEBHOOK_PATH
 #: the only record type flows 2 and 3 follow
 RECORD_TYPE = "case"
 #: a Primero record id is a UUID; this admits any id of that alphabet, bounded, and nothing
