@@ -134,3 +134,32 @@ def test_for_tests_makes_a_throwaway_key() -> None:
     token = one.cipher().encrypt({}, context="jobs", row_id="r")
     with pytest.raises(PayloadUnreadable):
         two.cipher().decrypt(token, context="jobs", row_id="r")
+
+
+def test_with_webhooks_flows_2_and_3_poll_at_the_webhook_interval() -> None:
+    from primero_progres import flows
+    from primero_progres.stack import ping_settings
+    from primero_progres.store import Flow
+
+    plain = Settings.for_tests(poll_interval_seconds=900)
+    assert set(flows.poll_triggers(plain).values()) == {900}
+    hooked = Settings.for_tests(poll_interval_seconds=900, webhooks=True)
+    assert flows.poll_triggers(hooked) == {
+        Flow.PRIMERO_DECISION: 3600,
+        Flow.PRIMERO_REFERRAL: 3600,
+    }
+    over_ping = Settings.for_tests(
+        **ping_settings("http://127.0.0.1:1"), webhooks=True, webhook_poll_interval_seconds=7200
+    )
+    assert flows.poll_triggers(over_ping) == {
+        Flow.PROGRES_REFERRAL: 900,  # PING's queues: no webhook tells of them
+        Flow.PRIMERO_DECISION: 7200,
+        Flow.PRIMERO_REFERRAL: 7200,
+        Flow.PROGRES_DECISION: 900,
+    }
+
+
+def test_webhook_tokens_are_secret_and_comma_separated() -> None:
+    settings = Settings.for_tests(primero_webhook_tokens=" tok-a1, tok-b2 ,")
+    assert settings.webhook_token_values() == [b"tok-a1", b"tok-b2"]
+    assert "tok-a1" not in repr(settings)

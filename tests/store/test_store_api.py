@@ -14,6 +14,7 @@ from primero_progres.store import (
     CursorMove,
     Enqueue,
     Flow,
+    Job,
     LeaseBusy,
     LedgerRecord,
     LedgerState,
@@ -282,3 +283,59 @@ async def test_a_job_is_outstanding_while_unfinished_or_dead(store: Store) -> No
     [dead] = await store.jobs.list(kind=kind, state="dead")
     assert await store.jobs.outstanding(kind, f"{kind}:item-1:")
     assert dead.key == f"{kind}:item-1:round-2"
+
+
+async def test_a_coalesced_job_is_queued_once_while_one_is_pending(store: Store) -> None:
+    """Primero's webhooks: however many hints, one pending check per case; a new one once
+    it is claimed (it may have read the case before the latest change)."""
+    import asyncio
+
+    kind, prefix = "toy.check", "toy.check:case-1:"
+    results = await asyncio.gather(
+        *(store.jobs.enqueue_coalesced(kind, prefix, {"n": n}) for n in range(20))
+    )
+    assert sum(r.created for r in results) == 1
+    assert {r.id for r in results} == {results[0].id}
+    assert (await store.jobs.enqueue_coalesced(kind, "toy.check:case-10:")).created
+    assert (await store.jobs.enqueue_coalesced(kind, "toy.check:CASE-1:")).created
+
+    claimed = await store.jobs.claim("w/0", kinds=[kind], lease_seconds=30)
+    assert claimed is not None and claimed.id == results[0].id
+    again = await store.jobs.enqueue_coalesced(kind, prefix)
+    assert again.created and again.id != claimed.id
+    assert not (await store.jobs.enqueue_coalesced(kind, prefix)).created
+    assert await store.jobs.commit_step(claimed, "w/0", [])
+    assert not (await store.jobs.enqueue_coalesced(kind, prefix)).created  # #1 still waits
+    keys = sorted(j.key or "" for j in await store.jobs.list(kind=kind, limit=100))
+    assert [k for k in keys if k.startswith(prefix)] == [f"{prefix}0", f"{prefix}1"]
+
+
+async def test_a_dead_job_commits_its_flows_follow_ups_with_it(store: Store) -> None:
+    from primero_progres.worker import RetryPolicy, Worker
+
+    async def fail(_ctx: object) -> None:
+        raise ValueError("boom")
+
+    def follow_up(job: Job) -> list[Enqueue]:
+        return [Enqueue("toy.mark", {"of": job.id}, f"toy.mark:{job.id}:failed")]
+
+    def broken(_job: Job) -> list[Enqueue]:
+        raise RuntimeError("follow-up bug")
+
+    first = await store.jobs.enqueue("toy.send", key="toy.send:1")
+    worker = Worker(
+        store,
+        {"toy.send": fail},
+        retry=RetryPolicy(max_attempts=1),
+        on_dead={"toy.send": follow_up},
+    )
+    await worker.run_until_idle()
+    [mark] = await store.jobs.list(kind="toy.mark")
+    assert (mark.key, mark.state) == (f"toy.mark:{first.id}:failed", "pending")
+    assert mark.parent_id == first.id
+
+    await store.jobs.enqueue("toy.send", key="toy.send:2")
+    worker.on_dead = {"toy.send": broken}
+    await worker.run_until_idle()
+    assert len(await store.jobs.list(kind="toy.send", state="dead")) == 2
+    assert len(await store.jobs.list(kind="toy.mark")) == 1
