@@ -237,7 +237,7 @@ async def test_a_flood_of_webhooks_for_one_case_reads_it_a_few_times_and_sends_o
     checks = [
         j
         for j in await hooked.store.jobs.list(limit=10_000)
-        if j.kind.endswith((".check", ".case"))
+        if j.kind.endswith(".webhook")
     ]
     assert len(checks) <= 4  # one pending per flow, whatever came before the flood
     await hooked.settle()
@@ -378,3 +378,34 @@ async def test_primero_authenticating_by_basic_auth_or_the_path_drives_flow_3(
         assert len(await sent(stack, REFERRALS)) == 1
         deliveries = await stack.sim_call("GET", f"{stack.primero.url}/_sim/webhooks/deliveries")
         assert {d["status_code"] for d in deliveries} == {202}
+
+
+async def test_a_dead_decision_marks_the_case_failed(hooked_sqlite: Stack) -> None:
+    stack = hooked_sqlite
+    case, row = await deliver(stack)
+    await stack.set_faults("dtp", [{"method": "POST", "path": f"/{DECISIONS}", "status": 422}])
+    await stack.focal_point_decides(case["id"], row["unique_id"], "accepted")
+    await react(stack)
+
+    [dead] = await stack.store.jobs.list(state="dead")
+    assert dead.kind == "primero-decision.send"
+    [mark] = await marks(stack, case["id"])
+    assert (mark["webhook_status"], mark["resource_url"]) == (
+        "failed",
+        f"{stack.dtp.url}/{DECISIONS}",
+    )
+
+
+async def test_over_ping_a_webhook_drives_flow_3_and_nothing_is_marked(tmp_path: Path) -> None:
+    async with Stack(tmp_path, gateway="ping", **SETTINGS) as stack:
+        await stack.primero_posts_webhooks(auth=API_KEY)
+        await stack.seed_primero(cases=[demo_data.primero_case(CASE_ID, RECORD_ID)])
+        # a service type the profile's PING tables know
+        await stack.caseworker_refers_to_unhcr(
+            RECORD_ID, {"service_type": "basic_psychosocial_support"}
+        )
+        await react(stack)
+        assert len(await stack.ping_ingestions("asyncdata")) == 1
+        assert await polls_run(stack) == []
+        entries = await stack.sim_call("GET", f"{stack.primero.url}/_sim/cases/{RECORD_ID}/audit")
+        assert {e["resource_url"] for e in entries} == {stack.webhook_url}  # webhook sends only

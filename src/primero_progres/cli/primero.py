@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -17,12 +18,12 @@ def webhook_url(public_url: str, token: str | None) -> str:
     """The URL Primero posts to: the bridge's webhook path, the token last when given (a
     webhook registered through the API has no auth of its own)."""
     base = public_url.rstrip("/") + WEBHOOK_PATH
-    return f"{base}/{token}" if token else base
+    return f"{base}/{quote(token, safe='')}" if token else base
 
 
 def shown(url: str, token: str | None) -> str:
     """``url`` as printed: never the token."""
-    return url.replace(token, "<token>") if token else url
+    return url.replace(quote(token, safe=""), "<token>") if token else url
 
 
 async def register_webhook(

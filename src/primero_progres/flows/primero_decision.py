@@ -42,7 +42,9 @@ from .polling import PollState, Watermark, finish_page, finish_window, first_pos
 from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_DECISION
-POLL, SEND, CHECK = poll_kind(FLOW), job_kind(FLOW, "send"), job_kind(FLOW, "case")
+POLL, SEND = poll_kind(FLOW), job_kind(FLOW, "send")
+#: the check of one case a Primero webhook named
+CHECK = job_kind(FLOW, "webhook")
 #: record ids read from the ledger per page: one Primero call each (its ``id`` batch)
 WAITING_PAGE = 100
 

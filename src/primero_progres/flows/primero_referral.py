@@ -31,8 +31,8 @@ from .runtime import Runtime, idempotency_key
 
 FLOW = Flow.PRIMERO_REFERRAL
 POLL, CASE, SEND = poll_kind(FLOW), job_kind(FLOW, "case"), job_kind(FLOW, "send")
-#: a webhook's targeted check of one case
-CHECK = job_kind(FLOW, "check")
+#: the check of one case a Primero webhook named (``.check`` is PING's ingestion status)
+CHECK = job_kind(FLOW, "webhook")
 #: over PING a referral is ingested asynchronously (``ping_outbound``), not sent
 INGEST = job_kind(FLOW, "ingest")
 

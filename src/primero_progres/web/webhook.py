@@ -3,7 +3,7 @@
 A webhook is only a hint. Its body carries the fields the webhook's role may read (names,
 dates of birth: personal data); the route keeps ``record_id`` and ``record_type`` and lets
 the rest go unread into nothing, never stored or logged. It answers 202 once a targeted
-check of that case is queued for flows 2 and 3 (``<flow>.case`` / ``<flow>.check``), one
+check of that case is queued for flows 2 and 3 (``<flow>.webhook``), one
 pending check per case and flow however many webhooks arrive. The check reads the case from
 Primero and the ledger decides, as a poll does: a forged or repeated webhook can cause a
 read, never a send.
