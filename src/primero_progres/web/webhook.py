@@ -40,7 +40,8 @@ PATH = WEBHOOK_PATH
 RECORD_TYPE = "case"
 #: a Primero record id is a UUID; this admits any id of that alphabet, bounded, and nothing
 #: that could smuggle a path, a query or a key separator into the job key
-RECORD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+RECORD_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+RECORD_ID = re.compile(RECORD_ID_PATTERN)
 #: a case with every subform is large, but no webhook body needs more than this
 MAX_BYTES = 1024 * 1024
 
@@ -123,6 +124,31 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         503: documented(503, "The database is unavailable; the next poll will catch up."),
     }
 
+    # what the route reads of Primero's body; anything else in ``data`` is allowed and dropped
+    body_schema = {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["data"],
+                        "properties": {
+                            "data": {
+                                "type": "object",
+                                "required": ["record_id", "record_type"],
+                                "properties": {
+                                    "record_id": {"type": "string", "pattern": RECORD_ID_PATTERN},
+                                    "record_type": {"type": "string", "enum": [RECORD_TYPE]},
+                                },
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    }
+
     async def receive(request: Request, path_token: str | None) -> JSONResponse:
         if not _authorized(request, path_token, tokens):
             log.info("webhook.rejected", status_code=401, reason="unauthorized")
@@ -161,6 +187,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         summary="Receive a Primero webhook (a case was created or updated)",
         response_model=Checked,
         responses=responses,
+        openapi_extra=body_schema,
     )
     async def webhook(
         request: Request,
@@ -174,6 +201,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
         summary="The same, for a webhook registered without auth: the token ends the path",
         response_model=Checked,
         responses=responses,
+        openapi_extra=body_schema,
     )
     async def webhook_with_token(token: str, request: Request) -> JSONResponse:
         return await receive(request, token)
