@@ -264,6 +264,8 @@ async def test_each_way_primero_presents_the_token_is_accepted(hooked_sqlite: St
     ]
     assert [w.status_code for w in ways] == [202, 202, 202]
     assert [w.json()["status"] for w in ways] == ["queued", "pending", "pending"]
+    metrics = (await stack.http.get(f"{stack.bridge_url}/metrics")).text
+    assert 'primero_progres_primero_webhooks_total{outcome="pending"}' in metrics
 
 
 async def test_a_wrong_or_missing_token_is_401(hooked_sqlite: Stack) -> None:

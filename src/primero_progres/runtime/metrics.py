@@ -26,6 +26,12 @@ INBOUND_MESSAGES = Counter(
     ["flow", "outcome"],
     registry=REGISTRY,
 )
+WEBHOOKS = Counter(
+    "primero_progres_primero_webhooks",
+    "Primero webhooks received, by outcome (queued, pending, unauthorized, a refusal code).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 JOBS = Counter(
     "primero_progres_jobs",
     "Job attempts finished by the worker, by kind and outcome (done, retry, dead, released).",

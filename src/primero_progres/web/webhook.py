@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from .. import flows
 from ..logging import get_logger
+from ..runtime.metrics import WEBHOOKS
 from ..settings import WEBHOOK_PATH, Settings
 from ..store import Store
 from .errors import documented, error_response
@@ -151,6 +152,7 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
 
     async def receive(request: Request, path_token: str | None) -> JSONResponse:
         if not _authorized(request, path_token, tokens):
+            WEBHOOKS.labels("unauthorized").inc()
             log.info("webhook.rejected", status_code=401, reason="unauthorized")
             return error_response(
                 401, "unauthorized", "a valid token is required (x-api-key, Basic, or the path)"
@@ -159,9 +161,11 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
             body = await _read_body_or_gone(request, MAX_BYTES)
             record_id = parse_hint(body)
         except ClientGone:
+            WEBHOOKS.labels("client_disconnected").inc()
             log.info("webhook.client_disconnected")
             return error_response(400, "client_disconnected", "the client went away")
         except InboxRejection as rejection:
+            WEBHOOKS.labels(rejection.code).inc()
             log.info("webhook.rejected", status_code=rejection.status, reason=rejection.code)
             return error_response(rejection.status, rejection.code, rejection.message)
         queued = False
@@ -175,9 +179,11 @@ def build_router(settings: Settings, store: Store) -> APIRouter:
                 )
                 queued |= result.created
         except Exception as exc:
+            WEBHOOKS.labels("store_failed").inc()
             log.error("webhook.store_failed", error=type(exc).__name__)
             return error_response(503, "unavailable", "the check could not be queued")
         status: Literal["queued", "pending"] = "queued" if queued else "pending"
+        WEBHOOKS.labels(status).inc()
         log.info("webhook.received", case_record_id=record_id, outcome=status)
         return JSONResponse(Checked(record_id=record_id, status=status).model_dump(), 202)
 
