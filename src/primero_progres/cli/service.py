@@ -282,7 +282,9 @@ async def run_poll(
             from_beginning=from_beginning,
             account=command_line_account(),
         )
-        worker = Worker.from_settings(store, mine, settings, concurrency=1)
+        worker = Worker.from_settings(
+            store, mine, settings, concurrency=1, on_dead=handlers.on_dead
+        )
         processed = await worker.run_until_idle()
         typer.echo(f"{flow}: {processed} job(s) processed")
     finally:
