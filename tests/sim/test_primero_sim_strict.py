@@ -60,6 +60,7 @@ def test_default_configuration_permits_everything(sim: httpx.Client) -> None:
         "users_permission": True,
         "sync_external": True,
         "webhook_permissions": ["manage"],
+        "modules_permission": True,
         "use_webhooks_for": {
             "primeromodule-cp": ["case"],
             "primeromodule-gbv": ["case"],

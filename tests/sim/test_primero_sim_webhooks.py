@@ -695,3 +695,16 @@ def test_reset_forgets_webhooks_audit_and_deliveries(
     assert api.get("/webhooks").json() == {"data": []}
     assert sim.get("/webhooks/deliveries").json() == []
     assert sim.get(f"/cases/{case['id']}/audit").status_code == 404
+
+
+def test_modules_list_their_webhook_option_and_need_the_permission(
+    sim: httpx.Client, api: httpx.Client
+) -> None:
+    """``GET /api/v2/primero_modules``: ``module_options.use_webhooks_for`` as configured."""
+    changed = sim.patch("/config", json={"use_webhooks_for": {CP: [], GBV: ["case"]}})
+    assert changed.status_code == 200
+    modules = {m["unique_id"]: m for m in api.get("/primero_modules").json()["data"]}
+    assert modules[CP]["module_options"] == {"use_webhooks_for": []}
+    assert modules[GBV]["module_options"] == {"use_webhooks_for": ["case"]}
+    assert sim.patch("/config", json={"modules_permission": False}).status_code == 200
+    assert api.get("/primero_modules").status_code == 403
