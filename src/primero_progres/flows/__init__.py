@@ -38,6 +38,16 @@ QUEUE_FLOWS = (Flow.PROGRES_REFERRAL, Flow.PROGRES_DECISION)
 Step = Callable[["Runtime", Any], Awaitable[None]]
 
 
+def _by_kind(steps: Sequence[tuple[str, Step]]) -> dict[str, Step]:
+    """Job kind -> step; two steps under one kind would silently replace each other's handler."""
+    by_kind: dict[str, Step] = {}
+    for kind, step in steps:
+        if kind in by_kind:
+            raise ValueError(f"two flow steps share the job kind {kind!r}")
+        by_kind[kind] = step
+    return by_kind
+
+
 def _dtp_steps() -> dict[str, Step]:
     from . import (
         primero_decision,
@@ -47,21 +57,23 @@ def _dtp_steps() -> dict[str, Step]:
         sync_status,
     )
 
-    return {
-        primero_decision.CHECK: primero_decision.check,
-        primero_referral.CHECK: primero_referral.check,
-        **{kind: sync_status.mark for kind in sync_status.MARKS.values()},
-        progres_referral.RECEIVE: progres_referral.receive,
-        progres_referral.DELIVER: progres_referral.deliver,
-        progres_referral.FEEDBACK: progres_referral.feedback,
-        primero_decision.POLL: primero_decision.poll,
-        primero_decision.SEND: primero_decision.send,
-        primero_referral.POLL: primero_referral.poll,
-        primero_referral.CASE: primero_referral.examine,
-        primero_referral.SEND: primero_referral.send,
-        progres_decision.RECEIVE: progres_decision.receive,
-        progres_decision.APPLY: progres_decision.apply,
-    }
+    return _by_kind(
+        [
+            (primero_decision.CHECK, primero_decision.check),
+            (primero_referral.CHECK, primero_referral.check),
+            *[(kind, sync_status.mark) for kind in sync_status.MARKS.values()],
+            (progres_referral.RECEIVE, progres_referral.receive),
+            (progres_referral.DELIVER, progres_referral.deliver),
+            (progres_referral.FEEDBACK, progres_referral.feedback),
+            (primero_decision.POLL, primero_decision.poll),
+            (primero_decision.SEND, primero_decision.send),
+            (primero_referral.POLL, primero_referral.poll),
+            (primero_referral.CASE, primero_referral.examine),
+            (primero_referral.SEND, primero_referral.send),
+            (progres_decision.RECEIVE, progres_decision.receive),
+            (progres_decision.APPLY, progres_decision.apply),
+        ]
+    )
 
 
 def _ping_steps() -> dict[str, Step]:
@@ -73,23 +85,25 @@ def _ping_steps() -> dict[str, Step]:
         primero_referral,
     )
 
-    return {
-        primero_decision.CHECK: primero_decision.check,
-        primero_referral.CHECK: primero_referral.check,
-        ping_progres_referral.POLL: ping_progres_referral.poll,
-        ping_progres_referral.PULL: ping_progres_referral.pull,
-        ping_progres_referral.WRITE_BACK: ping_progres_referral.write_back,
-        # flows 2 and 3 poll Primero as over DTP; what they queue goes to PING
-        primero_decision.POLL: primero_decision.poll,
-        primero_decision.SEND: ping_outbound.send_decision,
-        primero_referral.POLL: primero_referral.poll,
-        primero_referral.CASE: primero_referral.examine,
-        primero_referral.INGEST: ping_outbound.ingest,
-        ping_outbound.CHECK: ping_outbound.check,
-        ping_progres_decision.POLL: ping_progres_decision.poll,
-        ping_progres_decision.PULL: ping_progres_decision.pull,
-        ping_progres_decision.WRITE_BACK: ping_progres_decision.write_back,
-    }
+    return _by_kind(
+        [
+            (primero_decision.CHECK, primero_decision.check),
+            (primero_referral.CHECK, primero_referral.check),
+            (ping_progres_referral.POLL, ping_progres_referral.poll),
+            (ping_progres_referral.PULL, ping_progres_referral.pull),
+            (ping_progres_referral.WRITE_BACK, ping_progres_referral.write_back),
+            # flows 2 and 3 poll Primero as over DTP; what they queue goes to PING
+            (primero_decision.POLL, primero_decision.poll),
+            (primero_decision.SEND, ping_outbound.send_decision),
+            (primero_referral.POLL, primero_referral.poll),
+            (primero_referral.CASE, primero_referral.examine),
+            (primero_referral.INGEST, ping_outbound.ingest),
+            (ping_outbound.CHECK, ping_outbound.check),
+            (ping_progres_decision.POLL, ping_progres_decision.poll),
+            (ping_progres_decision.PULL, ping_progres_decision.pull),
+            (ping_progres_decision.WRITE_BACK, ping_progres_decision.write_back),
+        ]
+    )
 
 
 class Handlers(dict[str, Handler]):
