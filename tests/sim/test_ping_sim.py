@@ -496,6 +496,39 @@ def test_lost_writeback_answers_applied_but_changes_nothing(ping_sim: PingSim) -
     assert ping_sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] == 125080002
 
 
+def test_writes_journal_each_applied_item_with_its_status_only(ping_sim: PingSim) -> None:
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
+    [ref_id] = ping_sim.seed(Seed(referrals=[SeedReferral()]))["referrals"]
+    caller = Caller(ping_sim)
+    status = {"Fields": fields(progres_lpinterventionid=lp_id, progres_businessunit=UNIT,
+                               progres_primerotransferstatus="125080003"),
+              "Attachments": [{"Comment": f"{MARKER} comment"}]}
+    caller.ingest("SHP-2748", [status, status])
+    caller.ingest("SHP-2748", [{"Fields": fields(progres_lpinterventionid=lp_id,
+                                                 progres_businessunit=UNIT,
+                                                 progres_primeroid="case-1")}])
+    caller.ingest("SHP-2748", [{"Fields": fields(progres_lpinterventionid="nobody",
+                                                 progres_businessunit=UNIT,
+                                                 progres_primerotransferstatus="125080002")}])
+    ping_sim.sim("PUT", "modes", json={"lost_writebacks": 1})
+    caller.ingest("SHP-2748", [status])
+    caller.ingest("SHP-2284", [{"Fields": fields(
+        progres_interoperabilityreferralid=ref_id,
+        progres_interoperabilityreferralstatus="125080003")}])
+    caller.ingest("SHP-2731", [{"ExternalId": "c", "Fields": fields(progres_orgreferralid="s")}],
+                  path=ASYNC_PATH)
+    ping_sim.sim("POST", "transactions/process")
+    [created] = [r["referral_id"] for r in ping_sim.sim("GET", "referrals") if r["referral_id"]
+                 != ref_id]
+    assert ping_sim.sim("GET", "writes") == [
+        {"table": "intervention", "record_id": lp_id, "status": 125080003},
+        {"table": "intervention", "record_id": lp_id, "status": 125080003},
+        {"table": "intervention", "record_id": lp_id, "status": None},
+        {"table": "referral", "record_id": ref_id, "status": 125080003},
+        {"table": "referral_created", "record_id": created, "status": 125080000},
+    ]
+
+
 def test_seed_and_modes_are_validated(ping_sim: PingSim) -> None:
     bad_seed = httpx.post(f"{ping_sim.url}/_sim/seed", json={"interventions": [{"x": 1}]})
     assert bad_seed.status_code == 422
@@ -509,10 +542,14 @@ def test_reset_forgets_everything(ping_sim: PingSim) -> None:
     caller = Caller(ping_sim)
     caller.rows("SHP-2747")
     ping_sim.sim("PUT", "modes", json={"page_size": 7})
+    [referral] = ping_sim.sim("GET", "referrals")
+    caller.ingest("SHP-2284", [{"Fields": fields(
+        progres_interoperabilityreferralid=referral["referral_id"])}])
+    assert ping_sim.sim("GET", "writes")
     ping_sim.sim("PUT", "faults", json=[{"path": "/x", "status": 500}])
     ping_sim.sim("POST", "reset")
     for what in ("interventions", "referrals", "transactions", "journal", "queries",
-                 "ingestions", "faults"):
+                 "ingestions", "writes", "faults"):
         assert ping_sim.sim("GET", what) == [], what
     assert ping_sim.sim("GET", "modes")["page_size"] == 50
     assert ping_sim.sim("GET", "tokens") == {"issued": 0, "valid": 0}

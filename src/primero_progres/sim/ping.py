@@ -403,6 +403,12 @@ def create_app(
         """Every retrieve call: shipping process, record ids, page number and cookie, rows."""
         return state.snapshot("queries")
 
+    @app.get("/_sim/writes", tags=["simulator"])
+    async def writes() -> list[dict[str, Any]]:
+        """Every ingestion item applied to a row, in order: table (``intervention``,
+        ``referral``, ``referral_created``), record id, the status it set (None: none)."""
+        return state.snapshot("writes")
+
     @app.get("/_sim/ingestions", tags=["simulator"])
     async def ingestions() -> list[dict[str, Any]]:
         """Every ingestion call with its body and the answer given."""

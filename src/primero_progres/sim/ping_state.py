@@ -331,6 +331,9 @@ class PingState:
         self.journal: list[dict[str, Any]] = []
         self.queries: list[dict[str, Any]] = []
         self.ingestions: list[dict[str, Any]] = []
+        #: every ingestion write applied to a row, one entry per item (ids and status codes
+        #: only): how often each status reached each row, and in which order
+        self.writes: list[dict[str, Any]] = []
         self.tokens: dict[str, float] = {}
         self.token_requests = 0
         #: the ``x-ms-cpim-geo`` cookie of each token request
@@ -346,6 +349,7 @@ class PingState:
             self.journal.clear()
             self.queries.clear()
             self.ingestions.clear()
+            self.writes.clear()
             self.tokens.clear()
             self.token_requests = 0
             self.token_geos.clear()
@@ -692,6 +696,8 @@ class PingState:
                 raise PingProblem(f"Unknown field {name}")
         if dry_run:
             return
+        self._wrote("intervention", record.seed.lp_intervention_id,
+                    changes.get("progres_primerotransferstatus"))
         if "progres_primerotransferstatus" in changes:
             self._remember(record)
             record.transfer_status = changes["progres_primerotransferstatus"]
@@ -726,10 +732,15 @@ class PingState:
                 raise PingProblem(f"Unknown field {name}")
         if dry_run:
             return
+        self._wrote("referral", referral.referral_id,
+                    changes.get("progres_interoperabilityreferralstatus"))
         if "progres_interoperabilityreferralstatus" in changes:
             self._remember(referral)
         referral.fields.update(changes)
         referral.comments.extend(comments)
+
+    def _wrote(self, table: str, record_id: str, status: int | None) -> None:
+        self.writes.append({"table": table, "record_id": record_id, "status": status})
 
     # -------------------------------------------------------------- asynchronous ingestion
 
@@ -817,6 +828,7 @@ class PingState:
         self.referrals[referral_id] = Referral(
             referral_id, fields, comments=list(item.attachments), transaction_id=transaction_id
         )
+        self._wrote("referral_created", referral_id, REFERRAL_NEW)
         return referral_id
 
     def check_status(self, transaction_id: str) -> Any:
@@ -859,7 +871,7 @@ class PingState:
             if what == "transactions":
                 return [t.as_json() for t in self.transactions.values()]
             source = {"journal": self.journal, "queries": self.queries,
-                      "ingestions": self.ingestions}[what]
+                      "ingestions": self.ingestions, "writes": self.writes}[what]
             return copy.deepcopy(source)
 
 
