@@ -1,12 +1,15 @@
-"""Exactly once under crashes and a hostile network (issue 10), counted at the simulators.
+"""Exactly once under crashes and a hostile network (issues 10 and 16), counted at the
+simulators, over DTP and over PING.
 
 A fault proxy in front of each simulator fails a quarter of the bridge's calls (resets before
 and after the peer processed them, 500/502/503, 429, hangs); two worker processes are
 SIGKILLed every 3-8 s and started again; all four flows are driven at once. Then the faults
 stop, the queue drains, dead letters are replayed, and the simulators are counted: one case
 per child and one row per intervention, every decision present and never reverted, every
-feedback, decision and referral at DTP, repeats at DTP only with the same Idempotency-Key,
-and no marker value in logs (DEBUG), the database (file or ``pg_dump``) or ``/metrics``.
+feedback, decision and referral at DTP (at PING: every transfer status written back and
+never reverted, one interoperability referral per case, every decision applied and synced),
+repeats at DTP only with the same Idempotency-Key, and no marker value in logs (DEBUG), the
+database (file or ``pg_dump``) or ``/metrics``.
 
 The seed is printed; ``PRIMERO_PROGRES_CHAOS_SEED=<seed> make chaos`` replays a failure
 (the same faults and kill times in the same order; which request meets which fault follows
@@ -30,10 +33,14 @@ from chaos_harness import (
     ACCEPT,
     FEEDBACK,
     MARKER,
+    PING_REFERRAL,
+    PING_SYNCED,
+    PING_TRANSFER,
     REFERRAL,
     SEED_VARIABLE,
     ChaosRun,
     chaos_seed,
+    lp_intervention_id,
     wait_for,
 )
 
@@ -73,6 +80,8 @@ async def quiet(run: ChaosRun) -> bool:
 
 def outcomes(run: ChaosRun) -> dict[str, int]:
     """What is still missing at the simulators."""
+    if run.gateway == "ping":
+        return ping_outcomes(run)
     plan = run.plan
     feedbacks = {
         m["body"].get("progres_interventionnumber")
@@ -99,6 +108,64 @@ def outcomes(run: ChaosRun) -> dict[str, int]:
         "flow3": sum(case_id not in referrals for _, case_id in plan.unhcr_cases),
         "flow4": sum(applied.get(r) != s for r, s in expected.items()),
     }
+
+
+def expected_referral_status(run: ChaosRun) -> dict[str, str]:
+    """Primero referral record id -> the status proGres's decision gives it."""
+    return {
+        record_id: "accepted" if run.plan.progres_decisions[case_id] == ACCEPT else "rejected"
+        for record_id, case_id in run.plan.unhcr_cases
+    }
+
+
+def ping_outcomes(run: ChaosRun) -> dict[str, int]:
+    plan = run.plan
+    held = run.ping_interventions()
+    referred = {r["fields"].get("progres_offlineid"): r for r in run.ping_referrals()}
+    applied = {r.get("record_id"): r.get("status") for r in run.referrals() if r.get("status")}
+    return {
+        "feedback": sum(not run.ping_acknowledged(n) for n, _ in plan.interventions),
+        "flow2": sum(
+            held[lp_intervention_id(n)]["transfer_status"] != PING_TRANSFER[s]
+            for n, s in plan.focal_decisions.items()
+        ),
+        "flow3": sum(case_id not in referred for _, case_id in plan.unhcr_cases),
+        "flow4": sum(
+            applied.get(record_id) != status
+            or referred.get(case_id, {}).get("fields", {}).get(
+                "progres_interoperabilityreferralstatus") != PING_SYNCED
+            for (record_id, case_id), status in zip(
+                plan.unhcr_cases, expected_referral_status(run).values(), strict=True
+            )
+        ),
+    }
+
+
+def missing_detail(run: ChaosRun) -> str:
+    """What is missing, item by item, for a failed run's message."""
+    if run.gateway != "ping":
+        return json.dumps(outcomes(run))
+    held = run.ping_interventions()
+    writes = run.ping_writes()
+    flow2 = {
+        number: [w["status"] for w in writes if w["record_id"] == lp_intervention_id(number)]
+        for number, status in run.plan.focal_decisions.items()
+        if held[lp_intervention_id(number)]["transfer_status"] != PING_TRANSFER[status]
+    }
+    referred = {r["fields"].get("progres_offlineid"): r for r in run.ping_referrals()}
+    applied = {r.get("record_id"): r.get("status") for r in run.referrals()}
+    flow4 = {
+        case_id: (
+            referred.get(case_id, {}).get("fields", {}).get(
+                "progres_interoperabilityreferralstatus"),
+            applied.get(record_id),
+            run.plan.progres_decisions[case_id],
+            [w["status"] for w in writes
+             if w["record_id"] == referred.get(case_id, {}).get("referral_id")],
+        )
+        for record_id, case_id in run.plan.unhcr_cases
+    }
+    return json.dumps({"outcomes": outcomes(run), "flow2": flow2, "flow4": flow4})
 
 
 def done(run: ChaosRun) -> dict[str, int]:
@@ -181,6 +248,60 @@ def assert_decisions_kept_and_sent(run: ChaosRun) -> None:
         assert rows[number]["unhcr_referral_status"] == "pending"
 
 
+def assert_ping_writes_once_and_never_reverted(run: ChaosRun) -> dict[str, int]:
+    """Count PING's write journal: each intervention acknowledged once per delivery, its
+    decision written as decided and never followed by "pending acknowledgement", nothing
+    written for a referral nobody decided; one interoperability referral per case, each
+    decision synced and left so. Returns the write counts for the report."""
+    pending = PING_TRANSFER["pending_acknowledgement"]
+    decisions = {PING_TRANSFER["accepted"], PING_TRANSFER["rejected"]}
+    writes = run.ping_writes()
+    held = run.ping_interventions()
+    rows = {number: row for number, (_, row) in run._rows().items()}
+    figures = {"acknowledgements": 0, "decisions": 0, "synced": 0, "repeats": 0}
+    for number, _ in run.plan.interventions:
+        lp_id = lp_intervention_id(number)
+        statuses = [w["status"] for w in writes if w["table"] == "intervention"
+                    and w["record_id"] == lp_id]
+        deliveries = 2 if lp_id in run.counts.reflagged else 1
+        acknowledged = statuses.count(pending)
+        assert acknowledged >= deliveries, f"{number}: {statuses}"
+        decided = run.plan.focal_decisions.get(number)
+        written = [s for s in statuses if s in decisions]
+        if decided is None:
+            assert not written, f"{number}: a decision nobody took, {statuses}"
+            assert held[lp_id]["transfer_status"] == pending, number
+            assert rows[number]["unhcr_referral_status"] == "pending", number
+        else:
+            code = PING_TRANSFER[decided]
+            assert rows[number]["unhcr_referral_status"] == decided, f"{number}: reverted"
+            assert written and set(written) == {code}, f"{number}: {statuses}"
+            first = statuses.index(code)
+            assert pending not in statuses[first:], f"{number}: decision reverted, {statuses}"
+            assert held[lp_id]["transfer_status"] == code, number
+        figures["acknowledgements"] += acknowledged
+        figures["decisions"] += len(written)
+        figures["repeats"] += acknowledged - deliveries + max(len(written) - 1, 0)
+    referred: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for referral in run.ping_referrals():
+        referred[referral["fields"].get("progres_offlineid")].append(referral)
+    created = [w for w in writes if w["table"] == "referral_created"]
+    assert len(created) == len(run.plan.unhcr_cases), "one interoperability referral per case"
+    for _, case_id in run.plan.unhcr_cases:
+        [referral] = referred[case_id]
+        fields = referral["fields"]
+        assert fields["progres_interoperabilityreferralstatus"] == PING_SYNCED, case_id
+        decided = PING_REFERRAL[run.plan.progres_decisions[case_id]]
+        assert fields["progres_reviewdecision"] == (125080000 if decided == "accepted"
+                                                    else 125080001), case_id
+        statuses = [w["status"] for w in writes if w["table"] == "referral"
+                    and w["record_id"] == referral["referral_id"]]
+        assert statuses and set(statuses) == {PING_SYNCED}, f"{case_id}: {statuses}"
+        figures["synced"] += len(statuses)
+        figures["repeats"] += len(statuses) - 1
+    return figures
+
+
 def assert_dtp_repeats_share_their_key(run: ChaosRun) -> tuple[int, int]:
     """A message DTP got more than once always came with one Idempotency-Key, and a key
     never stood for two messages; (messages received, repeats among them).
@@ -205,23 +326,26 @@ def assert_dtp_repeats_share_their_key(run: ChaosRun) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("gateway", ["dtp", "ping"])
 @pytest.mark.usefixtures("debug_logging")
 async def test_exactly_once_under_faults_and_kills(
+    gateway: str,
     database: str,
     request: pytest.FixtureRequest,
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     seed = chaos_seed()
+    name = f"{gateway} {database}"
     with capfd.disabled():
-        print(f"\nchaos {database}: seed {seed} (replay with {SEED_VARIABLE}={seed})")
+        print(f"\nchaos {name}: seed {seed} (replay with {SEED_VARIABLE}={seed})")
     url = (
         request.getfixturevalue("postgres_url")
         if database == "postgresql"
         else f"sqlite:///{tmp_path / 'bridge.db'}"
     )
     started = time.monotonic()
-    async with ChaosRun(tmp_path, url, seed) as run:
+    async with ChaosRun(tmp_path, url, seed, gateway) as run:
         stop = asyncio.Event()
         killer = asyncio.create_task(run.kill_workers(stop))
         spread = CHAOS_SECONDS * 0.7
@@ -229,10 +353,13 @@ async def test_exactly_once_under_faults_and_kills(
             run.progres_sends_referrals(spread=spread),
             run.caseworkers_refer_to_unhcr(spread=spread),
         )
-        deciders = asyncio.gather(
+        people = [
             run.focal_points_decide(timeout=CHAOS_SECONDS + DRAIN_SECONDS),
             run.progres_decides(timeout=CHAOS_SECONDS + DRAIN_SECONDS),
-        )
+        ]
+        if gateway == "ping":
+            people.append(run.progres_users_edit(timeout=CHAOS_SECONDS + DRAIN_SECONDS))
+        deciders = asyncio.gather(*people)
         await senders
         # faults and kills for CHAOS_SECONDS; the deciders go on after, if not done by then
         left = CHAOS_SECONDS - (time.monotonic() - started)
@@ -252,12 +379,17 @@ async def test_exactly_once_under_faults_and_kills(
         await drain(run)
 
         assert_each_case_and_row_once(run)
-        assert_decisions_kept_and_sent(run)
-        assert not any(outcomes(run).values())
-        received, repeats = assert_dtp_repeats_share_their_key(run)
+        assert not any(outcomes(run).values()), missing_detail(run)
+        if gateway == "ping":
+            extra = {f"ping_{k}": v for k, v in assert_ping_writes_once_and_never_reverted(
+                run).items()}
+        else:
+            assert_decisions_kept_and_sent(run)
+            received, repeats = assert_dtp_repeats_share_their_key(run)
+            extra = {"dtp_received": received, "dtp_repeats": repeats}
 
         # the markers did cross the bridge, so their absence below means something
-        assert leaks(json.dumps(run.cases())) and leaks(json.dumps(run.dtp_messages()))
+        assert leaks(json.dumps(run.cases())) and leaks(run.received())
         assert not leaks(await run.metrics()), "a marker in /metrics"
         run.workers.stop()
         assert not leaks(run.database_bytes()), "a marker in the database"
@@ -268,7 +400,4 @@ async def test_exactly_once_under_faults_and_kills(
         assert not leaks(out + err), "a marker in the inbox's or the simulators' log"
         seconds = time.monotonic() - started
         with capfd.disabled():
-            print(
-                f"chaos {database}: {run.report(seconds)[:-1]}, "
-                f'"dtp_received": {received}, "dtp_repeats": {repeats}}}'
-            )
+            print(f"chaos {name}: {run.report(seconds)[:-1]}, {json.dumps(extra)[1:]}")

@@ -45,6 +45,7 @@ from ..store import (
     decision_key,
     job_kind,
 )
+from .ping_progres_referral import intervention_lease
 from .primero_referral import INGEST, exchange_key
 from .runtime import Runtime
 
@@ -84,7 +85,14 @@ async def send_decision(rt: Runtime, ctx: StepContext) -> None:
     if isinstance(update, MappingError):
         raise MappingFailure(f"{flow.value}: decision {update.kind}", reason=update.kind)
     key = decision_key(service_unique_id, refs["status"])
-    receipt = await rt.ping.update_intervention(update.as_item(external_id=f"{flow.value}:{key}"))
+    # flow 1's write-back reads then writes this status under the same lease
+    await ctx.hold(intervention_lease(keys.lp_intervention_id))
+    transaction_id = None
+    if not await _already_written(rt, ctx, keys, update):
+        receipt = await rt.ping.update_intervention(
+            update.as_item(external_id=f"{flow.value}:{key}")
+        )
+        transaction_id = receipt.transaction_id
     ctx.ledger_record(
         flow,
         key,
@@ -95,7 +103,7 @@ async def send_decision(rt: Runtime, ctx: StepContext) -> None:
         service_unique_id=service_unique_id,
         lp_intervention_id=keys.lp_intervention_id,
         business_unit_id=keys.business_unit,
-        transaction_id=receipt.transaction_id,
+        transaction_id=transaction_id,
     )
     ctx.audit(
         AuditEvent.DECISION_SENT,
@@ -105,6 +113,25 @@ async def send_decision(rt: Runtime, ctx: StepContext) -> None:
         lp_intervention_id=keys.lp_intervention_id,
         status=refs["status"],
     )
+
+
+async def _already_written(
+    rt: Runtime,
+    ctx: StepContext,
+    keys: ping_mapping.InterventionKeys,
+    update: ping_mapping.FieldUpdate,
+) -> bool:
+    """On a second attempt, whether PING already shows the decision: the first may have been
+    applied with its answer lost (PING keeps no duplicate guard)."""
+    if ctx.job.attempts <= 1:
+        return False
+    rows = await rt.ping.referral_detail(keys.lp_intervention_id)
+    status = ping_mapping.transfer_status_code(rows, rt.profile)
+    written = status is not None and str(status) == str(update.value(ping_mapping.TRANSFER_STATUS))
+    if written:
+        log.info("ping_decision_already_written", flow=Flow.PRIMERO_DECISION.value,
+                 lp_intervention_id=keys.lp_intervention_id)
+    return written
 
 
 async def _intervention_keys(

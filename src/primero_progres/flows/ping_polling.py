@@ -18,7 +18,7 @@ never queued twice, and never piles up dead letters round after round.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from ..logging import get_logger
 from ..mapping.errors import MappingError
@@ -33,6 +33,11 @@ MAX_PAGES = 10_000
 
 #: ``(runtime, step, row, poll round)`` -> how many jobs it queued
 RowHandler = Callable[[Runtime, StepContext, dict[str, Any], str], Awaitable[int]]
+
+#: what PING holds now, against the write-back a job carries: it already shows the status
+#: (an earlier attempt whose answer was lost), someone changed the item since it was pulled
+#: (a decision written, a proGres user's edit), or it is as pulled (send)
+Standing = Literal["applied", "superseded", "send"]
 
 
 async def poll_page(
@@ -137,23 +142,42 @@ async def write_back(
     flow: Flow,
     send: Callable[[Mapping[str, Any]], Awaitable[IngestionReceipt]],
     state: LedgerState,
+    standing: Callable[[str | None], Awaitable[Standing]],
+    *,
+    lease: str,
     **ids: Any,
 ) -> None:
     """Send the status a ``queue_write_back`` job holds, then record ``state``; unless a later
-    pull recorded other content since: that pull's own write-back says what is true now."""
+    pull recorded other content since: that pull's own write-back says what is true now.
+
+    PING's writes are unconditional and it keeps no duplicate guard, so under the item's
+    ``lease`` (the one its other writers hold) the item is read first: a status already
+    there is not written again (an earlier attempt was applied, its answer lost), and an
+    item changed since it was pulled is left alone (writing would undo a decision sent
+    since, or swallow a proGres user's edit the next pull delivers)."""
     payload = ctx.job.payload or {}
     ledger_key = str(payload["ledger_key"])
     current = await rt.store.ledger.get(flow, ledger_key)
     if current is not None and current.content_fingerprint != payload.get("fingerprint"):
         log.info("ping_write_back_superseded", flow=flow.value, **ids)
         return
-    receipt = await send(payload["item"])
+    await ctx.hold(lease)
+    now = await standing(payload.get("fingerprint"))
+    if now == "superseded":
+        log.info("ping_write_back_superseded", flow=flow.value, changed_in="ping", **ids)
+        return
+    transaction_id = None
+    if now == "send":
+        receipt = await send(payload["item"])
+        transaction_id = receipt.transaction_id
+    else:
+        log.info("ping_write_back_already_applied", flow=flow.value, **ids)
     ctx.ledger_record(
         flow,
         ledger_key,
         state=state,
         event=LedgerEvent.STATUS_WRITTEN_BACK,
-        transaction_id=receipt.transaction_id,
+        transaction_id=transaction_id,
         **ids,
     )
     ctx.audit(AuditEvent.STATUS_WRITTEN_BACK, flow=flow, **ids)

@@ -23,6 +23,7 @@ from ..errors import MappingFailure
 from ..logging import get_logger
 from ..mapping import ping as ping_mapping
 from ..mapping.errors import MappingError
+from ..mapping.progres_decision import ProgresDecision
 from ..store import (
     AuditEvent,
     Flow,
@@ -33,6 +34,7 @@ from ..store import (
     poll_kind,
 )
 from .ping_polling import (
+    Standing,
     left_the_queue,
     poll_page,
     queue_pull,
@@ -95,11 +97,8 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
             reason=read.kind,
         )
     decision = read.decision
-    fingerprint = await rt.store.fingerprint(
-        {"status": decision.status, "rejected_reason": decision.rejected_reason,
-         "org_referral_id": decision.org_referral_id}
-    )
-    await ctx.hold(f"ping-referral:{referral_id}")
+    fingerprint = await _fingerprint(rt, decision)
+    await ctx.hold(referral_lease(referral_id))
     applied = await rt.store.ledger.get(FLOW, decision.org_referral_id)
     if (
         applied is not None
@@ -136,6 +135,33 @@ async def pull(rt: Runtime, ctx: StepContext) -> None:
     )
 
 
+def referral_lease(referral_id: str) -> str:
+    """Held by the pull and the write-back of one interoperability referral."""
+    return f"ping-referral:{referral_id}"
+
+
+async def _fingerprint(rt: Runtime, decision: ProgresDecision) -> str:
+    return await rt.store.fingerprint(
+        {"status": decision.status, "rejected_reason": decision.rejected_reason,
+         "org_referral_id": decision.org_referral_id}
+    )
+
+
 async def write_back(rt: Runtime, ctx: StepContext) -> None:
-    send = rt.ping.update_referral
-    await ping_write_back(rt, ctx, FLOW, send, LedgerState.SYNCED, **ctx.job.refs)
+    refs = ctx.job.refs
+    referral_id = str(refs["interoperability_referral_id"])
+
+    async def standing(fingerprint: str | None) -> Standing:
+        rows = await rt.ping.decision_detail(referral_id)
+        listed = ping_mapping.read_listed_referral(rows[0], rt.profile) if rows else None
+        if isinstance(listed, ping_mapping.ListedReferral) and listed.status == "synced":
+            return "applied"
+        read = ping_mapping.read_ping_decision(rows, rt.profile)
+        if isinstance(read, MappingError) or await _fingerprint(rt, read.decision) != fingerprint:
+            return "superseded"
+        return "send"
+
+    await ping_write_back(
+        rt, ctx, FLOW, rt.ping.update_referral, LedgerState.SYNCED, standing,
+        lease=referral_lease(referral_id), **refs,
+    )

@@ -40,6 +40,7 @@ from ..store import (
     poll_kind,
 )
 from .ping_polling import (
+    Standing,
     left_the_queue,
     poll_page,
     queue_pull,
@@ -251,13 +252,35 @@ def _queue_write_back(
     )
 
 
+def intervention_lease(lp_intervention_id: str) -> str:
+    """Held by every writer of an LP intervention's transfer status (flows 1 and 2): PING's
+    writes are unconditional, so each reads the status and writes it under this lease."""
+    return f"lp-intervention:{lp_intervention_id}"
+
+
 async def write_back(rt: Runtime, ctx: StepContext) -> None:
+    refs = ctx.job.refs
     refused = bool((ctx.job.payload or {}).get("refused"))
+    lp_id = str(refs["lp_intervention_id"])
+
+    async def standing(fingerprint: str | None) -> Standing:
+        rows = await rt.ping.referral_detail(lp_id)
+        status = ping_mapping.transfer_status_code(rows, rt.profile)
+        if status is None:
+            return "send"  # the rows do not show it: nothing to compare (docs/ping.md)
+        if str(status) == str(refs.get("transfer_status")):
+            return "applied"
+        if await rt.store.fingerprint(rows) != fingerprint:
+            return "superseded"
+        return "send"
+
     await ping_write_back(
         rt,
         ctx,
         FLOW,
         rt.ping.update_intervention,
         LedgerState.FAILURE_WRITTEN_BACK if refused else LedgerState.WRITTEN_BACK,
-        **ctx.job.refs,
+        standing,
+        lease=intervention_lease(lp_id),
+        **refs,
     )

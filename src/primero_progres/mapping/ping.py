@@ -215,6 +215,14 @@ def awaiting_primero(rows: Sequence[Any], profile: Profile) -> bool:
     return status is None or status == _tables(profile).transfer_status.ready
 
 
+def transfer_status_code(rows: Sequence[Any], profile: Profile) -> int | None:
+    """The transfer status an intervention's detail rows show; None when they do not carry
+    it (the reference detail query does not select it) or it is not a code."""
+    alias = _tables(profile).progres_referral.transfer_status
+    status = _int_code(_first([row for row in rows if isinstance(row, Mapping)], alias))
+    return status if isinstance(status, int) else None
+
+
 def _distinct_texts(
     rows: Sequence[Mapping[str, Any]], alias: str, wrong: list[str]
 ) -> list[str]:
