@@ -496,6 +496,19 @@ def test_lost_writeback_answers_applied_but_changes_nothing(ping_sim: PingSim) -
     assert ping_sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] == 125080002
 
 
+def test_lost_answer_applies_the_write_but_answers_504(ping_sim: PingSim) -> None:
+    [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
+    ping_sim.sim("PUT", "modes", json={"lost_answers": 1})
+    item = {"Fields": fields(progres_lpinterventionid=lp_id, progres_businessunit=UNIT,
+                             progres_primerotransferstatus="125080002")}
+    caller = Caller(ping_sim)
+    body = {"ShippingProcessId": "SHP-2748", "InteropId": INTEROP, "Data": [item]}
+    assert caller.post(DATA_PATH, body).status_code == 504
+    assert ping_sim.sim("GET", f"interventions/{lp_id}")["transfer_status"] == 125080002
+    assert caller.post(DATA_PATH, body).status_code == 200
+    assert ping_sim.sim("GET", "modes")["lost_answers"] == 0
+
+
 def test_writes_journal_each_applied_item_with_its_status_only(ping_sim: PingSim) -> None:
     [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
     [ref_id] = ping_sim.seed(Seed(referrals=[SeedReferral()]))["referrals"]

@@ -282,6 +282,8 @@ def create_app(
                  if isinstance(body, Mapping) else None,
                  "body": body, "answer": answer}
             )
+        if endpoint == "data" and state.answer_lost():
+            return JSONResponse({"statusCode": 504, "message": "Gateway timeout"}, status_code=504)
         return JSONResponse(answer)
 
     @app.post("/api/ingestion/v2/{partner}/data", tags=["ping"])

@@ -164,6 +164,10 @@ class Modes(_Seed):
     failing_async_items: int = Field(
         default=0, ge=0, description="async items that fail when processed (chaos)"
     )
+    lost_answers: int = Field(
+        default=0, ge=0,
+        description="/data calls applied but answered 504, as if the answer was lost (chaos)",
+    )
 
 
 class Decide(_Seed):
@@ -738,6 +742,14 @@ class PingState:
             self._remember(referral)
         referral.fields.update(changes)
         referral.comments.extend(comments)
+
+    def answer_lost(self) -> bool:
+        """Whether this applied ``/data`` call's answer is lost (the ``lost_answers`` mode)."""
+        with self.lock:
+            if self.modes.lost_answers <= 0:
+                return False
+            self.modes.lost_answers -= 1
+            return True
 
     def _wrote(self, table: str, record_id: str, status: int | None) -> None:
         self.writes.append({"table": table, "record_id": record_id, "status": status})
