@@ -1,5 +1,5 @@
 """Fixtures of the console's browser tests (defined in console_helpers.py)."""
 
-from console_helpers import browser, console, shots
+from console_helpers import browser, console, ping_console, shots
 
-__all__ = ["browser", "console", "shots"]
+__all__ = ["browser", "console", "ping_console", "shots"]

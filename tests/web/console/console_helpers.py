@@ -111,6 +111,15 @@ async def console(tmp_path: Path, browser: Browser, shots: Path) -> AsyncIterato
         yield Console(stack, browser, shots)
 
 
+@pytest.fixture
+async def ping_console(tmp_path: Path, browser: Browser, shots: Path) -> AsyncIterator[Console]:
+    """The same, with ``UNHCR_GATEWAY=ping`` (the PING simulator instead of DTP)."""
+    async with Stack(tmp_path, gateway="ping") as stack:
+        for name, role in ACCOUNTS.items():
+            await stack.store.accounts.add(name, role, hash_password(PASSWORD), account=None)
+        yield Console(stack, browser, shots)
+
+
 async def post_form(page: Page, path: str, form: dict[str, Any]) -> tuple[int, str]:
     """A form POST from the page's session (its cookies), as a hand-made request would be."""
     answer = await page.request.post(

@@ -1,20 +1,24 @@
-"""No console page, fragment or header carries personal data.
+"""No console page, fragment or header carries personal data, over DTP and over PING.
 
 The four flows run with marker values in every personal field, on happy and failing paths
-(tests/e2e/test_personal_data.py plays them); then an admin's browser session crawls every
-console page, fragment and asset, follows every link it finds (traces of every ID, filters,
-pages), and no marker may appear in any response body or header.
+(tests/e2e/test_personal_data.py and test_ping_personal_data.py play them); then an admin's
+browser session crawls every console page, fragment and asset, follows every link it finds
+(traces of every ID, filters, pages), and no marker may appear in any response body or
+header.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from urllib.parse import urljoin, urlparse
 
 from console_helpers import Console
 
+from e2e import test_ping_personal_data as over_ping
 from e2e.test_personal_data import FAMILY, GIVEN, P_GIVEN, P_NOTES, _play_every_flow, leaks
+from primero_progres.stack import Stack
 from primero_progres.store import Flow
 
 PAGES = [
@@ -41,6 +45,23 @@ async def test_no_marker_in_any_console_page_fragment_or_header(console: Console
     assert {GIVEN, FAMILY} <= set(leaks(json.dumps(seen["cases"]))), "the markers crossed"
     assert {P_GIVEN, P_NOTES} <= set(leaks(json.dumps(seen["dtp"])))
 
+    await crawl(console, stack, leaks)
+
+
+async def test_no_marker_in_any_console_page_fragment_or_header_over_ping(
+    ping_console: Console,
+) -> None:
+    stack = ping_console.stack
+    await over_ping._play_every_flow(stack)
+    cases = json.dumps(await stack.primero_cases())
+    assert {over_ping.GIVEN, over_ping.FAMILY} <= set(over_ping.leaks(cases)), "they crossed"
+    referrals = json.dumps(await stack.ping_referrals())
+    assert {over_ping.P_GIVEN, over_ping.P_NOTES} <= set(over_ping.leaks(referrals))
+    await crawl(ping_console, stack, over_ping.leaks)
+
+
+async def crawl(console: Console, stack: Stack, leaks: Callable[[str | bytes], list[str]]) -> None:
+    """Every page, fragment, trace and link an admin can reach: no marker in any of them."""
     ids: set[str] = set()
     for exchange in await stack.store.ledger.list(limit=1000):
         ids.update(
