@@ -2,11 +2,14 @@
 
 The four flows run through the PING simulator with distinctive markers in every personal
 field on both sides, unhappy paths included: an invalid intervention, a Primero refusal
-whose body echoes the child, a PING refusal echoing the write-back, check-status answers
-that echo the whole referral (PING's malformed string), a failed ingestion, a decision on
-an unknown case. The markers must then appear nowhere in the captured logs (structlog and
-stdlib, at DEBUG), the SQLite files (before and after a purge), the audit trail, the
-ledger, the job rows and ``/metrics``, and they must appear in what the peers received.
+whose body echoes the child, PING refusals echoing the write-back and the focal point's
+decision, check-status answers that echo the whole referral (PING's malformed string), a
+failed ingestion, a 503 echoing the child after an ingestion was posted (outcome unknown),
+a decision on an unknown case, one with an unknown code, a lost answer to "synced". The
+markers must then appear nowhere in the captured logs (structlog and stdlib, at DEBUG), the
+SQLite files (before and after a purge), the audit trail, the ledger, the job rows and
+``/metrics`` (the console: tests/web/console), and they must appear in what the peers
+received.
 """
 
 from __future__ import annotations
@@ -127,7 +130,14 @@ async def _play_every_flow(stack: Stack) -> None:
     [case] = [c for c in await stack.primero_cases() if c["unhcr_individual_no"] == "DEMO-00000001"]
     row = case["services_section"][0]
     await stack.focal_point_decides(case["id"], row["unique_id"], "rejected", FOCAL_POINT_REASON)
+    # PING first refuses the decision with a body that echoes it: a dead letter, replayed
+    echo = {"ErrorMessage": f"Item 0: {FOCAL_POINT_REASON} for {FAMILY} is invalid", "Data": None}
+    await stack.set_faults("ping", [{"path": "/api/ingestion", "status": 400, "body": echo,
+                                     "times": 1}])
     await stack.poll(Flow.PRIMERO_DECISION)
+    [refused] = await stack.store.jobs.list(state="dead", kind="primero-decision.send")
+    assert await stack.store.jobs.replay(refused.id)
+    await stack.settle()
 
     # flow 3: two marked children referred to UNHCR; PING fails the first ingestion, and its
     # check-status answers echo the referral (malformed, as PING sends them)
@@ -143,7 +153,16 @@ async def _play_every_flow(stack: Stack) -> None:
     assert await stack.store.jobs.replay(parked.id)
     await stack.settle()
     await stack.caseworker_refers_to_unhcr(OTHER_RECORD_ID, service)
+    # the post meets a 503 echoing the child: PING may have it (a dead letter); it has not
+    # (the fault answered first), so the operator replays it
+    echo = {"message": f"upstream failed on {P_GIVEN} {P_FAMILY}"}
+    await stack.set_faults("ping", [{"path": "/api/ingestion", "status": 503, "body": echo,
+                                     "times": 1}])
     await stack.poll(Flow.PRIMERO_REFERRAL)
+    [unknown] = await stack.store.jobs.list(state="dead", kind="primero-referral.ingest")
+    assert unknown.dead_reason is not None
+    assert unknown.dead_reason.reason == "ingestion_outcome_unknown"
+    assert await stack.store.jobs.replay(unknown.id)
     await stack.settle()
 
     # flow 4: proGres rejects one with a free-text reason and comment; a decision on a
@@ -168,6 +187,24 @@ async def _play_every_flow(stack: Stack) -> None:
             }
         ]
     )
+    # a decision whose review code nobody knows, with the same texts (a dead letter), and a
+    # lost answer to a "synced" (applied, then found applied)
+    await stack.seed_ping(
+        referrals=[
+            {
+                "referral_id": "eeeeeeee-0000-4000-8000-00000000000f",
+                "fields": {
+                    "progres_interoperabilityreferralstatus": 125080002,
+                    "progres_reviewdecision": 125089999,
+                    "progres_offlineid": OTHER_CASE_ID,
+                    "progres_orgreferralid": "99999999-9999-4999-8999-000000000001",
+                    "progres_interoperabiltyreferralrejectionreasonname": PROGRES_REJECTION,
+                    "progres_interoperabilityreferralrejectionomment": PROGRES_COMMENT,
+                },
+            }
+        ]
+    )
+    await stack.set_ping_modes(lost_answers=1)
     await stack.poll(Flow.PROGRES_DECISION)
 
 
@@ -196,7 +233,9 @@ async def test_no_personal_data_in_logs_database_audit_or_metrics_over_ping(
         transfer = sorted(str(i["transfer_status"]) for i in interventions)
         assert transfer == ["125080001", "125080001", "125080004"]
         dead = await stack.store.jobs.list(state="dead")
-        assert [j.kind for j in dead] == ["progres-decision.pull"]
+        assert [j.kind for j in dead] == ["progres-decision.pull"] * 2
+        assert {j.dead_reason.reason for j in dead if j.dead_reason} == {
+            "unknown_case", "unknown_code"}
         [failed] = await stack.store.audit.list(event="referral_ingestion_failed")
         assert failed.ids["ping_status"] == "Failed"
 
