@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,34 @@ async def test_no_personal_data_in_logs_database_audit_or_metrics_over_ping(
     assert "DEBUG" in caplog.text or '"level": "debug"' in logged
     assert leaks(logged) == []
     assert leaks(repr([(r.msg, r.args, r.exc_text) for r in caplog.records])) == []
+
+
+async def test_ping_credentials_and_tokens_never_logged_even_at_debug(
+    tmp_path: Path,
+    structured_logging: None,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """B2C answers the bearer token in its body; every PING call carries it and the APIM key
+    in headers, which the HTTP transport traces at DEBUG: none of them may reach a log line,
+    nor the service account's password (sent in a form body)."""
+    configure_logging(level="DEBUG", json=True)
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    async with Stack(tmp_path, gateway="ping") as stack:
+        await stack.seed_ping([marked_intervention("DEMO-26-PRTITV-0000001", "DEMO-00000001")])
+        await stack.poll(Flow.PROGRES_REFERRAL)
+        assert len(await stack.primero_cases()) == 1
+        await stack.ping_sim("POST", "tokens/revoke")  # a 401, then a second token
+        await stack.seed_ping([marked_intervention("DEMO-26-PRTITV-0000002", "DEMO-00000001")])
+        await stack.poll(Flow.PROGRES_REFERRAL)
+        tokens = await stack.ping_sim("GET", "tokens")
+        assert tokens["issued"] == 2
+    out, err = capfd.readouterr()
+    logged = out + err + caplog.text
+    assert "DEBUG" in caplog.text or '"level": "debug"' in logged
+    assert not re.search(r"sim-[0-9a-f]{32}", logged)  # the simulator's tokens
+    for secret in (demo_data.PING_PASSWORD, demo_data.PING_SUBSCRIPTION_KEY,
+                   demo_data.PING_CLIENT_ID):
+        assert secret not in logged, secret
