@@ -249,23 +249,23 @@ def assert_decisions_kept_and_sent(run: ChaosRun) -> None:
 
 
 def assert_ping_writes_once_and_never_reverted(run: ChaosRun) -> dict[str, int]:
-    """Count PING's write journal: each intervention acknowledged once per delivery, its
-    decision written as decided and never followed by "pending acknowledgement", nothing
-    written for a referral nobody decided; one interoperability referral per case, each
-    decision synced and left so. Returns the write counts for the report."""
+    """Count PING's write journal: each intervention acknowledged once per delivery (twice
+    when edited and queued again), its decision written once as decided and never followed by
+    "pending acknowledgement", nothing written for a referral nobody decided; one
+    interoperability referral per case, each decision applied and synced once, and left so.
+    Returns the write counts for the report."""
     pending = PING_TRANSFER["pending_acknowledgement"]
     decisions = {PING_TRANSFER["accepted"], PING_TRANSFER["rejected"]}
     writes = run.ping_writes()
     held = run.ping_interventions()
     rows = {number: row for number, (_, row) in run._rows().items()}
-    figures = {"acknowledgements": 0, "decisions": 0, "synced": 0, "repeats": 0}
+    figures = {"acknowledgements": 0, "decisions": 0, "synced": 0}
     for number, _ in run.plan.interventions:
         lp_id = lp_intervention_id(number)
         statuses = [w["status"] for w in writes if w["table"] == "intervention"
                     and w["record_id"] == lp_id]
         deliveries = 2 if lp_id in run.counts.reflagged else 1
-        acknowledged = statuses.count(pending)
-        assert acknowledged >= deliveries, f"{number}: {statuses}"
+        assert statuses.count(pending) == deliveries, f"{number}: acknowledged {statuses}"
         decided = run.plan.focal_decisions.get(number)
         written = [s for s in statuses if s in decisions]
         if decided is None:
@@ -275,13 +275,11 @@ def assert_ping_writes_once_and_never_reverted(run: ChaosRun) -> dict[str, int]:
         else:
             code = PING_TRANSFER[decided]
             assert rows[number]["unhcr_referral_status"] == decided, f"{number}: reverted"
-            assert written and set(written) == {code}, f"{number}: {statuses}"
-            first = statuses.index(code)
-            assert pending not in statuses[first:], f"{number}: decision reverted, {statuses}"
+            assert written == [code], f"{number}: decision written once, {statuses}"
+            assert statuses[-1] == code, f"{number}: decision reverted, {statuses}"
             assert held[lp_id]["transfer_status"] == code, number
-        figures["acknowledgements"] += acknowledged
+        figures["acknowledgements"] += len(statuses) - len(written)
         figures["decisions"] += len(written)
-        figures["repeats"] += acknowledged - deliveries + max(len(written) - 1, 0)
     referred: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for referral in run.ping_referrals():
         referred[referral["fields"].get("progres_offlineid")].append(referral)
@@ -296,9 +294,8 @@ def assert_ping_writes_once_and_never_reverted(run: ChaosRun) -> dict[str, int]:
                                                     else 125080001), case_id
         statuses = [w["status"] for w in writes if w["table"] == "referral"
                     and w["record_id"] == referral["referral_id"]]
-        assert statuses and set(statuses) == {PING_SYNCED}, f"{case_id}: {statuses}"
+        assert statuses == [PING_SYNCED], f"{case_id}: synced once, {statuses}"
         figures["synced"] += len(statuses)
-        figures["repeats"] += len(statuses) - 1
     return figures
 
 
@@ -375,8 +372,9 @@ async def test_exactly_once_under_faults_and_kills(
         totals = {flow: n + outcomes(run)[flow] for flow, n in run.counts.under_faults.items()}
         for flow, n in run.counts.under_faults.items():
             assert n * 2 >= totals[flow], f"{flow}: {n} of {totals[flow]} done under faults"
-        await deciders
-        await drain(run)
+        # the drain replays dead letters as the deciders wait: over PING, a referral whose
+        # ingestion is a dead letter reaches proGres (and its decider) only once replayed
+        await asyncio.gather(deciders, drain(run))
 
         assert_each_case_and_row_once(run)
         assert not any(outcomes(run).values()), missing_detail(run)
