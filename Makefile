@@ -30,8 +30,8 @@ test: install chromium
 screenshots: install chromium
 	PRIMERO_PROGRES_SCREENSHOTS=$(CURDIR)/docs/console $(VENV)/bin/pytest -q tests/web/console
 
-# tests/chaos: faults and killed worker processes on SQLite and PostgreSQL (docs/e2e-faults.md);
-# PRIMERO_PROGRES_CHAOS_SEED=<seed> replays a run.
+# tests/chaos: faults and killed worker processes, over DTP and PING, on SQLite and PostgreSQL
+# (docs/e2e-faults.md); PRIMERO_PROGRES_CHAOS_SEED=<seed> replays a run.
 chaos: install
 	$(VENV)/bin/pytest -m chaos tests/chaos
 
