@@ -54,6 +54,10 @@ DRAIN_SECONDS = 240.0
 #: with the queue quiet, nothing dead and no outcome arriving for this long, stop waiting
 STALLED_SECONDS = 30.0
 DTP_STATUS = {"accepted": "acknowledged", "rejected": "rejected"}
+#: the share of each flow's outcomes done before the faults stop, at least: over PING each
+#: outcome takes more calls, each failing a quarter of the time (flow 2 waits for flow 1's
+#: acknowledgement at PING, flow 4 for the ingestion), and more so on a loaded machine
+UNDER_FAULTS = {"dtp": 0.5, "ping": 0.25}
 
 
 @pytest.fixture
@@ -371,7 +375,8 @@ async def test_exactly_once_under_faults_and_kills(
         # work goes on under faults: a poll no longer stalls whole (issue 10, 3)
         totals = {flow: n + outcomes(run)[flow] for flow, n in run.counts.under_faults.items()}
         for flow, n in run.counts.under_faults.items():
-            assert n * 2 >= totals[flow], f"{flow}: {n} of {totals[flow]} done under faults"
+            share = UNDER_FAULTS[gateway]
+            assert n >= totals[flow] * share, f"{flow}: {n} of {totals[flow]} done under faults"
         # the drain replays dead letters as the deciders wait: over PING, a referral whose
         # ingestion is a dead letter reaches proGres (and its decider) only once replayed
         await asyncio.gather(deciders, drain(run))
