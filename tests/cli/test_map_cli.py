@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from cli_helpers import run, runner
 from primero_progres.cli import app
-from primero_progres.cli.mapping import Kind, run_map
+from primero_progres.cli.mapping import Kind
+from primero_progres.cli.mapping_dry_run import run_map
 from primero_progres.profiles.loader import built_in_path
 
 INTAKE = "progresv4_primero_intake@cpims-gambella.primero.org"

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from ..errors import BridgeError
-from ..operators import check_name, check_role, command_line_account, hash_password
-from ..settings import Settings
-from ..store import Store
 from .store import ConfigOption, load_settings, print_rows, with_store
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from ..store import Store
 
 T = TypeVar("T")
 PasswordStdin = Annotated[
@@ -65,6 +66,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Create an account (the password is asked for)."""
+        from ..operators import check_name, check_role, command_line_account, hash_password
+
         settings = load_settings(config)
         try:
             check_name(name)
@@ -103,6 +106,8 @@ def register(app: typer.Typer) -> None:
     @admin.command("set-role")
     def set_role(name: str, role: str, config: ConfigOption = None) -> None:
         """Change an account's role."""
+        from ..operators import check_role, command_line_account
+
         settings = load_settings(config)
         try:
             chosen = check_role(role)
@@ -116,6 +121,8 @@ def register(app: typer.Typer) -> None:
     @admin.command("disable-user")
     def disable_user(name: str, config: ConfigOption = None) -> None:
         """Stop an account logging in (its open sessions end now)."""
+        from ..operators import command_line_account
+
         settings = load_settings(config)
         _on_accounts(settings, lambda s: s.accounts.disable(name, account=command_line_account()))
         typer.echo(f"account {name} disabled")
@@ -125,6 +132,8 @@ def register(app: typer.Typer) -> None:
         name: str, password_stdin: PasswordStdin = False, config: ConfigOption = None
     ) -> None:
         """Give an account a new password (and enable and unlock it)."""
+        from ..operators import command_line_account, hash_password
+
         settings = load_settings(config)
         try:
             password_hash = hash_password(_read_password(password_stdin))

@@ -7,8 +7,6 @@ import asyncio
 import typer
 
 from ..errors import ConfigurationError
-from ..logging import configure_logging
-from ..settings import env_name
 from .store import ConfigOption, load_settings
 
 
@@ -22,6 +20,8 @@ def register(app: typer.Typer) -> None:
         """Send one test notification to every alert URL, and say which ones failed."""
         from ..alerts.conditions import test_notice
         from ..alerts.notify import send_all, targets
+        from ..logging import configure_logging
+        from ..settings import env_name
 
         settings = load_settings(config, require_encryption_key=False)
         configure_logging(level=settings.log_level)

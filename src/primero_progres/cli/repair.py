@@ -8,25 +8,32 @@ Output is one JSON object a line (IDs, codes, statuses, counts and times only).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from ..errors import BridgeError
-from ..operators import command_line_account
-from ..settings import Settings
-from ..store import (
-    BEGINNING,
-    DeadLetterFilter,
-    Flow,
-    Job,
-    Store,
-    parse_moment,
-)
 from .store import ConfigOption, load_settings, print_rows, with_store
 
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from ..store import Flow, Job, Store
+
 T = TypeVar("T")
-FlowOption = Annotated[Flow | None, typer.Option("--flow", help="Only this flow.")]
+
+
+class FlowName(StrEnum):
+    """``store.Flow``'s values, repeated so that the option's choices do not load the store
+    (a test keeps them equal)."""
+
+    PROGRES_REFERRAL = "progres-referral"
+    PRIMERO_DECISION = "primero-decision"
+    PRIMERO_REFERRAL = "primero-referral"
+    PROGRES_DECISION = "progres-decision"
+
+
+FlowOption = Annotated[FlowName | None, typer.Option("--flow", help="Only this flow.")]
 ReasonOption = Annotated[
     str | None, typer.Option("--reason", help="Only this typed reason (http_401, unknown_case...).")
 ]
@@ -59,6 +66,7 @@ def _act(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
 
 def _polling(flow: str) -> Flow:
     from .. import flows
+    from ..store import Flow
 
     if flow not in flows.POLLING_FLOWS:
         typer.echo(
@@ -90,11 +98,15 @@ def register(app: typer.Typer) -> None:
         limit: int = 50,
     ) -> None:
         """Inbound messages (IDs only), newest first, one JSON object a line."""
+        from ..store import Flow
+
         settings = load_settings(config)
+
+        chosen = Flow(flow.value) if flow else None
 
         async def view(store: Store) -> list[dict[str, Any]]:
             rows = []
-            for summary in await store.reports.messages(flow=flow, limit=limit):
+            for summary in await store.reports.messages(flow=chosen, limit=limit):
                 message = summary.message
                 jobs = await store.jobs.list(message_id=message.id, limit=1000)
                 rows.append(
@@ -123,6 +135,8 @@ def register(app: typer.Typer) -> None:
         limit: int = 100,
     ) -> None:
         """Dead jobs with their typed reason, last failure first, one JSON object a line."""
+        from ..store import DeadLetterFilter
+
         settings = load_settings(config)
         where = DeadLetterFilter(flow=flow.value if flow else None, reason=reason)
 
@@ -195,6 +209,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send dead jobs back to the queue (attempts reset). Safe to repeat: the ledger drops
         what was already delivered."""
+        from ..operators import command_line_account
+        from ..store import DeadLetterFilter
+
         if (job_id is None) == (not all_):
             typer.echo("error: give JOB_ID or --all (not both)", err=True)
             raise typer.Exit(2)
@@ -227,6 +244,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Give up on a dead letter: its payload is deleted, the row and the reason stay."""
+        from ..operators import command_line_account
+
         settings = load_settings(config)
         why = _reason(reason, required=True)
         assert why is not None
@@ -282,6 +301,9 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Set FLOW's start point: its next poll reads Primero from there."""
+        from ..operators import command_line_account
+        from ..store import BEGINNING, parse_moment
+
         chosen = _polling(flow)
         if (to is None) == (not from_beginning):
             typer.echo("error: give --to DATE-TIME or --from-beginning", err=True)
@@ -311,6 +333,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Move FLOW's cursor back: the next poll re-reads that window, and the ledger drops
         what was already sent (nothing goes twice)."""
+        from ..operators import command_line_account
+        from ..store import parse_moment
+
         chosen = _polling(flow)
         settings = load_settings(config)
         note = _reason(reason)

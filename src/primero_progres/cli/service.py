@@ -7,22 +7,23 @@ import contextlib
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ..errors import ConfigurationError
-from ..logging import configure_logging, get_logger
-from ..operators import command_line_account
-from ..settings import Settings
-from ..store import Flow, Store, flow_of
 from .mapping import Gateway
 from .store import ConfigOption, load_settings
 
-log = get_logger(__name__)
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from ..store import Flow, Store
 
 
 async def _purge_loop(store: Store, settings: Settings, stop: asyncio.Event) -> None:
+    from ..logging import get_logger
+
+    log = get_logger(__name__)
     while not stop.is_set():
         try:
             await store.purge(retention_days=settings.dead_letter_retention_days)
@@ -46,9 +47,13 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     from .. import flows
     from ..alerts import Alerter
     from ..alerts.notify import targets
+    from ..logging import get_logger
     from ..scheduler import Scheduler
+    from ..store import Store
     from ..web import create_app
     from ..worker import Worker
+
+    log = get_logger(__name__)
 
     tls = tls_options(settings) if http else {}
     targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
@@ -145,6 +150,8 @@ def register(app: typer.Typer) -> None:
         tls_key: Annotated[Path | None, typer.Option(help="The certificate's key (PEM).")] = None,
     ) -> None:
         """HTTP API + worker + scheduler in one process (the embedded default)."""
+        from ..logging import configure_logging
+
         settings = load_settings(config)
         given = {"host": host, "port": port, "tls_cert": tls_cert, "tls_key": tls_key}
         overrides = {name: value for name, value in given.items() if value is not None}
@@ -168,6 +175,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """A worker only (several may run against one PostgreSQL database)."""
+        from ..logging import configure_logging
+
         settings = load_settings(config)
         configure_logging(level=settings.log_level)
         _run(run_service(settings, http=False, scheduler=not no_scheduler))
@@ -205,6 +214,8 @@ def register(app: typer.Typer) -> None:
         `cursor set`), else this exits 2 and reads nothing.
         """
         from .. import flows
+        from ..logging import configure_logging
+        from ..store import Flow
 
         # which flows poll depends on the gateway; the encryption key is checked just after
         polling = flows.polling_flows(load_settings(config, require_encryption_key=False))
@@ -224,6 +235,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Play all four flows against the simulators, on loopback, with a throwaway database."""
         from ..demo import run_demo
+        from ..logging import configure_logging
 
         configure_logging(level="WARNING", json=False)
         played = run_demo(typer.echo, gateway="ping" if gateway is Gateway.ping else "dtp")
@@ -267,6 +279,8 @@ async def run_poll(
 ) -> None:
     """Queue one poll of ``flow`` and process it and the jobs it queues, nothing else."""
     from .. import flows
+    from ..operators import command_line_account
+    from ..store import Store, flow_of
     from ..worker import Worker
 
     store = await Store.open(settings.database_url, encryption=settings.cipher())

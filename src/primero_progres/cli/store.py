@@ -1,4 +1,9 @@
-"""Commands of the 'store' part: migrations, keys, backup and purge."""
+"""Commands of the 'store' part: migrations, keys, backup and purge.
+
+The command modules import the settings, the store and the rest inside the commands that use
+them, so that ``--help`` (and a command that needs neither) does not load SQLAlchemy, Alembic
+or pydantic-settings (tests/cli/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,28 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from ..errors import ConfigurationError
-from ..settings import Settings
-from ..store import KeyUsage, RotationResult, Store, backup_sqlite, generate_key
-from ..store.keys import DEFAULT_BATCH_SIZE
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from ..store import KeyUsage, RotationResult, Store
 
 T = TypeVar("T")
+#: ``store.keys.DEFAULT_BATCH_SIZE``, repeated here for the option's default without loading
+#: the store (a test keeps them equal)
+DEFAULT_BATCH_SIZE = 100
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML file (else PRIMERO_PROGRES_CONFIG).")
 ]
 
 
 def load_settings(config: Path | None, *, require_encryption_key: bool = True) -> Settings:
+    from ..settings import Settings
+
     try:
         return Settings.load(config, require_encryption_key=require_encryption_key)
     except ConfigurationError as exc:
@@ -30,6 +41,8 @@ def load_settings(config: Path | None, *, require_encryption_key: bool = True) -
 
 
 def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    from ..store import Store
+
     async def run() -> T:
         store = await Store.open(settings.database_url, encryption=settings.cipher())
         try:
@@ -105,6 +118,8 @@ def register(app: typer.Typer) -> None:
 
         For PostgreSQL use pg_dump (docs/operate.md).
         """
+        from ..store import backup_sqlite
+
         settings = load_settings(config, require_encryption_key=False)
         try:
             result = backup_sqlite(settings.database_url, path)
@@ -118,6 +133,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def keygen() -> None:
         """Print a new encryption key (32 random bytes, URL-safe base64)."""
+        from ..store.crypto import generate_key
+
         typer.echo(generate_key())
 
     @app.command("rotate-key")
