@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import date, datetime
 from typing import Any, Literal
 
 from .primero_config import PrimeroSimConfig
 from .primero_forms import MODULE_IDS, FieldAccess, role_permissions
+from .primero_index import CaseTable, after_second_bound, second_bound
 from .primero_records import (
     CREATE_COMPUTED,
     INDEX_CONTROL_PARAMS,
     UPDATE_FORBIDDEN,
     UUID_RE,
     Clock,
+    Range,
     assign_row_ids,
     derive_ids,
     destringify,
@@ -65,6 +67,30 @@ SENDING, SENT, FAILED, SYNCED = "sending", "sent", "failed", "synced"
 SaveAction = Literal["create", "update"]
 
 
+class _FilterView(Mapping[str, Any]):
+    """A case as an index filter reads it (``render_case`` without the copy): its keys, and
+    ``enabled`` from ``record_state``."""
+
+    def __init__(self, case: Mapping[str, Any]) -> None:
+        self._case = case
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "enabled":
+            return self._case.get("record_state", True)
+        return self._case[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "enabled":
+            return self._case.get("record_state", True)
+        return self._case.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._case)
+
+    def __len__(self) -> int:
+        return len(self._case)
+
+
 class SimError(Exception):
     """An answer in Primero's error envelope."""
 
@@ -101,7 +127,7 @@ class PrimeroState:
     ) -> None:
         self.lock = threading.RLock()
         self.clock = Clock()
-        self.cases: dict[str, dict[str, Any]] = {}
+        self.cases = CaseTable()
         self.referrals: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.journal: list[dict[str, Any]] = []
@@ -264,37 +290,115 @@ class PrimeroState:
         """``GET /api/v2/cases``: the role's scope, permitted filters, paging and order.
 
         Filters on fields the role cannot read (unknown, misspelled) vanish without a word.
+        Only the page returned is copied; the bridge's walk (ascending ``last_updated_at``)
+        reads the indexes of ``CaseTable`` instead of every case.
         """
         with self.lock:
             page, per = self._page_and_per(params)
-            records = [case for case in self.cases.values() if self._in_scope(case, user_name)]
             ids = params.get("id")
-            if isinstance(ids, str) and ids:
-                wanted_ids = set(ids.split(","))
-                records = [case for case in records if case["id"] in wanted_ids]
+            wanted_ids = set(ids.split(",")) if isinstance(ids, str) and ids else None
+            filters = []
             for name, raw in params.items():
                 if name in INDEX_CONTROL_PARAMS or not self.access.can_filter(name):
                     continue  # strong params drop what the role may not read, without a word
                 wanted = destringify(name, raw)
-                if wanted is None:
-                    continue
-                records = [
-                    case for case in records if matches(self.render_case(case), name, wanted)
-                ]
+                if wanted is not None:
+                    filters.append((name, wanted))
             order_by_param = params.get("order_by")
             order_by = order_by_param if isinstance(order_by_param, str) else None
             order = params.get("order")
-            descending = order != "asc" if order_by else True
-            records.sort(key=sort_key(order_by or "created_at"), reverse=descending)
+            if order_by == "last_updated_at" and order == "asc" and not self.cases.irregular:
+                total, window = self._walk_window(
+                    filters, wanted_ids, user_name, (page - 1) * per, per
+                )
+            else:
+                records = [
+                    case
+                    for case in self.cases.values()
+                    if self._in_scope(case, user_name)
+                    and (wanted_ids is None or case["id"] in wanted_ids)
+                    and all(matches(_FilterView(case), n, w) for n, w in filters)
+                ]
+                descending = order != "asc" if order_by else True
+                records.sort(key=sort_key(order_by or "created_at"), reverse=descending)
+                total, window = len(records), records[(page - 1) * per : page * per]
             fields_param = params.get("fields")
             fields = (
                 fields_param.split(",") if isinstance(fields_param, str) and fields_param else None
             )
-            window = records[(page - 1) * per : page * per]
             return {
                 "data": [self.render_case(case, fields, readable_only=True) for case in window],
-                "metadata": {"total": len(records), "per": per, "page": page},
+                "metadata": {"total": total, "per": per, "page": page},
             }
+
+    def _walk_window(
+        self,
+        filters: list[tuple[str, Any]],
+        wanted_ids: set[str] | None,
+        user_name: str | None,
+        skip: int,
+        per: int,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The matching cases' count and the window ``[skip, skip + per)`` of them, in
+        ascending ``last_updated_at``, from the indexes (every case is regular)."""
+        low: str | None = None
+        high: str | None = None
+        sets: list[set[str]] = [] if wanted_ids is None else [wanted_ids]
+        rest: list[tuple[str, Any]] = []
+        for name, wanted in filters:
+            if (
+                name == "last_updated_at"
+                and isinstance(wanted, Range)
+                and isinstance(wanted.start, datetime)
+            ):
+                bound = second_bound(wanted.start)
+                low = bound if low is None else max(low, bound)
+                if isinstance(wanted.end, datetime):
+                    ceiling = after_second_bound(wanted.end)
+                    high = ceiling if high is None else min(high, ceiling)
+            elif name == "associated_user_names" and (
+                isinstance(wanted, str)
+                or (isinstance(wanted, list) and all(isinstance(w, str) for w in wanted))
+            ):
+                sets.append(self.cases.associated([wanted] if isinstance(wanted, str) else wanted))
+            else:
+                rest.append((name, wanted))
+        scope_checked = user_name is not None and self.config.scope != "all"
+        if scope_checked and self.config.scope == "self":
+            sets.append(self.cases.associated([user_name] if user_name else []))
+            scope_checked = False
+        if sets:
+            smallest = min(sets, key=len)
+            others = [s for s in sets if s is not smallest]
+            chosen = [
+                record_id
+                for record_id in smallest
+                if record_id in self.cases
+                and (low is None or self.cases.key(record_id)[0] >= low)
+                and (high is None or self.cases.key(record_id)[0] < high)
+                and all(record_id in other for other in others)
+            ]
+            chosen.sort(key=self.cases.key)
+            candidates: Any = chosen
+        elif not rest and not scope_checked:
+            ordered = self.cases.walk(low, high)
+            total = self.cases.span(low, high)
+            window_ids = [rid for _, rid in zip(range(skip + per), ordered, strict=False)][skip:]
+            return total, [self.cases[rid] for rid in window_ids]
+        else:
+            candidates = self.cases.walk(low, high)
+        total = 0
+        window: list[dict[str, Any]] = []
+        for record_id in candidates:
+            case = self.cases[record_id]
+            if scope_checked and not self._in_scope(case, user_name):
+                continue
+            if rest and not all(matches(_FilterView(case), n, w) for n, w in rest):
+                continue
+            if skip <= total < skip + per:
+                window.append(case)
+            total += 1
+        return total, window
 
     def get_case(self, record_id: str, user_name: str | None = None) -> dict[str, Any]:
         """``GET /api/v2/cases/:id``; with ``sync_external``, the computed ``sync_status`` and
@@ -396,6 +500,8 @@ class PrimeroState:
     def touch(self, case: dict[str, Any]) -> None:
         """The case was saved by another change (a referral, a user's action)."""
         case["last_updated_at"] = self.clock.after(case.get("last_updated_at"))
+        if self.cases.get(str(case["id"])) is case:
+            self.cases.reindex(case)
         self._saved(case, "update")
 
     def _saved(self, case: Mapping[str, Any], action: SaveAction) -> None:
