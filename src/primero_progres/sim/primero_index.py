@@ -58,6 +58,8 @@ class CaseTable(dict[str, dict[str, Any]]):
         self.irregular: set[str] = set()
         #: user name -> ids of the cases whose ``associated_user_names`` hold it
         self.by_user: dict[str, set[str]] = {}
+        #: user name -> the entries of ``order`` of that user's regular cases, sorted
+        self.user_order: dict[str, list[tuple[str, int, str]]] = {}
         self._users_of: dict[str, tuple[str, ...]] = {}
 
     # ------------------------------------------------------------ keeping the indexes
@@ -90,6 +92,7 @@ class CaseTable(dict[str, dict[str, Any]]):
         self._entry.clear()
         self.irregular.clear()
         self.by_user.clear()
+        self.user_order.clear()
         self._users_of.clear()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
@@ -110,6 +113,7 @@ class CaseTable(dict[str, dict[str, Any]]):
         record_id = str(case["id"]) if record_id is None else record_id
         self._forget(record_id)
         stamp = case.get("last_updated_at")
+        entry = None
         if isinstance(stamp, str) and CANONICAL.match(stamp):
             entry = (stamp, self._position[record_id], record_id)
             bisect.insort(self.order, entry)
@@ -120,6 +124,8 @@ class CaseTable(dict[str, dict[str, Any]]):
         self._users_of[record_id] = names
         for name in names:
             self.by_user.setdefault(name, set()).add(record_id)
+            if entry is not None:
+                bisect.insort(self.user_order.setdefault(name, []), entry)
 
     def _forget(self, record_id: str) -> None:
         entry = self._entry.pop(record_id, None)
@@ -133,22 +139,35 @@ class CaseTable(dict[str, dict[str, Any]]):
                 ids.discard(record_id)
                 if not ids:
                     del self.by_user[name]
+            entries = self.user_order.get(name)
+            if entries is not None and entry is not None:
+                del entries[bisect.bisect_left(entries, entry)]
+                if not entries:
+                    del self.user_order[name]
 
     # ------------------------------------------------------------ reading
 
     def key(self, record_id: str) -> tuple[str, int, str]:
         return self._entry[record_id]
 
+    def window(
+        self, low: str | None, high: str | None, skip: int, per: int, user: str | None = None
+    ) -> tuple[int, list[str]]:
+        """How many regular cases (of ``user``, else all) have ``low <= last_updated_at <
+        high``, and the ids of ``[skip, skip + per)`` of them, in order."""
+        entries = self.order if user is None else self.user_order.get(user, [])
+        start = 0 if low is None else bisect.bisect_left(entries, (low,))
+        stop = len(entries) if high is None else bisect.bisect_left(entries, (high,))
+        if stop <= start:
+            return 0, []
+        chosen = entries[start + skip : min(stop, start + skip + per)]
+        return stop - start, [entry[2] for entry in chosen]
+
     def walk(self, low: str | None, high: str | None) -> Iterator[str]:
         """Ids of the regular cases with ``low <= last_updated_at < high``, in order."""
         start = 0 if low is None else bisect.bisect_left(self.order, (low,))
         stop = len(self.order) if high is None else bisect.bisect_left(self.order, (high,))
         return (self.order[at][2] for at in range(start, stop))
-
-    def span(self, low: str | None, high: str | None) -> int:
-        start = 0 if low is None else bisect.bisect_left(self.order, (low,))
-        stop = len(self.order) if high is None else bisect.bisect_left(self.order, (high,))
-        return max(0, stop - start)
 
     def associated(self, names: Iterable[str]) -> set[str]:
         found: set[str] = set()

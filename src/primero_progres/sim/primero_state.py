@@ -344,6 +344,8 @@ class PrimeroState:
         low: str | None = None
         high: str | None = None
         sets: list[set[str]] = [] if wanted_ids is None else [wanted_ids]
+        #: the one user name a filter or the scope narrows to, while it is the only narrowing
+        users: list[str] = []
         rest: list[tuple[str, Any]] = []
         for name, wanted in filters:
             if (
@@ -360,13 +362,19 @@ class PrimeroState:
                 isinstance(wanted, str)
                 or (isinstance(wanted, list) and all(isinstance(w, str) for w in wanted))
             ):
-                sets.append(self.cases.associated([wanted] if isinstance(wanted, str) else wanted))
+                names = [wanted] if isinstance(wanted, str) else wanted
+                users.extend(names[:1] if len(set(names)) == 1 else ["", ""])
+                sets.append(self.cases.associated(names))
             else:
                 rest.append((name, wanted))
         scope_checked = user_name is not None and self.config.scope != "all"
         if scope_checked and self.config.scope == "self":
+            users.append(user_name or "")
             sets.append(self.cases.associated([user_name] if user_name else []))
             scope_checked = False
+        if len(users) == 1 and len(sets) == 1 and not rest and not scope_checked:
+            total, window_ids = self.cases.window(low, high, skip, per, users[0])
+            return total, [self.cases[rid] for rid in window_ids]
         if sets:
             smallest = min(sets, key=len)
             others = [s for s in sets if s is not smallest]
@@ -381,9 +389,7 @@ class PrimeroState:
             chosen.sort(key=self.cases.key)
             candidates: Any = chosen
         elif not rest and not scope_checked:
-            ordered = self.cases.walk(low, high)
-            total = self.cases.span(low, high)
-            window_ids = [rid for _, rid in zip(range(skip + per), ordered, strict=False)][skip:]
+            total, window_ids = self.cases.window(low, high, skip, per)
             return total, [self.cases[rid] for rid in window_ids]
         else:
             candidates = self.cases.walk(low, high)
