@@ -141,6 +141,17 @@ def test_messages_filter_by_endpoint(dtp: tuple[str, Any]) -> None:
     assert unknown.status_code == 400
 
 
+def test_messages_are_counted_by_endpoint(dtp: tuple[str, Any]) -> None:
+    url, _ = dtp
+    post(url, "/ReceiveIncomingReferral", {"n": 1})
+    post(url, "/ReceiveDecisionOutgoingReferral", {"n": 2})
+    post(url, "/ReceiveIncomingReferral", {"n": 3})
+    count = f"{url}/_sim/messages/count"
+    assert httpx.get(count, params={"endpoint": "ReceiveIncomingReferral"}).json() == {"count": 2}
+    assert httpx.get(count).json() == {"count": 3}
+    assert httpx.get(count, params={"endpoint": "Nope"}).status_code == 400
+
+
 def test_reset_forgets_messages_and_faults(dtp: tuple[str, Any]) -> None:
     url, _ = dtp
     post(url, "/ReceiveIncomingReferral", {"n": 1})

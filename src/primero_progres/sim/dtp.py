@@ -175,6 +175,10 @@ class DTPState:
         with self._lock:
             return [m for m in self.messages if endpoint is None or m.endpoint == endpoint]
 
+    def count(self, endpoint: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for m in self.messages if endpoint is None or m.endpoint == endpoint)
+
     def reset(self) -> None:
         """Forget messages and faults; the bridge inbox settings are configuration and stay."""
         with self._lock:
@@ -313,6 +317,15 @@ def create_app(
                 {"error": "unknown endpoint", "endpoints": list(ENDPOINTS)}, status_code=400
             )
         return JSONResponse([m.as_json() for m in state.received(endpoint)])
+
+    @app.get("/_sim/messages/count", tags=["simulator"])
+    async def count_messages(endpoint: str | None = None) -> Response:
+        """How many messages arrived (at ``endpoint``): a benchmark's cheap progress check."""
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            return JSONResponse(
+                {"error": "unknown endpoint", "endpoints": list(ENDPOINTS)}, status_code=400
+            )
+        return JSONResponse({"count": state.count(endpoint)})
 
     @app.get("/_sim/dedupe", tags=["simulator"])
     async def get_dedupe() -> DedupeSettings:
