@@ -8,7 +8,8 @@ caseworker (flow 3), the rest with nothing to send. Each poll is the real comman
 SQLite database: ``primero-progres poll primero-decision --full-scan --from-beginning`` (every
 case read, the decisions sent) then ``poll primero-referral --from-beginning`` (the cases of
 the UNHCR caseworker read, their referrals sent), each to the end, every message at the DTP
-simulator. Printed per poll: seconds, messages sent, the bridge process's peak RSS, and the
+simulator. Printed per poll: seconds, messages sent, the bridge process's peak RSS (VmHWM,
+read every 50 ms), and the
 CPU seconds of the poll and of the Primero simulator; then the growth from the smallest
 count. Issue 9's goals: time grows linearly with the cases (x10 cases, about x10 time) and
 the peak RSS stays under 150 MB at 100,000.
@@ -89,13 +90,26 @@ def run_poll(env: dict[str, str], flow: str, *extra: str) -> tuple[float, float,
         [sys.executable, "-m", "primero_progres.cli", "poll", flow, "--from-beginning", *extra],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    _, status, usage = os.wait4(process.pid, 0)
+    # VmHWM of its own memory: wait4's ru_maxrss would count this process's memory at the fork
+    peak_kb = 0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            status_lines = Path(f"/proc/{process.pid}/status").read_text().splitlines()
+        except OSError:
+            status_lines = []
+        for line in status_lines:
+            if line.startswith("VmHWM:"):
+                peak_kb = max(peak_kb, int(line.split()[1]))
+        time.sleep(0.05)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         error = process.stderr.read().decode(errors="replace") if process.stderr else ""
         raise RuntimeError(f"poll {flow} exited {process.returncode}: {error[-2000:]}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, peak_kb / 1024
 
 
 def one_count(count: int, workdir: Path) -> dict[str, tuple[float, float]]:
