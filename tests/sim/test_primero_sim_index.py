@@ -75,6 +75,8 @@ cases = st.lists(
             "created_at": st.sampled_from(STAMPS),
             "status": st.sampled_from(["open", "closed"]),
             "sex": st.sampled_from(["male", "female"]),
+            "unhcr_individual_no": st.sampled_from(["U1", "U2", "U3"]),
+            "module_id": st.just("primeromodule-cp"),
         }
     ),
     max_size=25,
@@ -93,6 +95,7 @@ walk = st.fixed_dictionaries(
             st.sampled_from(USERS), st.lists(st.sampled_from(USERS), min_size=1).map(",".join)
         ),
         "status": st.sampled_from(["open", "closed", "open,closed"]),
+        "unhcr_individual_no": st.sampled_from(["U1", "U2", "U9"]),
         "per": st.sampled_from(["1", "2", "3", "5", "1000"]),
         "page": st.sampled_from(["1", "2", "3"]),
         "record_state": st.sampled_from(["true", "false"]),
@@ -110,6 +113,7 @@ other = st.fixed_dictionaries(
 )
 change = st.one_of(
     st.tuples(st.just("patch"), st.integers(0, 30), st.sampled_from(USERS)),
+    st.tuples(st.just("renumber"), st.integers(0, 30), st.sampled_from(["U1", "U2", "U4"])),
     st.tuples(st.just("touch"), st.integers(0, 30), st.just("")),
     st.tuples(st.just("refer"), st.integers(0, 30), st.sampled_from(USERS)),
     st.tuples(st.just("delete"), st.integers(0, 30), st.just("")),
@@ -125,6 +129,8 @@ def _apply(state: PrimeroState, step: tuple[str, int, str], id_pick: list[str]) 
     record_id = ids[n % len(ids)]
     if what == "patch":
         state.patch_case(record_id, {"owned_by": value, "status": "closed"})
+    elif what == "renumber":
+        state.patch_case(record_id, {"unhcr_individual_no": value})
     elif what == "touch":
         state.touch(state.cases[record_id])
     elif what == "refer":
@@ -175,3 +181,17 @@ def test_every_window_of_the_walk_equals_the_plain_filter() -> None:
                 query = {"order_by": "last_updated_at", "order": "asc", "per": per, "page": page,
                          "last_updated_at": f"{start}..{end or ''}"}
                 assert state.list_cases(query, "ana") == oracle(state, query, "ana"), query
+
+
+def test_a_search_by_id_field_follows_the_changes() -> None:
+    """Flow 1's search (``unhcr_individual_no``) after a case is renumbered or deleted."""
+    state = PrimeroState()
+    state.seed({"cases": [{"owned_by": "ana", "unhcr_individual_no": f"U{n % 3}",
+                           "module_id": "primeromodule-cp", "last_updated_at": s}
+                          for n, s in enumerate(STAMPS)]})
+    first, second = list(state.cases)[:2]
+    state.patch_case(first, {"unhcr_individual_no": "U7"})
+    del state.cases[second]
+    for number in ("U0", "U1", "U2", "U7", "U9"):
+        query = {"unhcr_individual_no": number, "order_by": "last_updated_at", "order": "asc"}
+        assert state.list_cases(query, "ana") == oracle(state, query, "ana"), number

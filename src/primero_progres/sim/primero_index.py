@@ -5,7 +5,8 @@
 ``CaseTable`` is the ``dict`` of cases by id; it keeps, as cases are stored, replaced or
 removed: the cases sorted by ``(last_updated_at, position in the dict)`` (the order the
 index's stable sort gives), and which cases each user is associated with. A change made
-inside a stored case (``touch``, a referral) is followed by ``reindex``. A case whose
+inside a stored case (``touch``, a referral) is followed by ``reindex``. The id fields
+(``unhcr_individual_no``, ``case_id``...: flow 1's search) are indexed by value. A case whose
 ``last_updated_at`` is not in Primero's own format (a seeded oddity) is *irregular*: its string
 order may not be its time order, so any irregular case sends ``list_cases`` down the plain
 path, which filters every case.
@@ -18,6 +19,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from .primero_records import ID_FIELDS
 
 #: ``format_time``'s output: ordering these strings orders the moments
 CANONICAL = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
@@ -42,6 +45,16 @@ def _names(case: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple({name for name in names if isinstance(name, str)})
 
 
+def _id_values(case: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs = set()
+    for field in ID_FIELDS:
+        stored = case.get(field)
+        for value in stored if isinstance(stored, list) else [stored]:
+            if isinstance(value, str):
+                pairs.add((field, value))
+    return list(pairs)
+
+
 class CaseTable(dict[str, dict[str, Any]]):
     """Cases by id, with the indexes ``list_cases`` reads."""
 
@@ -61,6 +74,9 @@ class CaseTable(dict[str, dict[str, Any]]):
         #: user name -> the entries of ``order`` of that user's regular cases, sorted
         self.user_order: dict[str, list[tuple[str, int, str]]] = {}
         self._users_of: dict[str, tuple[str, ...]] = {}
+        #: (id field, value) -> ids of the cases holding it
+        self.by_value: dict[tuple[str, str], set[str]] = {}
+        self._values_of: dict[str, list[tuple[str, str]]] = {}
 
     # ------------------------------------------------------------ keeping the indexes
 
@@ -94,6 +110,8 @@ class CaseTable(dict[str, dict[str, Any]]):
         self.by_user.clear()
         self.user_order.clear()
         self._users_of.clear()
+        self.by_value.clear()
+        self._values_of.clear()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         for record_id, case in dict(*args, **kwargs).items():
@@ -126,6 +144,10 @@ class CaseTable(dict[str, dict[str, Any]]):
             self.by_user.setdefault(name, set()).add(record_id)
             if entry is not None:
                 bisect.insort(self.user_order.setdefault(name, []), entry)
+        values = _id_values(case)
+        self._values_of[record_id] = values
+        for pair in values:
+            self.by_value.setdefault(pair, set()).add(record_id)
 
     def _forget(self, record_id: str) -> None:
         entry = self._entry.pop(record_id, None)
@@ -144,6 +166,12 @@ class CaseTable(dict[str, dict[str, Any]]):
                 del entries[bisect.bisect_left(entries, entry)]
                 if not entries:
                     del self.user_order[name]
+        for pair in self._values_of.pop(record_id, ()):
+            holders = self.by_value.get(pair)
+            if holders is not None:
+                holders.discard(record_id)
+                if not holders:
+                    del self.by_value[pair]
 
     # ------------------------------------------------------------ reading
 
@@ -168,6 +196,10 @@ class CaseTable(dict[str, dict[str, Any]]):
         start = 0 if low is None else bisect.bisect_left(self.order, (low,))
         stop = len(self.order) if high is None else bisect.bisect_left(self.order, (high,))
         return (self.order[at][2] for at in range(start, stop))
+
+    def holding(self, field: str, value: str) -> set[str]:
+        """Ids of the cases whose id field ``field`` is (or, a list, holds) ``value``."""
+        return self.by_value.get((field, value), set())
 
     def associated(self, names: Iterable[str]) -> set[str]:
         found: set[str] = set()

@@ -17,6 +17,7 @@ from .primero_forms import MODULE_IDS, FieldAccess, role_permissions
 from .primero_index import CaseTable, after_second_bound, second_bound
 from .primero_records import (
     CREATE_COMPUTED,
+    ID_FIELDS,
     INDEX_CONTROL_PARAMS,
     UPDATE_FORBIDDEN,
     UUID_RE,
@@ -365,6 +366,8 @@ class PrimeroState:
                 names = [wanted] if isinstance(wanted, str) else wanted
                 users.extend(names[:1] if len(set(names)) == 1 else ["", ""])
                 sets.append(self.cases.associated(names))
+            elif name in ID_FIELDS and isinstance(wanted, str):
+                sets.append(self.cases.holding(name, wanted))
             else:
                 rest.append((name, wanted))
         scope_checked = user_name is not None and self.config.scope != "all"
