@@ -39,7 +39,7 @@ async def one_count(count: int) -> None:
             jobs = 0
             while True:
                 rounds += 1
-                await stack.store.polls.run_now(Flow.PROGRES_REFERRAL)
+                await stack.store.polls.run_now(Flow.PROGRES_REFERRAL, from_beginning=True)
                 jobs += await stack.settle(timeout=600)
                 rows = await stack.ping_sim("GET", "interventions")
                 if all(row["transfer_status"] == 125080002 for row in rows):
