@@ -195,3 +195,37 @@ def test_a_search_by_id_field_follows_the_changes() -> None:
     for number in ("U0", "U1", "U2", "U7", "U9"):
         query = {"unhcr_individual_no": number, "order_by": "last_updated_at", "order": "asc"}
         assert state.list_cases(query, "ana") == oracle(state, query, "ana"), number
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    owners=st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    removed=st.lists(st.integers(0, 20), max_size=4),
+    replaced=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 4)), max_size=4),
+)
+def test_a_case_lists_the_referrals_the_plain_filter_finds(
+    owners: list[int], removed: list[int], replaced: list[tuple[int, int]]
+) -> None:
+    """Each case's referrals, in the order every referral is held, after referrals are
+    added, removed and moved to another case (or to none)."""
+    state = PrimeroState()
+    for name in USERS:
+        state.add_user({"user_name": name})
+    state.seed({"cases": [{"owned_by": "ana"} for _ in range(4)]})
+    case_ids = list(state.cases)
+    for n in owners:
+        state.refer_to_unhcr(case_ids[n], "ben", {"service_type": "x"}, "ana")
+    for n in removed:
+        ids = list(state.referrals)
+        if ids:
+            del state.referrals[ids[n % len(ids)]]
+    for n, target in replaced:
+        ids = list(state.referrals)
+        if ids:
+            referral_id = ids[n % len(ids)]
+            record_id: Any = case_ids[target] if target < 4 else 7
+            state.referrals[referral_id] = {**state.referrals[referral_id], "record_id": record_id}
+    for case_id in case_ids:
+        expected = [state.render_referral(r, None) for r in state.referrals.values()
+                    if r.get("record_id") == case_id]
+        assert state.list_referrals(case_id, None) == {"data": expected}

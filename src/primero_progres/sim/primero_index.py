@@ -206,3 +206,47 @@ class CaseTable(dict[str, dict[str, Any]]):
         for name in names:
             found |= self.by_user.get(name, set())
         return found
+
+
+class ReferralTable(dict[str, dict[str, Any]]):
+    """Referrals by id, and the ids of each case's referrals (a case's listing and a
+    referral's update read those, not every referral)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seq = 0
+        #: id -> its position in the dict (kept when a referral is replaced)
+        self._position: dict[str, int] = {}
+        self._by_case: dict[str, set[str]] = {}
+        self._case_of: dict[str, str] = {}
+
+    def __setitem__(self, referral_id: str, referral: dict[str, Any]) -> None:
+        super().__setitem__(referral_id, referral)
+        if referral_id not in self._position:
+            self._position[referral_id] = self._seq
+            self._seq += 1
+        previous = self._case_of.pop(referral_id, None)
+        if previous is not None:
+            self._by_case[previous].discard(referral_id)
+        record_id = referral.get("record_id")
+        if isinstance(record_id, str):  # a case id is a string: nothing else lists it
+            self._case_of[referral_id] = record_id
+            self._by_case.setdefault(record_id, set()).add(referral_id)
+
+    def __delitem__(self, referral_id: str) -> None:
+        super().__delitem__(referral_id)
+        del self._position[referral_id]
+        previous = self._case_of.pop(referral_id, None)
+        if previous is not None:
+            self._by_case[previous].discard(referral_id)
+
+    def clear(self) -> None:
+        super().clear()
+        self._position.clear()
+        self._by_case.clear()
+        self._case_of.clear()
+
+    def of_case(self, record_id: str) -> list[dict[str, Any]]:
+        """The case's referrals in the dict's order (the order of ``values()``)."""
+        ids = sorted(self._by_case.get(record_id, ()), key=self._position.__getitem__)
+        return [self[referral_id] for referral_id in ids]

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .primero_config import PrimeroSimConfig
 from .primero_forms import MODULE_IDS, FieldAccess, role_permissions
-from .primero_index import CaseTable, after_second_bound, second_bound
+from .primero_index import CaseTable, ReferralTable, after_second_bound, second_bound
 from .primero_records import (
     CREATE_COMPUTED,
     ID_FIELDS,
@@ -129,7 +129,7 @@ class PrimeroState:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.cases = CaseTable()
-        self.referrals: dict[str, dict[str, Any]] = {}
+        self.referrals = ReferralTable()
         self.users: dict[str, dict[str, Any]] = {}
         self.journal: list[dict[str, Any]] = []
         self._initial_config = config or PrimeroSimConfig()
@@ -594,9 +594,7 @@ class PrimeroState:
         """The case's referrals this user may see (``referrals_for_user``), unpaged."""
         with self.lock:
             case = self._case(record_id, user_name)
-            mine: list[Mapping[str, Any]] = [
-                r for r in self.referrals.values() if r.get("record_id") == record_id
-            ]
+            mine: list[Mapping[str, Any]] = list(self.referrals.of_case(record_id))
             if user_name is not None:
                 mine = referrals_for_user(case, mine, user_name, self.config.scope, self.users)
             return {"data": [self.render_referral(r, user_name) for r in mine]}
@@ -676,7 +674,7 @@ class PrimeroState:
             and other.get("record_id") == case["id"]
             and other.get("transitioned_to") == user
             and other.get("status") in ACTIVE_STATUSES
-            for other in self.referrals.values()
+            for other in self.referrals.of_case(str(case["id"]))
         )
         if user and not still_active:
             case["assigned_user_names"] = [
