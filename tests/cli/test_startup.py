@@ -50,7 +50,8 @@ def _loaded_by(*args: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["db", "--help"], ["map", "--help"], ["cursor", "--help"], ["keygen", "--help"]],
+    [["--help"], ["db", "--help"], ["map", "--help"], ["cursor", "--help"], ["keygen", "--help"],
+     ["primero", "--help"]],
 )
 def test_help_loads_no_database_web_or_profile_library(args: list[str]) -> None:
     loaded = _loaded_by(*args)

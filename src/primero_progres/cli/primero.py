@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
 import typer
 
 from ..errors import BridgeError
-from ..logging import configure_logging
-from ..settings import WEBHOOK_PATH, Settings, env_name
 from .store import ConfigOption, load_settings
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 
 def webhook_url(public_url: str, token: str | None) -> str:
     """The URL Primero posts to: the bridge's webhook path, the token last when given (a
     webhook registered through the API has no auth of its own)."""
+    from ..settings import WEBHOOK_PATH
+
     base = public_url.rstrip("/") + WEBHOOK_PATH
     return f"{base}/{quote(token, safe='')}" if token else base
 
@@ -77,6 +80,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Register the bridge as Primero's webhook for case updates (idempotent: a webhook
         already posting to the same URL is kept as it is)."""
+        from ..logging import configure_logging
+        from ..settings import env_name
+
         settings = load_settings(config, require_encryption_key=False)
         configure_logging(level="ERROR", json=False)
         if not url.startswith(("http://", "https://")):
