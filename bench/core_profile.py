@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -205,7 +206,12 @@ async def inbox_latency(
 
 
 async def serve_figures(
-    referrals: int, database_url: str | None, workdir: Path, seconds: float, rate: float
+    referrals: int,
+    database_url: str | None,
+    workdir: Path,
+    seconds: float,
+    rate: float,
+    profile: Path | None = None,
 ) -> dict[str, float]:
     sims_process = subprocess.Popen(
         [sys.executable, __file__, "--simulators"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -217,6 +223,26 @@ async def serve_figures(
     bridge = f"http://127.0.0.1:{port}"
     serve = start_serve(url, sims, port, workdir / "serve.log")
     figures: dict[str, float] = {}
+    spy = None
+    if profile is not None:
+        # py-spy is not a dependency: install it to profile
+        spy = subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "--threads",
+                "-r",
+                "100",
+                "-f",
+                "raw",
+                "-o",
+                str(profile),
+                "--pid",
+                str(serve.pid),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         await wait_up(bridge, serve)
         headers = {"Authorization": f"Bearer {demo_data.INBOX_TOKEN}"}
@@ -238,6 +264,9 @@ async def serve_figures(
             figures["inbox_max_ms"] = 1000 * ordered[-1]
             figures["inbox_over_250ms"] = sum(1 for t in ordered if t > 0.25)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         serve.terminate()
         serve.wait(30)
         sims_process.stdin.close()
@@ -252,6 +281,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="inbox load duration")
     parser.add_argument("--rate", type=float, default=100.0, help="inbox requests per second")
     parser.add_argument("--skip-counts", action="store_true")
+    parser.add_argument("--profile", type=Path, help="py-spy's raw samples of serve, to this file")
     parser.add_argument("--skip-serve", action="store_true")
     parser.add_argument("--simulators", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -278,7 +308,14 @@ def main() -> None:
             )
         if not args.skip_serve:
             figures = asyncio.run(
-                serve_figures(args.referrals, args.database_url, workdir, args.seconds, args.rate)
+                serve_figures(
+                    args.referrals,
+                    args.database_url,
+                    workdir,
+                    args.seconds,
+                    args.rate,
+                    args.profile,
+                )
             )
             print(
                 f"serve: {figures['referrals_per_s']:.1f} referrals/s "

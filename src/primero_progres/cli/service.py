@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import signal
+import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -16,6 +18,7 @@ from .mapping import Gateway
 from .store import ConfigOption, load_settings
 
 if TYPE_CHECKING:
+    from ..flows import Handlers
     from ..settings import Settings
     from ..store import Flow, Store
 
@@ -40,33 +43,16 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-async def run_service(settings: Settings, *, http: bool, scheduler: bool = True) -> None:
-    """Open the store, migrate, and run worker (+ scheduler, purge, HTTP) until a signal."""
-    import uvicorn
-
+async def _work(
+    store: Store, settings: Settings, handlers: Handlers, *, scheduler: bool, stop: asyncio.Event
+) -> None:
+    """The worker, the purge loop and, with ``scheduler``, the polls' trigger and the alert
+    check, until ``stop`` is set."""
     from .. import flows
     from ..alerts import Alerter
-    from ..alerts.notify import targets
-    from ..logging import get_logger
     from ..scheduler import Scheduler
-    from ..store import Store
-    from ..web import create_app
     from ..worker import Worker
 
-    log = get_logger(__name__)
-
-    tls = tls_options(settings) if http else {}
-    targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
-    store = await Store.open(settings.database_url, encryption=settings.cipher())
-    try:
-        await store.upgrade()
-        # an unreadable fingerprint key stops the start (exit 2), not each message later
-        await store.keys.fingerprint_key()
-    except BaseException:
-        await store.close()
-        raise
-    stop = asyncio.Event()
-    handlers = flows.build_handlers(settings, store)
     worker = Worker.from_settings(store, handlers, settings)
     tasks = [
         asyncio.create_task(worker.run(stop)),
@@ -82,32 +68,124 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         tasks.append(asyncio.create_task(poller.run(stop)))
         # the scheduling processes run the alert check (one of them at a time: its lease)
         tasks.append(asyncio.create_task(Alerter(store, settings).run(stop)))
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class WorkerThread:
+    """``serve``'s worker side in a thread of its own, with its own event loop and its own
+    connections to the store: the inbox's answer never waits behind a step on the event loop,
+    nor for a connection a step holds (each side has its pool)."""
+
+    def __init__(self, settings: Settings, *, scheduler: bool) -> None:
+        self._settings = settings
+        self._scheduler = scheduler
+        self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._main, name="worker", daemon=True)
+
+    async def start(self) -> None:
+        """Start the thread; raises what stopped it from starting (a configuration error)."""
+        self._thread.start()
+        await asyncio.wrap_future(self._started)
+
+    async def stop(self) -> None:
+        """Let the current jobs finish (or release them), then close the thread's store."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the thread's loop has already ended
+                loop.call_soon_threadsafe(stop.set)
+        await asyncio.to_thread(self._thread.join)
+
+    def _main(self) -> None:
+        from ..logging import get_logger
+
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:
+            if not self._started.done():
+                self._started.set_exception(exc)
+            else:
+                get_logger(__name__).error("worker.thread_failed", error=type(exc).__name__)
+
+    async def _run(self) -> None:
+        from .. import flows
+        from ..store import Store
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        settings = self._settings
+        store = await Store.open(settings.database_url, encryption=settings.cipher())
+        try:
+            handlers = flows.build_handlers(settings, store)
+            try:
+                self._started.set_result(None)
+                await _work(store, settings, handlers, scheduler=self._scheduler, stop=self._stop)
+            finally:
+                await handlers.aclose()
+        finally:
+            await store.close()
+
+
+async def run_service(settings: Settings, *, http: bool, scheduler: bool = True) -> None:
+    """Open the store, migrate, and run worker (+ scheduler, purge, HTTP) until a signal.
+
+    With ``http`` the worker side runs in its own thread (``WorkerThread``)."""
+    import uvicorn
+
+    from .. import flows
+    from ..alerts.notify import targets
+    from ..logging import get_logger
+    from ..store import Store
+    from ..web import create_app
+
+    log = get_logger(__name__)
+
+    tls = tls_options(settings) if http else {}
+    targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
+    store = await Store.open(settings.database_url, encryption=settings.cipher())
+    try:
+        await store.upgrade()
+        # an unreadable fingerprint key stops the start (exit 2), not each message later
+        await store.keys.fingerprint_key()
+    except BaseException:
+        await store.close()
+        raise
+    stop = asyncio.Event()
     # Also under uvicorn: it handles SIGTERM/SIGINT itself, then hands the signal back to the
     # previous handler, this one; without it the default action would end the process before
     # the worker, scheduler and store below are stopped.
     _stop_on_signals(stop)
+    if not http:
+        try:
+            handlers = flows.build_handlers(settings, store)
+            try:
+                await _work(store, settings, handlers, scheduler=scheduler, stop=stop)
+            finally:
+                await handlers.aclose()
+        finally:
+            await store.close()
+        return
+    background = WorkerThread(settings, scheduler=scheduler)
     try:
-        if http:
-            config = uvicorn.Config(
-                create_app(settings, store),
-                host=settings.host,
-                port=settings.port,
-                log_level="warning",
-                access_log=False,
-                # no handlers of its own: its records go through the redacting root handler
-                log_config=None,
-                **tls,
-            )
-            server = uvicorn.Server(config)
-            scheme = "https" if tls else "http"
-            log.info("serve.started", host=settings.host, port=settings.port, scheme=scheme)
-            await server.serve()
-        else:
-            await stop.wait()
+        await background.start()
+        config = uvicorn.Config(
+            create_app(settings, store),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            # no handlers of its own: its records go through the redacting root handler
+            log_config=None,
+            **tls,
+        )
+        server = uvicorn.Server(config)
+        scheme = "https" if tls else "http"
+        log.info("serve.started", host=settings.host, port=settings.port, scheme=scheme)
+        await server.serve()
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await handlers.aclose()
+        await background.stop()
         await store.close()
 
 

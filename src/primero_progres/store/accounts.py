@@ -79,7 +79,7 @@ class Accounts:
         self._audit = audit
 
     async def get(self, name: str) -> Account | None:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             row = (
                 await conn.execute(
                     sa.select(operator_accounts).where(operator_accounts.c.name == name)
@@ -89,14 +89,14 @@ class Accounts:
 
     async def list(self) -> list[Account]:
         query = sa.select(operator_accounts).order_by(operator_accounts.c.name)
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             return [_account(r) for r in (await conn.execute(query)).all()]
 
     async def add(
         self, name: str, role: Role, password_hash: str, *, account: str | None
     ) -> Account:
         now = self._db.now()
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             taken = await conn.scalar(
                 sa.select(operator_accounts.c.name).where(operator_accounts.c.name == name)
             )
@@ -119,7 +119,7 @@ class Accounts:
         return created
 
     async def set_role(self, name: str, role: Role, *, account: str | None) -> None:
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             previous = await self._existing(conn, name, operator_accounts.c.role)
             await self._update(conn, name, role=Role(role).value)
             await self._write(
@@ -133,7 +133,7 @@ class Accounts:
 
     async def disable(self, name: str, *, account: str | None) -> None:
         """The account can no longer log in; its open sessions end now."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             await self._existing(conn, name, operator_accounts.c.name)
             await self._update(conn, name, disabled=True)
             await conn.execute(
@@ -143,7 +143,7 @@ class Accounts:
 
     async def set_password(self, name: str, password_hash: str, *, account: str | None) -> None:
         """A new password (and the account enabled and unlocked); open sessions end now."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             await self._existing(conn, name, operator_accounts.c.name)
             await self._update(
                 conn,
@@ -164,7 +164,7 @@ class Accounts:
         """Count a wrong password for an existing account; the ``max_failures``-th in a row
         locks it for ``lock_for``."""
         now = self._db.now()
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             failures = await conn.scalar(
                 sa.update(operator_accounts)
                 .where(operator_accounts.c.name == name)
@@ -184,7 +184,7 @@ class Accounts:
         now = self._db.now()
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             await self._update(conn, name, failed_logins=0, locked_until=None, last_login_at=now)
             await conn.execute(
                 sa.insert(operator_sessions).values(
@@ -216,7 +216,7 @@ class Accounts:
             .join(operator_accounts, operator_accounts.c.name == operator_sessions.c.account)
             .where(operator_sessions.c.token_hash == key)
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
@@ -226,7 +226,7 @@ class Accounts:
         seen = row.last_seen_at
         if now - seen >= TOUCH_EVERY:
             seen = now
-            async with self._db.engine.begin() as conn:
+            async with self._db.write() as conn:
                 await conn.execute(
                     sa.update(operator_sessions)
                     .where(operator_sessions.c.token_hash == key)
@@ -236,7 +236,7 @@ class Accounts:
 
     async def close_session(self, token: str, *, account: str | None = None) -> None:
         """End a session (logout, or idle); ``account``: audit it as a logout by them."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             await conn.execute(
                 sa.delete(operator_sessions).where(
                     operator_sessions.c.token_hash == token_hash(token)

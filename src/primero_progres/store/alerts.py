@@ -26,7 +26,7 @@ class Alerts:
         self._db = db
 
     async def states(self) -> dict[str, AlertState]:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(sa.select(alert_state))).all()
         return {
             row.key: AlertState(
@@ -43,7 +43,7 @@ class Alerts:
         targets: Collection[str],
     ) -> None:
         """Save ``states`` and queue each notice for every target (by fingerprint), together."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             for state in states:
                 values = {
@@ -80,7 +80,7 @@ class Alerts:
     async def outbox(self, *, limit: int = 100) -> list[OutboxEntry]:
         """Notices still pending for some target, oldest first."""
         query = sa.select(alert_outbox).order_by(alert_outbox.c.id).limit(limit)
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [
             OutboxEntry(
@@ -97,7 +97,7 @@ class Alerts:
         self, entry_id: int, *, pending: Collection[str], at: datetime | None = None
     ) -> None:
         """Record a delivery round: the targets still ``pending`` (none: the entry is done)."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             where = alert_outbox.c.id == entry_id
             if not pending:
                 await conn.execute(sa.delete(alert_outbox).where(where))

@@ -74,7 +74,7 @@ class AuditLog:
             query = query.where(audit_events.c.at >= since)
         if until is not None:
             query = query.where(audit_events.c.at < until)
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()
         return [audit_entry(r) for r in rows]
 
@@ -93,7 +93,7 @@ class AuditLog:
             .order_by(audit_events.c.id)
             .limit(limit)
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [audit_entry(r) for r in rows]
 

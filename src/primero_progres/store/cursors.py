@@ -22,14 +22,14 @@ class Cursors:
         self._db = db
 
     async def get(self, flow: Flow) -> str | None:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             value: str | None = await conn.scalar(
                 sa.select(cursors.c.value).where(cursors.c.flow == str(flow))
             )
         return value
 
     async def all(self) -> dict[str, str]:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(sa.select(cursors.c.flow, cursors.c.value))).all()
         return {flow: value for flow, value in rows}
 

@@ -4,7 +4,8 @@ SQLite needs care (STACK.md's double-claim trap): pysqlite opens a transaction
 only at the first write, so a SELECT-then-UPDATE claim races. We take control
 of transactions (``isolation_level=None``) and start every one with
 ``BEGIN IMMEDIATE``, in WAL mode with a busy timeout, so writers queue instead
-of failing.
+of failing; only the store's read-only connections (``Database.read``) begin a
+plain deferred transaction, a snapshot that takes no lock.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from ..errors import ConfigurationError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: the execution option of the store's read-only connections (``Database.read``)
+READ_ONLY = "primero_progres_read_only"
 
 
 def async_url(url: str) -> str:
@@ -64,4 +67,11 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a read-only transaction reads a snapshot (WAL) and never takes the write lock
+        conn.exec_driver_sql(
+            "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        )
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"

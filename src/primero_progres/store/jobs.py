@@ -152,7 +152,7 @@ class JobQueue:
     ) -> EnqueueResult:
         """Add a job now, outside any step; an existing ``key`` is a no-op."""
         command = Enqueue(kind, payload, key, refs or {}, delay, message_id)
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             return await self.insert(conn, self._db.now(), command)
 
     async def enqueue_coalesced(
@@ -171,7 +171,7 @@ class JobQueue:
         number under the prefix, so callers racing on either database compute the same key
         and the unique index keeps one; once the job is claimed, the next hint queues anew.
         """
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             query = sa.select(jobs.c.id, jobs.c.key, jobs.c.state).where(
                 jobs.c.kind == kind, jobs.c.key.startswith(key_prefix, autoescape=True)
             )
@@ -268,7 +268,7 @@ class JobQueue:
             )
             .returning(*jobs.c)
         )
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:
             return None
@@ -280,7 +280,7 @@ class JobQueue:
     async def commit_step(self, job: Job, owner: str, commands: Sequence[Command]) -> bool:
         """Mark a held job done, drop its payloads, and apply the step's ``commands``, in one
         transaction. False (and nothing written) if ``owner`` no longer holds the job."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             if not await self._update_held(
                 conn, job, owner, state=JobState.DONE.value, payload=None, **_unleased(now)
@@ -297,7 +297,7 @@ class JobQueue:
 
     async def retry(self, job: Job, owner: str, *, delay: float) -> bool:
         now = self._db.now()
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             return await self._update_held(
                 conn,
                 job,
@@ -313,7 +313,7 @@ class JobQueue:
     ) -> bool:
         """Dead-letter a held job (payload kept for replay), with a ``job.dead`` audit entry and
         ``commands`` (what a flow does when one of its jobs dies), in one transaction."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             held = await self._update_held(
                 conn,
@@ -352,7 +352,7 @@ class JobQueue:
     async def release(self, job: Job, owner: str) -> bool:
         """Give a job back untouched (graceful shutdown): the attempt does not count."""
         now = self._db.now()
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             return await self._update_held(
                 conn,
                 job,
@@ -364,7 +364,7 @@ class JobQueue:
 
     async def renew(self, job: Job, owner: str, *, lease_seconds: float) -> bool:
         now = self._db.now()
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             return await self._update_held(
                 conn, job, owner, lease_expires_at=now + timedelta(seconds=lease_seconds)
             )
@@ -387,7 +387,7 @@ class JobQueue:
     # ------------------------------------------------------------------ operators
 
     async def get(self, job_id: str, *, decrypt: bool = False) -> Job | None:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
         if row is None:
             return None
@@ -401,7 +401,7 @@ class JobQueue:
             jobs.c.state.in_([s.value for s in (*UNFINISHED, JobState.DEAD)]),
             jobs.c.key.startswith(key_prefix, autoescape=True),
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             keys = (await conn.scalars(query)).all()
         # LIKE ignores letter case on SQLite: compare exactly here
         return any(key.startswith(key_prefix) for key in keys if key is not None)
@@ -411,13 +411,13 @@ class JobQueue:
         query = sa.select(jobs.c.kind, jobs.c.state, sa.func.count()).group_by(
             jobs.c.kind, jobs.c.state
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return {(kind, state): count for kind, state, count in rows}
 
     async def waiting(self) -> dict[str, WaitingJobs]:
         """kind -> its unfinished (pending or running) jobs: how many, and the oldest's age."""
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             return await waiting_by_kind(conn)
 
     async def waiting_by_flow(self) -> dict[Flow, WaitingJobs]:
@@ -433,7 +433,7 @@ class JobQueue:
             .where(jobs.c.state == JobState.DEAD.value)
             .group_by(jobs.c.kind, reason)
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return {(kind, code or "unknown"): count for kind, code, count in rows}
 
@@ -446,7 +446,7 @@ class JobQueue:
             .where(*_dead_matching(where or DeadLetterFilter()))
             .order_by(jobs.c.updated_at.desc(), jobs.c.id)
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()
         return [job_from_row(row) for row in rows]
 
@@ -459,7 +459,7 @@ class JobQueue:
             .distinct()
             .order_by(reason)
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             return [r for r in (await conn.scalars(query)).all() if r]
 
     async def replay(
@@ -484,7 +484,7 @@ class JobQueue:
     ) -> list[str]:
         now = self._db.now()
         dead = [jobs.c.state == JobState.DEAD.value, *conditions]
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             rows = (await conn.execute(sa.select(jobs.c.id, jobs.c.kind).where(*dead))).all()
             if not rows:
                 return []
@@ -512,7 +512,7 @@ class JobQueue:
         """Give up on a dead letter: its payload is purged, the row (with its dead reason) and
         the operator's reason stay. False if ``job_id`` is not a dead letter."""
         now = self._db.now()
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             kind = await conn.scalar(
                 sa.update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.state == JobState.DEAD.value)
@@ -561,6 +561,6 @@ class JobQueue:
             query = query.where(jobs.c.kind == kind)
         if message_id is not None:
             query = query.where(jobs.c.message_id == message_id)
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()
         return [job_from_row(row) for row in rows]

@@ -133,7 +133,7 @@ class Keys:
         if token is None:
             key, derived_from = await self._first_fingerprint_key()
             now = self._db.now()
-            async with self._db.engine.begin() as conn:
+            async with self._db.write() as conn:
                 row = {"payload": self._seal(key), "created_at": now, "updated_at": now}
                 inserted = await conn.execute(
                     upsert_insert(conn, store_keys)
@@ -154,7 +154,7 @@ class Keys:
         """(key, the ring key it is derived from): random for a database with no message yet,
         else the derivation that reproduces the stored messages' fingerprints."""
         cipher = self._db.cipher
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             any_message = await conn.scalar(sa.select(sa.exists().select_from(inbound_messages)))
             rows = (
                 await conn.execute(
@@ -187,7 +187,7 @@ class Keys:
         """Store a new random fingerprint key, but only if no key of the ring opens the stored
         one (its key is lost): duplicate detection restarts from here. False if nothing was lost."""
         now = self._db.now()
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             token = await conn.scalar(
                 sa.select(store_keys.c.payload)
                 .where(store_keys.c.name == FINGERPRINT)
@@ -208,7 +208,7 @@ class Keys:
         return True
 
     async def _stored(self) -> str | None:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             token: str | None = await conn.scalar(
                 sa.select(store_keys.c.payload).where(store_keys.c.name == FINGERPRINT)
             )
@@ -244,7 +244,7 @@ class Keys:
         cipher = self._db.cipher
         by_table: dict[str, dict[str, int]] = {}
         unknown: dict[str, int] = {}
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             for table in SEALED_TABLES:
                 column = table.c.payload
                 per_key = [_count_sealed_with(column, kid) for kid in cipher.key_ids]
@@ -315,7 +315,7 @@ class Keys:
             .values(payload=sa.bindparam("sealed"))
         )
         resealed = unreadable = 0
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             rows = (await conn.execute(query)).all()
             changes = []
             for row_id, token in rows:
@@ -335,7 +335,7 @@ class Keys:
         now = self._db.now()
         ids: dict[str, Any] = {"key_id": self._db.cipher.current}
         ids.update({f"{table}_count": count for table, count in resealed.items()})
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             await self._audit.write(
                 conn, now, AuditRecord(AuditEvent.PAYLOADS_RESEALED, None, ids)
             )

@@ -53,7 +53,7 @@ class Leases:
 
     async def acquire(self, name: str, owner: str, *, ttl: float) -> bool:
         """Take or renew ``name`` for ``ttl`` seconds; False if someone else holds it."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             return await self.take(conn, self._db.now(), name, owner, ttl)
 
     async def take(
@@ -80,7 +80,7 @@ class Leases:
         return inserted.first() is not None
 
     async def release(self, name: str, owner: str) -> None:
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             await conn.execute(
                 sa.delete(leases).where(
                     leases.c.name == lease_key(name), leases.c.owner == owner
@@ -89,7 +89,7 @@ class Leases:
 
     async def holder(self, name: str) -> str | None:
         now = self._db.now()
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             owner: str | None = await conn.scalar(
                 sa.select(leases.c.owner).where(
                     leases.c.name == lease_key(name), leases.c.expires_at >= now

@@ -76,7 +76,7 @@ class Ledger:
         query = sa.select(exchanges).where(
             exchanges.c.flow == str(flow), exchanges.c.key == fit_key(key)
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             row = (await conn.execute(query)).first()
         return _exchange(row) if row else None
 
@@ -86,7 +86,7 @@ class Ledger:
         if flow is not None:
             query = query.where(exchanges.c.flow == str(flow))
         query = query.order_by(exchanges.c.created_at, exchanges.c.id)
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [_exchange(r) for r in rows]
 
@@ -96,7 +96,7 @@ class Ledger:
             .where(exchange_events.c.exchange_id == exchange_id)
             .order_by(exchange_events.c.id)
         )
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [
             ExchangeEvent(r.id, r.exchange_id, r.at, r.event, r.direction, dict(r.detail))
@@ -117,7 +117,7 @@ class Ledger:
         if not statuses:
             return []
         query = _waiting_query(tuple(sorted(statuses)))
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             ids = await conn.scalars(query, {"after": after or "", "limit": limit})
             return list(ids.all())
 
@@ -171,6 +171,6 @@ class Ledger:
             query = query.where(exchanges.c.flow == str(flow))
         if state is not None:
             query = query.where(exchanges.c.state == str(state))
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()
         return [_exchange(r) for r in rows]

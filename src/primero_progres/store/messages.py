@@ -67,7 +67,7 @@ class Messages:
         now = self._db.now()
         message_id = str(uuid.uuid4())
         fingerprint = await self._keys.fingerprint(message)
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             result = await conn.execute(
                 upsert_insert(conn, inbound_messages)
                 .values(
@@ -110,7 +110,7 @@ class Messages:
         return Receipt(message_id, False, job.id)
 
     async def get(self, message_id: str) -> InboundMessage | None:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             row = (
                 await conn.execute(
                     sa.select(inbound_messages).where(inbound_messages.c.id == message_id)
@@ -120,7 +120,7 @@ class Messages:
 
     async def payload(self, message_id: str) -> dict[str, Any] | None:
         """The decrypted message, or None once purged (its receive job is done)."""
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             token = await conn.scalar(
                 sa.select(inbound_messages.c.payload).where(inbound_messages.c.id == message_id)
             )
@@ -137,7 +137,7 @@ class Messages:
         )
         if flow is not None:
             query = query.where(inbound_messages.c.flow == str(flow))
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query.limit(limit))).all()
         return [message_from_row(r) for r in rows]
 

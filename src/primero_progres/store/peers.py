@@ -99,7 +99,7 @@ class PeerLog:
         """Merge what one process saw into each peer's row, in one transaction."""
         if not seen:
             return
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             for outcomes in seen:
                 row = await self._locked(conn, outcomes.peer, now)
@@ -119,6 +119,6 @@ class PeerLog:
         return _status((await conn.execute(query)).one())
 
     async def all(self) -> list[PeerStatus]:
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(sa.select(peer_status).order_by(peer_status.c.peer))).all()
         return [_status(row) for row in rows]

@@ -131,7 +131,7 @@ class Polls:
         audit trail) when the flow has no cursor and ``start_at`` is None."""
         kind = poll_kind(flow)
         refused = False
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             if not await self._leases.take(conn, now, poll_lease(flow), owner, lease_seconds):
                 return None
@@ -170,7 +170,7 @@ class Polls:
     async def last_completed(self, flows: Iterable[Flow]) -> dict[Flow, datetime]:
         """flow -> when its latest poll finished, for the polling ``flows`` that ever polled
         (what the poll-stale alert and its metric read; ``status`` shows the same)."""
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             return await _last_completed(conn, flows)
 
     async def run_now(
@@ -189,7 +189,7 @@ class Polls:
         everything; neither raises ``NoStartPoint``. An ``account`` is audited as the operator
         who asked.
         """
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             await self._start(
                 conn, now, flow, start_at=start_at, from_beginning=from_beginning, account=account
@@ -211,7 +211,7 @@ class Polls:
     ) -> str:
         """Set ``flow``'s cursor to ``moment`` (the start point, or a new one on a new cut-over);
         the cursor written."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             previous = await _cursor(conn, flow)
             value = watermark(moment)
@@ -226,7 +226,7 @@ class Polls:
         """Move ``flow``'s cursor back to ``moment``, so the next poll re-reads that window (the
         ledger drops what was already sent). Raises ``NoStartPoint`` when the flow has no
         cursor and ``NotARewind`` when ``moment`` is after the cursor."""
-        async with self._db.engine.begin() as conn:
+        async with self._db.write() as conn:
             now = self._db.now()
             previous = await _cursor(conn, flow)
             if previous is None:
@@ -248,7 +248,7 @@ class Polls:
     ) -> list[PollStatus]:
         """Each polling flow (with its interval): cursor, last finished poll, next poll."""
         out = []
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             last_completed = await _last_completed(conn, flows)
             for flow, interval in flows.items():
                 kind = poll_kind(flow)
@@ -304,7 +304,7 @@ class Polls:
             .offset(offset)
         )
         runs = []
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             for first in (await conn.execute(query)).all():
                 chain = [first]
                 while True:

@@ -142,7 +142,7 @@ class Reports:
                 sa.func.count(),
             )
 
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             received_rows = (
                 await conn.execute(
                     sa.select(jobs.c.kind, *split(jobs.c.created_at))
@@ -209,7 +209,7 @@ class Reports:
         if flow is not None:
             query = query.where(inbound_messages.c.flow == str(flow))
         parent = jobs.alias("parent")
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             rows = (await conn.execute(query.limit(limit).offset(offset))).all()
             ids = [r.id for r in rows]
             states: dict[str, dict[str, int]] = defaultdict(dict)
@@ -249,7 +249,7 @@ class Reports:
         if not q:
             return Trace(query, {}, [])
         quoted = _like_id(q)
-        async with self._db.engine.connect() as conn:
+        async with self._db.read() as conn:
             found_exchanges = (
                 await conn.execute(
                     sa.select(exchanges).where(sa.or_(*(exchanges.c[c] == q for c in ID_COLUMNS)))

@@ -90,7 +90,7 @@ class Store:
 
     async def apply(self, commands: Sequence[Command]) -> None:
         """Apply ``commands`` in one transaction, outside any job (operator actions, imports)."""
-        async with self.engine.begin() as conn:
+        async with self._db.write() as conn:
             await self._write(conn, self.now(), commands)
 
     async def _write(
@@ -129,7 +129,7 @@ class Store:
             config.attributes["connection"] = sync_conn
             command.upgrade(config, revision)
 
-        async with self.engine.begin() as conn:
+        async with self._db.write() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
@@ -139,7 +139,7 @@ class Store:
     async def revision(self) -> str | None:
         """The migration the database is at (None before ``upgrade``)."""
         try:
-            async with self.engine.connect() as conn:
+            async with self._db.read() as conn:
                 value = await conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
         except Exception:
             return None
@@ -156,7 +156,7 @@ class Store:
 
     async def ping(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with self._db.read() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         except Exception:
             return False
@@ -167,7 +167,7 @@ class Store:
         messages with no unfinished work once older than the retention period."""
         now = self.now()
         cutoff = now - timedelta(days=retention_days)
-        async with self.engine.begin() as conn:
+        async with self._db.write() as conn:
             result = PurgeResult(
                 jobs=await self.jobs.purge_payloads(conn, cutoff),
                 messages=await self.messages.purge_payloads(conn, cutoff),
