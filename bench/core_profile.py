@@ -6,8 +6,8 @@ Run with ``make bench`` (or ``.venv/bin/python bench/core_profile.py [--referral
 database this script empties first, never the tests' ``test``).
 
 - counts: the bridge in this process (``Stack``), N/5 referrals through the inbox and the
-  worker; SQLAlchemy events count the write transactions (commits), the read-only ones
-  (rollbacks) and the statements per referral.
+  worker (run as ``serve`` runs it); SQLAlchemy events count the write transactions
+  (commits), the read-only ones (rollbacks) and the statements per referral.
 - throughput: a real ``primero-progres serve`` (its own process) against the Primero and DTP
   simulators (one more process); N distinct one-intervention referrals posted to the inbox,
   timed until N feedback messages are at the DTP simulator.
@@ -103,9 +103,13 @@ async def counts(referrals: int, database_url: str | None, workdir: Path) -> dic
                 stack.inbox_url, json=referral(n, "COUNT"), headers=headers
             )
             assert answer.status_code == 202, answer.text
-        await stack.settle(timeout=600)
-        sent = await stack.dtp_messages()
-        assert len(sent) == referrals, len(sent)
+        # as ``serve`` runs it (``settle`` claims each job on its own)
+        stop = asyncio.Event()
+        running = asyncio.create_task(stack.worker.run(stop))
+        while len(await stack.dtp_messages()) < referrals:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await running
     return {name: value / referrals for name, value in seen.items()}
 
 
@@ -124,6 +128,12 @@ def prepare_database(url: str | None, workdir: Path) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{parsed.database}"'))
     admin.dispose()
     return url
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_serve(database_url: str, sims: dict[str, str], port: int, log: Path) -> Any:
@@ -182,26 +192,63 @@ async def drain(http: httpx.AsyncClient, dtp: str, target: int, timeout: float) 
         await asyncio.sleep(0.1)
 
 
-async def inbox_latency(
-    http: httpx.AsyncClient, inbox: str, rate: float, seconds: float
-) -> list[float]:
+class RawPoster:
+    """Keep-alive HTTP/1.1 POSTs over plain asyncio streams: a client this cheap measures the
+    bridge, not itself (an httpx client at 100 requests/s takes a good part of a core)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        parsed = httpx.URL(url)
+        self._host, self._port, self._path = parsed.host, parsed.port or 80, parsed.raw_path
+        self._token = token
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, body: bytes) -> int:
+        if self._idle:
+            reader, writer = self._idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self._host, self._port)
+        head = (
+            f"POST {self._path.decode()} HTTP/1.1\r\nHost: {self._host}\r\n"
+            f"Authorization: Bearer {self._token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        status_line = await reader.readline()
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self._idle.append((reader, writer))
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        for _reader, writer in self._idle:
+            writer.close()
+
+
+async def inbox_latency(inbox: str, rate: float, seconds: float) -> list[float]:
     """POSTs at ``rate`` per second (open loop: one is not held back by a slow one)."""
     latencies: list[float] = []
+    poster = RawPoster(inbox, demo_data.INBOX_TOKEN)
+    bodies = [json.dumps(referral(n, "LOAD")).encode() for n in range(int(rate * seconds))]
 
-    async def one(n: int) -> None:
+    async def one(body: bytes) -> None:
         started = time.perf_counter()
-        answer = await http.post(inbox, json=referral(n, "LOAD"))
+        status = await poster.post(body)
         latencies.append(time.perf_counter() - started)
-        assert answer.status_code == 202, answer.text
+        assert status == 202, status
 
     tasks = []
     start = time.perf_counter()
-    for n in range(int(rate * seconds)):
+    for n, body in enumerate(bodies):
         delay = start + n / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(n)))
+        tasks.append(asyncio.create_task(one(body)))
     await asyncio.gather(*tasks)
+    poster.close()
     return latencies
 
 
@@ -249,13 +296,16 @@ async def serve_figures(
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as http:
             inbox = f"{bridge}/api/v1/dtp/messages"
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_seconds(serve.pid)
             await post_all(http, inbox, [referral(n, "RUN") for n in range(referrals)])
             await drain(http, sims["dtp"], referrals, timeout=900)
             elapsed = time.perf_counter() - started
             figures["referrals_per_s"] = referrals / elapsed
+            figures["cpu_ms_per_referral"] = 1000 * (cpu_seconds(serve.pid) - cpu) / referrals
             await post_all(http, inbox, [referral(n, "BACKLOG") for n in range(referrals)])
-            latencies = await inbox_latency(http, inbox, rate, seconds)
+            cpu = cpu_seconds(serve.pid)
+            latencies = await inbox_latency(inbox, rate, seconds)
+            figures["load_cpu_share"] = (cpu_seconds(serve.pid) - cpu) / seconds
             left = 2 * referrals + len(latencies) - await feedback_count(http, sims["dtp"])
             figures["backlog_left_after_load"] = left
             ordered = sorted(latencies)
@@ -269,6 +319,10 @@ async def serve_figures(
             spy.wait(60)
         serve.terminate()
         serve.wait(30)
+        if os.environ.get("CORE_PROFILE_LOG"):
+            import shutil
+
+            shutil.copy(workdir / "serve.log", os.environ["CORE_PROFILE_LOG"])
         sims_process.stdin.close()
         sims_process.wait(30)
     return figures
@@ -319,14 +373,16 @@ def main() -> None:
             )
             print(
                 f"serve: {figures['referrals_per_s']:.1f} referrals/s "
-                f"({args.referrals} referrals, inbox to feedback at DTP)"
+                f"({args.referrals} referrals, inbox to feedback at DTP), "
+                f"{figures['cpu_ms_per_referral']:.1f} ms of serve's CPU per referral"
             )
             print(
                 f"inbox at {args.rate:.0f}/s for {args.seconds:.0f} s over a backlog of "
                 f"{args.referrals}: p50 {figures['inbox_p50_ms']:.1f} ms, "
                 f"p99 {figures['inbox_p99_ms']:.1f} ms, max {figures['inbox_max_ms']:.1f} ms, "
                 f"{figures['inbox_over_250ms']:.0f} over 250 ms "
-                f"(backlog left after the load: {figures['backlog_left_after_load']:.0f})"
+                f"(serve used {figures['load_cpu_share']:.2f} CPU meanwhile; "
+                f"backlog left after it: {figures['backlog_left_after_load']:.0f})"
             )
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import BridgeError, FailureClass
 from .logging import get_logger
 from .runtime.metrics import JOBS
-from .store import Command, DeadReason, Handler, Job, StepBuffer, UnreadableJob
+from .store import Command, DeadReason, Handler, Job, LeaseBusy, StepBuffer, UnreadableJob
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -102,6 +102,11 @@ class Worker:
 
     async def run_once(self, slot: int = 0) -> bool:
         """Claim and process one due job; False when none is due."""
+        return await self._run(slot, chain=_never)
+
+    async def _run(self, slot: int, *, chain: Callable[[], bool]) -> bool:
+        """Claim and process a due job; while ``chain()`` holds, each commit claims the next
+        one in its transaction. False when none was due."""
         if not self.handlers:
             return False
         owner = f"{self.worker_id}/{slot}"
@@ -114,7 +119,9 @@ class Worker:
             return True
         if job is None:
             return False
-        await self._process(job, owner)
+        next_job: Job | None = job
+        while next_job is not None:
+            next_job = await self._process(next_job, owner, claim_next=chain())
         return True
 
     async def run_until_idle(self) -> int:
@@ -146,9 +153,12 @@ class Worker:
             log.info("worker.stopped", worker=self.worker_id)
 
     async def _loop(self, slot: int, stop: asyncio.Event) -> None:
+        def running() -> bool:
+            return not stop.is_set()
+
         while not stop.is_set():
             try:
-                worked = await self.run_once(slot)
+                worked = await self._run(slot, chain=running)
             except Exception as exc:
                 log.warning("worker.claim_failed", worker=self.worker_id, error=type(exc).__name__)
                 worked = False
@@ -156,32 +166,56 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
 
-    async def _process(self, job: Job, owner: str) -> None:
-        """Run the step, then commit or fail it; the leases it held are released after that."""
-        async with contextlib.AsyncExitStack() as held:
+    async def _process(self, job: Job, owner: str, *, claim_next: bool = False) -> Job | None:
+        """Run the step, then commit or fail it; the leases it held are released with its
+        commit, or after its failure. With ``claim_next``, the next job claimed in the commit."""
+        held: list[str] = []
 
-            async def hold(lease: str) -> None:
-                await held.enter_async_context(
-                    self.store.leases.hold(lease, owner, ttl=self.lease_seconds)
-                )
+        async def hold(lease: str) -> None:
+            if lease in held:
+                return
+            if not await self.store.leases.acquire(lease, owner, ttl=self.lease_seconds):
+                kind = lease.partition(":")[0]
+                raise LeaseBusy(f"another worker holds the {kind} lease", reason="busy")
+            held.append(lease)
 
-            ctx = StepBuffer(job, worker_id=owner, hold=hold)
-            heartbeat = asyncio.create_task(self._heartbeat(job, owner))
-            failure: BaseException | None = None
+        ctx = StepBuffer(job, worker_id=owner, hold=hold)
+        heartbeat = asyncio.create_task(self._heartbeat(job, owner))
+        failure: BaseException | None = None
+        try:
+            await self.handlers[job.kind](ctx)
+        except asyncio.CancelledError:
+            heartbeat.cancel()
+            await self._release(job, owner)
+            await self._give_back(held, owner)
+            raise
+        except Exception as exc:
+            failure = exc
+        finally:
+            heartbeat.cancel()
+        if failure is None:
+            # the leases are held through the after-commit callbacks, if any; else they are
+            # given back in the commit itself
+            in_commit = [] if ctx.callbacks else held
+            committed, claimed = await self._succeed(job, owner, ctx, in_commit, claim_next)
+            if not committed or ctx.callbacks:
+                await self._give_back(held, owner)
+            if isinstance(claimed, UnreadableJob):
+                await self._dead(claimed.job, owner, _reason(claimed, claimed.failure_class))
+                return None
+            return claimed
+        await self._fail(job, owner, failure)
+        await self._give_back(held, owner)
+        return None
+
+    async def _give_back(self, held: list[str], owner: str) -> None:
+        """Release the leases of a step not given back in its commit (a crash lets them
+        expire)."""
+        for lease in held:
             try:
-                await self.handlers[job.kind](ctx)
-            except asyncio.CancelledError:
-                heartbeat.cancel()
-                await self._release(job, owner)
-                raise
+                await self.store.leases.release(lease, owner)
             except Exception as exc:
-                failure = exc
-            finally:
-                heartbeat.cancel()
-            if failure is None:
-                await self._succeed(job, owner, ctx)
-            else:
-                await self._fail(job, owner, failure)
+                log.warning("lease.release_failed", worker=owner, error=type(exc).__name__)
 
     async def _heartbeat(self, job: Job, owner: str) -> None:
         """Keep the lease while a long step runs, so nobody else takes the job."""
@@ -196,17 +230,32 @@ class Worker:
                 log.warning("job.lease_lost", job_id=job.id, kind=job.kind)
                 return
 
-    async def _succeed(self, job: Job, owner: str, ctx: StepBuffer) -> None:
+    async def _succeed(
+        self, job: Job, owner: str, ctx: StepBuffer, held: list[str], claim_next: bool
+    ) -> tuple[bool, Job | UnreadableJob | None]:
+        """Commit the step (and give back its leases, and claim the next job, in the same
+        transaction); whether it was committed, and the next job."""
         try:
-            committed = await self.store.jobs.commit_step(job, owner, ctx.commands)
+            if claim_next:
+                committed, claimed = await self.store.jobs.commit_step_and_claim(
+                    job,
+                    owner,
+                    ctx.commands,
+                    leases=held,
+                    kinds=self.handlers,
+                    lease_seconds=self.lease_seconds,
+                )
+            else:
+                committed = await self.store.jobs.commit_step(job, owner, ctx.commands, leases=held)
+                claimed = None
         except Exception as exc:
             # The step ran but its outcome could not be committed: run it again later.
             await self._fail(job, owner, exc)
-            return
+            return False, None
         if not committed:
             JOBS.labels(job.kind, "lost_lease").inc()
             log.warning("job.lease_lost", job_id=job.id, kind=job.kind)
-            return
+            return False, None
         JOBS.labels(job.kind, "done").inc()
         log.info("job.done", job_id=job.id, kind=job.kind, attempts=job.attempts)
         for callback in ctx.callbacks:
@@ -214,6 +263,7 @@ class Worker:
                 await callback()
             except Exception as exc:
                 log.warning("job.after_commit_failed", job_id=job.id, error=type(exc).__name__)
+        return True, claimed
 
     async def _fail(self, job: Job, owner: str, exc: BaseException) -> None:
         if isinstance(exc, BridgeError):
@@ -275,6 +325,10 @@ class Worker:
             return
         JOBS.labels(job.kind, "released").inc()
         log.info("job.released", job_id=job.id, kind=job.kind)
+
+
+def _never() -> bool:
+    return False
 
 
 def _reason(exc: BaseException, failure_class: FailureClass) -> DeadReason:

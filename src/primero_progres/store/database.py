@@ -23,43 +23,50 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+
+
 class WriteGate:
     """SQLite lets one writer in at a time and makes the others retry with growing sleeps, in
     no order: under load a writer waits seconds while later ones pass. The store's writers in
-    one process queue here instead, first come first served, on whichever thread and event
-    loop they run (``serve``'s inbox and worker each have theirs)."""
+    one process queue here instead, on whichever thread and event loop they run (``serve``'s
+    inbox and worker each have theirs): first come first served, except that an ``urgent``
+    writer (the inbox, whose peer waits for the answer) goes before the others waiting."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._held = False
-        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        self._urgent: deque[Waiter] = deque()
+        self._waiters: deque[Waiter] = deque()
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, urgent: bool = False) -> None:
         loop = asyncio.get_running_loop()
+        queue = self._urgent if urgent else self._waiters
         with self._mutex:
             if not self._held:
                 self._held = True
                 return
             waiter = (loop, loop.create_future())
-            self._waiters.append(waiter)
+            queue.append(waiter)
         try:
             await waiter[1]
         except asyncio.CancelledError:
             with self._mutex:
-                queued = waiter in self._waiters
+                queued = waiter in queue
                 if queued:
-                    self._waiters.remove(waiter)
+                    queue.remove(waiter)
             if not queued:  # the gate was handed over meanwhile: hand it on
                 self.release()
             raise
 
     def release(self) -> None:
         with self._mutex:
-            while self._waiters:
-                loop, future = self._waiters.popleft()
-                with contextlib.suppress(RuntimeError):  # that loop has ended
-                    loop.call_soon_threadsafe(_wake, future)
-                    return
+            for queue in (self._urgent, self._waiters):
+                while queue:
+                    loop, future = queue.popleft()
+                    with contextlib.suppress(RuntimeError):  # that loop has ended
+                        loop.call_soon_threadsafe(_wake, future)
+                        return
             self._held = False
 
 
@@ -96,14 +103,14 @@ class Database:
         return self.clock()
 
     @contextlib.asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncConnection]:
         """A write transaction (``engine.begin()``), behind this process's other writers on
-        SQLite."""
+        SQLite (``urgent``: before those not urgent)."""
         if self._gate is None:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        await self._gate.acquire()
+        await self._gate.acquire(urgent=urgent)
         try:
             async with self.engine.begin() as conn:
                 yield conn

@@ -1,8 +1,9 @@
 """The job queue: one table, atomic claims, idempotency keys unique forever.
 
-A claim is a single ``UPDATE ... WHERE id = (SELECT ... LIMIT 1 FOR UPDATE SKIP
-LOCKED) RETURNING`` (the ``FOR UPDATE`` part is dropped on SQLite, where
-``BEGIN IMMEDIATE`` serialises writers). ``attempts`` grows at each claim and
+A claim is a single ``UPDATE ... WHERE id = COALESCE((SELECT <expired lease> LIMIT 1 FOR
+UPDATE SKIP LOCKED), (SELECT <pending, due> ...)) RETURNING`` (the ``FOR UPDATE`` part is
+dropped on SQLite, where ``BEGIN IMMEDIATE`` serialises writers). A worker that commits a
+step may claim its next job in the same transaction (``commit_step_and_claim``). ``attempts`` grows at each claim and
 doubles as a fencing token: a worker may only finish a job it still holds.
 """
 
@@ -21,6 +22,7 @@ from .commands import AuditRecord, Command, Enqueue
 from .crypto import PayloadUnreadable
 from .database import Database
 from .dialect import upsert_insert
+from .leases import give_back
 from .models import (
     UNFINISHED,
     DeadLetterFilter,
@@ -242,20 +244,48 @@ class JobQueue:
         """Take one due job (pending and due, or running with an expired lease), its payload
         decrypted. Raises ``UnreadableJob`` (holding the claimed job) if it does not decrypt."""
         now = self._db.now()
-        due = sa.or_(
-            sa.and_(jobs.c.state == JobState.PENDING.value, jobs.c.next_attempt_at <= now),
-            sa.and_(jobs.c.state == JobState.RUNNING.value, jobs.c.lease_expires_at < now),
-        )
-        if kinds is not None:
-            due = sa.and_(due, jobs.c.kind.in_(sorted(kinds)))
-        pick = (
+        async with self._db.write() as conn:
+            row = await self._take(conn, now, owner, kinds, lease_seconds)
+        claimed = self._claimed(row)
+        if isinstance(claimed, UnreadableJob):
+            raise claimed
+        return claimed
+
+    async def _take(
+        self,
+        conn: AsyncConnection,
+        now: datetime,
+        owner: str,
+        kinds: Collection[str] | None,
+        lease_seconds: float,
+    ) -> Any:
+        """The claim's one statement, in the caller's transaction: the claimed row or None.
+
+        A job whose lease expired (its worker died) first, else the pending job due first:
+        two lookups that each walk an index in order (``state``, ``next_attempt_at``) and stop
+        at the first match, where one over both states would read and sort every due job.
+        """
+        kind = [jobs.c.kind.in_(sorted(kinds))] if kinds is not None else []
+        order = (jobs.c.next_attempt_at, jobs.c.created_at)
+        expired = (
             sa.select(jobs.c.id)
-            .where(due)
-            .order_by(jobs.c.next_attempt_at, jobs.c.created_at)
+            .where(
+                jobs.c.state == JobState.RUNNING.value, jobs.c.lease_expires_at < now, *kind
+            )
+            .order_by(*order)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
+        due = (
+            sa.select(jobs.c.id)
+            .where(jobs.c.state == JobState.PENDING.value, jobs.c.next_attempt_at <= now, *kind)
+            .order_by(*order)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        pick = sa.func.coalesce(expired, due)
         stmt = (
             sa.update(jobs)
             .where(jobs.c.id == pick)
@@ -268,24 +298,55 @@ class JobQueue:
             )
             .returning(*jobs.c)
         )
-        async with self._db.write() as conn:
-            row = (await conn.execute(stmt)).first()
+        return (await conn.execute(stmt)).first()
+
+    def _claimed(self, row: Any) -> Job | UnreadableJob | None:
         if row is None:
             return None
         try:
             return job_from_row(row, self._decrypt(row))
         except PayloadUnreadable as exc:
-            raise UnreadableJob(job_from_row(row), exc) from exc
+            return UnreadableJob(job_from_row(row), exc)
 
-    async def commit_step(self, job: Job, owner: str, commands: Sequence[Command]) -> bool:
-        """Mark a held job done, drop its payloads, and apply the step's ``commands``, in one
-        transaction. False (and nothing written) if ``owner`` no longer holds the job."""
+    async def commit_step(
+        self, job: Job, owner: str, commands: Sequence[Command], *, leases: Collection[str] = ()
+    ) -> bool:
+        """Mark a held job done, drop its payloads, apply the step's ``commands`` and give back
+        the ``leases`` it held, in one transaction. False (and nothing written) if ``owner`` no
+        longer holds the job."""
+        committed, _next = await self._commit(job, owner, commands, leases, None)
+        return committed
+
+    async def commit_step_and_claim(
+        self,
+        job: Job,
+        owner: str,
+        commands: Sequence[Command],
+        *,
+        leases: Collection[str] = (),
+        kinds: Collection[str] | None,
+        lease_seconds: float,
+    ) -> tuple[bool, Job | UnreadableJob | None]:
+        """``commit_step``, then ``claim`` for ``owner`` in the same transaction: a busy worker
+        commits once per job instead of twice. The next job (an ``UnreadableJob`` if its
+        payload does not decrypt) is None when none is due or the step was not committed."""
+        return await self._commit(job, owner, commands, leases, (kinds, lease_seconds))
+
+    async def _commit(
+        self,
+        job: Job,
+        owner: str,
+        commands: Sequence[Command],
+        leases: Collection[str],
+        claim: tuple[Collection[str] | None, float] | None,
+    ) -> tuple[bool, Job | UnreadableJob | None]:
+        row = None
         async with self._db.write() as conn:
             now = self._db.now()
             if not await self._update_held(
                 conn, job, owner, state=JobState.DONE.value, payload=None, **_unleased(now)
             ):
-                return False
+                return False, None
             if job.message_id is not None:
                 await conn.execute(
                     sa.update(inbound_messages)
@@ -293,7 +354,12 @@ class JobQueue:
                     .values(payload=None)
                 )
             await self._write_commands(conn, now, commands, job.id)
-        return True
+            if leases:
+                await give_back(conn, leases, owner)
+            if claim is not None:
+                kinds, lease_seconds = claim
+                row = await self._take(conn, now, owner, kinds, lease_seconds)
+        return True, self._claimed(row)
 
     async def retry(self, job: Job, owner: str, *, delay: float) -> bool:
         now = self._db.now()
@@ -454,10 +520,7 @@ class JobQueue:
         """The typed reasons of the dead letters there are now, for a filter's choices."""
         reason = jobs.c.dead_reason["reason"].as_string()
         query = (
-            sa.select(reason)
-            .where(jobs.c.state == JobState.DEAD.value)
-            .distinct()
-            .order_by(reason)
+            sa.select(reason).where(jobs.c.state == JobState.DEAD.value).distinct().order_by(reason)
         )
         async with self._db.read() as conn:
             return [r for r in (await conn.scalars(query)).all() if r]

@@ -8,7 +8,7 @@ and any length: the row is keyed by ``<kind>:<SHA-256 of the name>``, a fixed 40
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -29,6 +29,15 @@ def lease_key(name: str) -> str:
     """The row key of a lease: its kind (before the first ``:``) in clear, then a hash."""
     kind = name.partition(":")[0][:20]
     return f"{kind}:{hashlib.sha256(name.encode()).hexdigest()[:40]}"
+
+
+async def give_back(conn: AsyncConnection, names: Collection[str], owner: str) -> None:
+    """Release ``names`` held by ``owner``, in the caller's transaction (a step's commit)."""
+    await conn.execute(
+        sa.delete(leases).where(
+            leases.c.name.in_([lease_key(name) for name in names]), leases.c.owner == owner
+        )
+    )
 
 
 class Leases:
@@ -82,9 +91,7 @@ class Leases:
     async def release(self, name: str, owner: str) -> None:
         async with self._db.write() as conn:
             await conn.execute(
-                sa.delete(leases).where(
-                    leases.c.name == lease_key(name), leases.c.owner == owner
-                )
+                sa.delete(leases).where(leases.c.name == lease_key(name), leases.c.owner == owner)
             )
 
     async def holder(self, name: str) -> str | None:

@@ -67,7 +67,8 @@ class Messages:
         now = self._db.now()
         message_id = str(uuid.uuid4())
         fingerprint = await self._keys.fingerprint(message)
-        async with self._db.write() as conn:
+        # the peer waits for this answer: it goes before the worker's writes waiting (SQLite)
+        async with self._db.write(urgent=True) as conn:
             result = await conn.execute(
                 upsert_insert(conn, inbound_messages)
                 .values(

@@ -78,6 +78,14 @@ jobs = sa.Table(
     sa.Index("ix_jobs_kind_state_updated_at", "kind", "state", "updated_at"),
     sa.Index("ix_jobs_kind_created_at", "kind", "created_at"),
     sa.Index("ix_jobs_state_updated_at", "state", "updated_at"),
+    #: the claim walks it in order and takes the first due job (migration 0006)
+    sa.Index(
+        "ix_jobs_pending_due",
+        "next_attempt_at",
+        "created_at",
+        postgresql_where=sa.text("state = 'pending'"),
+        sqlite_where=sa.text("state = 'pending'"),
+    ),
 )
 
 _ID_COLUMNS = (
