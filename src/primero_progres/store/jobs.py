@@ -3,8 +3,9 @@
 A claim is a single ``UPDATE ... WHERE id = COALESCE((SELECT <expired lease> LIMIT 1 FOR
 UPDATE SKIP LOCKED), (SELECT <pending, due> ...)) RETURNING`` (the ``FOR UPDATE`` part is
 dropped on SQLite, where ``BEGIN IMMEDIATE`` serialises writers). A worker that commits a
-step may claim its next job in the same transaction (``commit_step_and_claim``). ``attempts`` grows at each claim and
-doubles as a fencing token: a worker may only finish a job it still holds.
+step may claim its next job in the same transaction (``commit_step_and_claim``).
+``attempts`` grows at each claim and doubles as a fencing token: a worker may only finish a
+job it still holds.
 """
 
 from __future__ import annotations
