@@ -200,11 +200,14 @@ class RawPoster:
         parsed = httpx.URL(url)
         self._host, self._port, self._path = parsed.host, parsed.port or 80, parsed.raw_path
         self._token = token
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def post(self, body: bytes) -> int:
+        # uvicorn closes a connection idle for 5 s: one idle longer than 2 s is not reused
+        while self._idle and self._idle[-1][0] < time.monotonic() - 2:
+            self._idle.pop()[2].close()
         if self._idle:
-            reader, writer = self._idle.pop()
+            _at, reader, writer = self._idle.pop()
         else:
             reader, writer = await asyncio.open_connection(self._host, self._port)
         head = (
@@ -220,11 +223,11 @@ class RawPoster:
             if name.lower() == "content-length":
                 length = int(value)
         await reader.readexactly(length)
-        self._idle.append((reader, writer))
+        self._idle.append((time.monotonic(), reader, writer))
         return int(status_line.split()[1])
 
     def close(self) -> None:
-        for _reader, writer in self._idle:
+        for _at, _reader, writer in self._idle:
             writer.close()
 
 
