@@ -130,16 +130,9 @@ class WorkerThread:
 async def run_service(settings: Settings, *, http: bool, scheduler: bool = True) -> None:
     """Open the store, migrate, and run worker (+ scheduler, purge, HTTP) until a signal.
 
-    With ``http`` the worker side runs in its own thread (``WorkerThread``)."""
-    import uvicorn
-
-    from .. import flows
+    With ``http`` on SQLite the worker side runs in its own thread (``WorkerThread``)."""
     from ..alerts.notify import targets
-    from ..logging import get_logger
     from ..store import Store
-    from ..web import create_app
-
-    log = get_logger(__name__)
 
     tls = tls_options(settings) if http else {}
     targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
@@ -158,35 +151,66 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     _stop_on_signals(stop)
     if not http:
         try:
-            handlers = flows.build_handlers(settings, store)
-            try:
-                await _work(store, settings, handlers, scheduler=scheduler, stop=stop)
-            finally:
-                await handlers.aclose()
+            await _work_in_loop(store, settings, scheduler=scheduler, stop=stop)
         finally:
+            await store.close()
+        return
+    if store.dialect != "sqlite":
+        # PostgreSQL: one event loop. A worker thread's Python work competes with the inbox
+        # for the interpreter lock on every round trip; measured (bench/inbox.py) it made the
+        # inbox slower, not faster. Several workers are separate `worker` processes.
+        work = asyncio.create_task(_work_in_loop(store, settings, scheduler=scheduler, stop=stop))
+        try:
+            await _serve_http(settings, store, tls)
+        finally:
+            stop.set()
+            await asyncio.gather(work, return_exceptions=True)
             await store.close()
         return
     background = WorkerThread(settings, scheduler=scheduler)
     try:
         await background.start()
-        config = uvicorn.Config(
-            create_app(settings, store),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            # no handlers of its own: its records go through the redacting root handler
-            log_config=None,
-            **tls,
-        )
-        server = uvicorn.Server(config)
-        scheme = "https" if tls else "http"
-        log.info("serve.started", host=settings.host, port=settings.port, scheme=scheme)
-        await server.serve()
+        await _serve_http(settings, store, tls)
     finally:
         stop.set()
         await background.stop()
         await store.close()
+
+
+async def _work_in_loop(
+    store: Store, settings: Settings, *, scheduler: bool, stop: asyncio.Event
+) -> None:
+    from .. import flows
+
+    handlers = flows.build_handlers(settings, store)
+    try:
+        await _work(store, settings, handlers, scheduler=scheduler, stop=stop)
+    finally:
+        await handlers.aclose()
+
+
+async def _serve_http(settings: Settings, store: Store, tls: dict[str, Any]) -> None:
+    import uvicorn
+
+    from ..logging import get_logger
+    from ..web import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, store),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        # no handlers of its own: its records go through the redacting root handler
+        log_config=None,
+        **tls,
+    )
+    server = uvicorn.Server(config)
+    scheme = "https" if tls else "http"
+    get_logger(__name__).info(
+        "serve.started", host=settings.host, port=settings.port, scheme=scheme
+    )
+    await server.serve()
 
 
 def tls_options(settings: Settings) -> dict[str, Any]:
