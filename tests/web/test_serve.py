@@ -69,9 +69,9 @@ def _wait_ready(server: subprocess.Popen[bytes], url: str, **client: Any) -> Non
         time.sleep(0.1)
 
 
-def test_serve_on_the_default_sqlite_file(tmp_path: Path) -> None:
-    port = _free_port()
-    env = _serve_env(port)
+def _inbox_round(tmp_path: Path, env: dict[str, str], port: int) -> None:
+    """Serve, accept one message and its duplicate, refuse a token-less one, stop on SIGINT;
+    then ``messages`` lists what was accepted."""
     server = _cli("serve", cwd=tmp_path, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -90,8 +90,7 @@ def test_serve_on_the_default_sqlite_file(tmp_path: Path) -> None:
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
-    assert (tmp_path / "primero-progres.db").exists()
-
+    assert server.returncode == 0, server.communicate()[1].decode()
     listing = subprocess.run(
         [sys.executable, "-m", "primero_progres.cli", "messages"],
         cwd=tmp_path,
@@ -100,6 +99,20 @@ def test_serve_on_the_default_sqlite_file(tmp_path: Path) -> None:
         check=True,
     )
     assert b"811-23-PRTITV-1000095" in listing.stdout
+
+
+def test_serve_on_the_default_sqlite_file(tmp_path: Path) -> None:
+    """The worker side runs in a thread of its own here (SQLite)."""
+    port = _free_port()
+    _inbox_round(tmp_path, _serve_env(port), port)
+    assert (tmp_path / "primero-progres.db").exists()
+
+
+def test_serve_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """On PostgreSQL the worker shares the inbox's event loop; it starts and stops the same."""
+    port = _free_port()
+    _inbox_round(tmp_path, {**_serve_env(port), "PRIMERO_PROGRES_DATABASE_URL": postgres_url}, port)
+    assert not (tmp_path / "primero-progres.db").exists()
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
