@@ -22,15 +22,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import FailureClass, PermanentError
+from ..errors import PermanentError
 from ..logging import get_logger
 from ..mapping import ping as ping_mapping
 from ..mapping.errors import MappingError
 from ..mapping.ping import FieldUpdate, InterventionKeys
 from ..peers.errors import PermanentPeerError
-from ..profiles.schema import PRIMERO_REFUSED
 from ..store import (
-    AuditEvent,
     Exchange,
     Flow,
     LedgerEvent,
@@ -48,7 +46,7 @@ from .ping_polling import (
     unreadable_row,
 )
 from .ping_polling import write_back as ping_write_back
-from .progres_referral import write_case
+from .progres_referral import record_refusal, write_case
 from .runtime import Runtime
 
 FLOW = Flow.PROGRES_REFERRAL
@@ -193,41 +191,22 @@ def _refuse(
     error: MappingError | None = None,
     peer_reason: str | None = None,
 ) -> None:
-    """Record a refused intervention and queue its "delivery failed": the mapping's
-    ``error``, else Primero refused it (``peer_reason``)."""
-    reason_kind = error.kind if error is not None else PRIMERO_REFUSED
+    """Record a refused intervention and queue its "delivery failed"."""
     number = keys.intervention_number
     key = number or f"lp:{keys.lp_intervention_id}"
-    ctx.ledger_record(
-        FLOW,
+    reason_kind = record_refusal(
+        ctx,
         key,
-        state=LedgerState.REFUSED,
-        event=LedgerEvent.INTERVENTION_REFUSED,
-        fingerprint=fingerprint,
-        reason=reason_kind,
-        **_ids(keys),
-    )
-    ctx.audit(
-        AuditEvent.INTERVENTION_REFUSED,
-        flow=FLOW,
-        progres_interventionnumber=number,
-        lp_intervention_id=keys.lp_intervention_id,
-        reason=reason_kind,
-        failure_class=(FailureClass.MAPPING if error else FailureClass.PERMANENT).value,
-        fields=list(error.fields) if error else [],
-        peer_status=peer_reason,
+        fingerprint,
+        error=error,
+        peer_reason=peer_reason,
+        ledger_ids=_ids(keys),
+        ids={"progres_interventionnumber": number, "lp_intervention_id": keys.lp_intervention_id},
     )
     update = ping_mapping.referral_failed_update(
         keys, error, profile=rt.profile, today=rt.today(), reason_kind=reason_kind
     )
     _queue_write_back(rt, ctx, keys, update, key, fingerprint, refused=True)
-    log.info(
-        "intervention_refused",
-        flow=FLOW.value,
-        progres_interventionnumber=number,
-        lp_intervention_id=keys.lp_intervention_id,
-        reason=reason_kind,
-    )
 
 
 def _queue_write_back(

@@ -19,6 +19,7 @@ interventions for the same child arriving together can never create two cases.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -249,6 +250,43 @@ async def _kept(
     return again
 
 
+def record_refusal(
+    ctx: StepContext,
+    key: str,
+    fingerprint: str,
+    *,
+    error: MappingError | None,
+    peer_reason: str | None,
+    peer_fields: Sequence[str] = (),
+    ledger_ids: Mapping[str, Any],
+    ids: Mapping[str, Any],
+) -> str:
+    """The ledger row, audit entry and log line of a refused intervention, whichever gateway
+    brought it (``ids`` name it in the audit trail and the log); returns the reason kind its
+    refusal message carries: the mapping ``error``'s, else Primero refused it."""
+    reason_kind = error.kind if error is not None else PRIMERO_REFUSED
+    ctx.ledger_record(
+        FLOW,
+        key,
+        state=LedgerState.REFUSED,
+        event=LedgerEvent.INTERVENTION_REFUSED,
+        fingerprint=fingerprint,
+        reason=reason_kind,
+        **ledger_ids,
+    )
+    ctx.audit(
+        AuditEvent.INTERVENTION_REFUSED,
+        flow=FLOW,
+        reason=reason_kind,
+        failure_class=(FailureClass.MAPPING if error else FailureClass.PERMANENT).value,
+        fields=list(error.fields) if error else list(peer_fields),
+        peer_status=peer_reason,
+        **ids,
+    )
+    log.info("intervention_refused", flow=FLOW.value, reason=reason_kind, **ids)
+    return reason_kind
+
+
 def _refuse(
     ctx: StepContext,
     rt: Runtime,
@@ -259,42 +297,27 @@ def _refuse(
     peer_reason: str | None = None,
     peer_fields: list[str] | None = None,
 ) -> None:
-    """Record a refused intervention and queue its ``Delivery Fail``: the mapping's ``error``,
-    else Primero refused it (``peer_reason``; ``peer_fields``: the JSON pointers it named, so
-    the audit trail says which field, e.g. a code missing from the instance's lookup)."""
-    reason_kind = error.kind if error is not None else PRIMERO_REFUSED
-    feedback = mapping.refusal_feedback(intervention, error, rt.profile, reason_kind=reason_kind)
+    """Record a refused intervention and queue its ``Delivery Fail`` (``peer_fields``: the JSON
+    pointers Primero named, so the audit trail says which field, e.g. a code missing from the
+    instance's lookup)."""
     number = mapping.intervention_number(intervention)
     key_number = number or f"{ctx.job.message_id}:{ctx.job.refs.get('index')}"
-    ctx.ledger_record(
-        FLOW,
+    reason_kind = record_refusal(
+        ctx,
         key_number,
-        state=LedgerState.REFUSED,
-        event=LedgerEvent.INTERVENTION_REFUSED,
-        fingerprint=fingerprint,
-        progres_interventionnumber=number,
-        reason=reason_kind,
+        fingerprint,
+        error=error,
+        peer_reason=peer_reason,
+        peer_fields=peer_fields or (),
+        ledger_ids={"progres_interventionnumber": number},
+        ids={"progres_interventionnumber": number},
     )
-    ctx.audit(
-        AuditEvent.INTERVENTION_REFUSED,
-        flow=FLOW,
-        progres_interventionnumber=number,
-        reason=reason_kind,
-        failure_class=(FailureClass.MAPPING if error else FailureClass.PERMANENT).value,
-        fields=list(error.fields) if error else list(peer_fields or []),
-        peer_status=peer_reason,
-    )
+    feedback = mapping.refusal_feedback(intervention, error, rt.profile, reason_kind=reason_kind)
     ctx.enqueue(
         FEEDBACK,
         {"message": feedback},
         key=f"{FEEDBACK}:{key_number}:{fingerprint}",
         refs={"progres_interventionnumber": number, "status": feedback["status"]},
-    )
-    log.info(
-        "intervention_refused",
-        flow=FLOW.value,
-        progres_interventionnumber=number,
-        reason=reason_kind,
     )
 
 
