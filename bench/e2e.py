@@ -203,6 +203,7 @@ async def one_setup(name: str, database_url: str, workers: int, args: argparse.N
                     items = interventions(f"{what[0].upper()}{run}{name[0].upper()}", args.count)
                     before = (_procs.cpu(bridge), _procs.cpu(sims), time.process_time())
                     posted: dict[str, datetime] = {}
+                    seconds = 0.0  # a bridge run's: until the last feedback, set below
                     if what == "bridge":
                         started_at = await bridge_run(http, inbox, dtp, items, args.timeout,
                                                       posted)
