@@ -61,6 +61,10 @@ class Run:
     bridge_cpu: float
     sims_cpu: float
     client_cpu: float
+    #: bridge runs: seconds from the first POST to the first feedback at DTP, and the median
+    #: of each referral's POST to its feedback (under the backlog the posters build)
+    first_feedback: float | None = None
+    median_latency: float | None = None
 
     @property
     def rate(self) -> float:
@@ -90,10 +94,11 @@ async def delivered(http: httpx.AsyncClient, dtp: _procs.Proc) -> int:
 
 
 async def bridge_run(http: httpx.AsyncClient, inbox: str, dtp: _procs.Proc,
-                     items: list[dict[str, Any]], timeout: float) -> datetime:
+                     items: list[dict[str, Any]], timeout: float,
+                     posted: dict[str, datetime]) -> datetime:
     """Post every referral to the inbox and wait until every feedback is at DTP (checked
-    twice a second: the end is the last feedback's ``received_at``, see ``last_feedback``);
-    the moment the first POST left."""
+    twice a second: the end is the last feedback's ``received_at``, see ``feedback_times``);
+    the moment the first POST left. ``posted``: intervention number -> when its POST left."""
     headers = {"Authorization": f"Bearer {demo_data.INBOX_TOKEN}"}
     messages = [demo_data.referral_message(item) for item in items]
     started_at = datetime.now(UTC)
@@ -103,6 +108,8 @@ async def bridge_run(http: httpx.AsyncClient, inbox: str, dtp: _procs.Proc,
     async def poster() -> None:
         while queue:
             message = queue.pop()
+            for item in message["interventions"]:
+                posted[item["progres_interventionnumber"]] = datetime.now(UTC)
             answer = await http.post(inbox, json=message, headers=headers)
             if answer.status_code not in (200, 201, 202):
                 raise RuntimeError(f"inbox answered {answer.status_code}")
@@ -115,11 +122,16 @@ async def bridge_run(http: httpx.AsyncClient, inbox: str, dtp: _procs.Proc,
     return started_at
 
 
-async def last_feedback(http: httpx.AsyncClient, dtp: _procs.Proc) -> datetime:
-    """When the DTP simulator received the last feedback (its clock is this machine's)."""
+async def feedback_times(http: httpx.AsyncClient, dtp: _procs.Proc) -> dict[str, datetime]:
+    """Intervention number -> when the DTP simulator received its feedback (its clock is
+    this machine's)."""
     answer = await http.get(f"{dtp.url}/_sim/messages", params={"endpoint": FEEDBACK})
-    stamps = [m["received_at"] for m in answer.json()]
-    return datetime.fromisoformat(max(stamps).replace("Z", "+00:00"))
+    return {
+        m["body"]["progres_interventionnumber"]: datetime.fromisoformat(
+            m["received_at"].replace("Z", "+00:00")
+        )
+        for m in answer.json()
+    }
 
 
 async def direct_run(http: httpx.AsyncClient, primero: _procs.Proc, dtp: _procs.Proc,
@@ -182,7 +194,7 @@ async def one_setup(name: str, database_url: str, workers: int, args: argparse.N
             # a warm-up, not counted: the workers started, connections and caches filled
             await reset(http, primero, dtp, users)
             await bridge_run(http, inbox, dtp, interventions(f"W{name[0]}", WARM_UP),
-                             args.timeout)
+                             args.timeout, {})
             await direct_run(http, primero, dtp, interventions(f"X{name[0]}", WARM_UP),
                              concurrency)
             for run in range(args.runs):
@@ -190,21 +202,31 @@ async def one_setup(name: str, database_url: str, workers: int, args: argparse.N
                     await reset(http, primero, dtp, users)
                     items = interventions(f"{what[0].upper()}{run}{name[0].upper()}", args.count)
                     before = (_procs.cpu(bridge), _procs.cpu(sims), time.process_time())
+                    posted: dict[str, datetime] = {}
+                    seconds = 0.0  # a bridge run's: until the last feedback, set below
                     if what == "bridge":
-                        started_at = await bridge_run(http, inbox, dtp, items, args.timeout)
+                        started_at = await bridge_run(http, inbox, dtp, items, args.timeout,
+                                                      posted)
                     else:
                         seconds = await direct_run(http, primero, dtp, items, concurrency)
                     after = (_procs.cpu(bridge), _procs.cpu(sims), time.process_time())
-                    if what == "bridge":
-                        ended_at = await last_feedback(http, dtp)
-                        seconds = (ended_at - started_at).total_seconds()
                     used = [b - a for a, b in zip(before, after, strict=True)]
                     result = Run(what, seconds, args.count, *used)
+                    latency = ""
+                    if what == "bridge":
+                        fed = await feedback_times(http, dtp)
+                        result.seconds = (max(fed.values()) - started_at).total_seconds()
+                        result.first_feedback = (min(fed.values()) - started_at).total_seconds()
+                        result.median_latency = statistics.median(
+                            (fed[n] - posted[n]).total_seconds() for n in fed
+                        )
+                        latency = (f"; first feedback after {result.first_feedback:.1f} s, "
+                                   f"median POST to feedback {result.median_latency:.1f} s")
                     runs.append(result)
                     print(f"  {name} run {run + 1} {what:<6}: {result.rate:6.1f} referrals/s "
-                          f"({seconds:5.1f} s); CPU ms/referral: bridge "
+                          f"({result.seconds:5.1f} s); CPU ms/referral: bridge "
                           f"{1000 * result.bridge_cpu / args.count:5.1f}, simulators "
-                          f"{1000 * result.sims_cpu / args.count:5.1f}", flush=True)
+                          f"{1000 * result.sims_cpu / args.count:5.1f}{latency}", flush=True)
     finally:
         _procs.stop_all(bridge)
         _procs.stop_all(sims)
@@ -222,7 +244,9 @@ def summarize(name: str, runs: list[Run], count: int, concurrency: int) -> None:
     print(
         f"{name}: {count} referrals, median of {len(runs) // 2}: bridge {bridge_rate:.1f}/s, "
         f"direct {direct_rate:.1f}/s ({concurrency} at once), bridge/direct "
-        f"{bridge_rate / direct_rate:.2f}"
+        f"{bridge_rate / direct_rate:.2f}; bridge: first feedback after "
+        f"{median('bridge', lambda r: r.first_feedback):.1f} s, median POST to feedback "
+        f"{median('bridge', lambda r: r.median_latency):.1f} s"
     )
     print(
         f"{name}: CPU ms per referral (median): bridge processes "

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+#: follow-ups a worker slot takes in a row (a step's commit claims the job it queued) before
+#: it takes the due job first in line: a chain of jobs that never ended would starve the rest
+MAX_FOLLOW_UPS = 8
+
 #: what a flow writes when one of its jobs dies (committed with the dead letter)
 DeadFollowUp = Callable[[Job], Sequence[Command]]
 
@@ -120,8 +124,14 @@ class Worker:
         if job is None:
             return False
         next_job: Job | None = job
+        followed = 0
         while next_job is not None:
-            next_job = await self._process(next_job, owner, claim_next=chain())
+            done = next_job
+            next_job = await self._process(
+                done, owner, claim_next=chain(), follow_up=followed < MAX_FOLLOW_UPS
+            )
+            # a job the step just queued is its follow-up (``commit_step_and_claim``)
+            followed = followed + 1 if next_job and next_job.parent_id == done.id else 0
         return True
 
     async def run_until_idle(self) -> int:
@@ -166,9 +176,12 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
 
-    async def _process(self, job: Job, owner: str, *, claim_next: bool = False) -> Job | None:
+    async def _process(
+        self, job: Job, owner: str, *, claim_next: bool = False, follow_up: bool = True
+    ) -> Job | None:
         """Run the step, then commit or fail it; the leases it held are released with its
-        commit, or after its failure. With ``claim_next``, the next job claimed in the commit."""
+        commit, or after its failure. With ``claim_next``, the next job claimed in the commit
+        (with ``follow_up``, the one the step queued first, if due)."""
         held: list[str] = []
 
         async def hold(lease: str) -> None:
@@ -197,7 +210,9 @@ class Worker:
             # the leases are held through the after-commit callbacks, if any; else they are
             # given back in the commit itself
             in_commit = [] if ctx.callbacks else held
-            committed, claimed = await self._succeed(job, owner, ctx, in_commit, claim_next)
+            committed, claimed = await self._succeed(
+                job, owner, ctx, in_commit, claim_next, follow_up
+            )
             if not committed or ctx.callbacks:
                 await self._give_back(held, owner)
             if isinstance(claimed, UnreadableJob):
@@ -231,7 +246,13 @@ class Worker:
                 return
 
     async def _succeed(
-        self, job: Job, owner: str, ctx: StepBuffer, held: list[str], claim_next: bool
+        self,
+        job: Job,
+        owner: str,
+        ctx: StepBuffer,
+        held: list[str],
+        claim_next: bool,
+        follow_up: bool,
     ) -> tuple[bool, Job | UnreadableJob | None]:
         """Commit the step (and give back its leases, and claim the next job, in the same
         transaction); whether it was committed, and the next job."""
@@ -244,6 +265,7 @@ class Worker:
                     leases=held,
                     kinds=self.handlers,
                     lease_seconds=self.lease_seconds,
+                    follow_up=follow_up,
                 )
             else:
                 committed = await self.store.jobs.commit_step(job, owner, ctx.commands, leases=held)

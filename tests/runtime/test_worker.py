@@ -453,3 +453,64 @@ async def test_a_step_whose_lease_is_held_elsewhere_is_retried(
     assert await worker.run_until_idle() == 1
     done = await timed_store.jobs.get(job_id)
     assert done is not None and done.state == "done"
+
+
+async def _run_until_done(worker: Worker, store: Store) -> None:
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    while any(state in ("pending", "running") for _kind, state in await store.jobs.counts()):
+        await asyncio.sleep(0.01)
+    stop.set()
+    await running
+
+
+async def test_under_a_backlog_a_referrals_chain_runs_before_the_next_message(
+    store: Store,
+) -> None:
+    """Issue 9: with first-due-first claims every ``receive`` of an inbox backlog ran before
+    any delivery, so no feedback left until the backlog was drained. A step's commit now
+    claims the job it queued: the first referral's feedback goes before the next receive."""
+    ran: list[str] = []
+
+    async def receive(ctx: StepContext) -> None:
+        ran.append(f"receive {ctx.job.payload}")
+        ctx.enqueue("toy.deliver", ctx.job.payload)
+
+    async def deliver(ctx: StepContext) -> None:
+        ran.append(f"deliver {ctx.job.payload}")
+        ctx.enqueue("toy.feedback", ctx.job.payload)
+
+    async def feedback(ctx: StepContext) -> None:
+        ran.append(f"feedback {ctx.job.payload}")
+
+    for n in range(5):
+        await store.jobs.enqueue("toy.receive", {"n": n})
+    handlers = {"toy.receive": receive, "toy.deliver": deliver, "toy.feedback": feedback}
+    await _run_until_done(Worker(store, handlers, poll_interval=0.01), store)
+    assert ran.index("feedback {'n': 0}") < ran.index("receive {'n': 1}")
+    steps = ("receive", "deliver", "feedback")
+    assert ran == [f"{step} {{'n': {n}}}" for n in range(5) for step in steps]
+
+
+async def test_a_chain_that_never_ends_does_not_starve_the_jobs_waiting(store: Store) -> None:
+    """A worker takes at most ``MAX_FOLLOW_UPS`` follow-ups in a row, then the due job first
+    in line."""
+    from primero_progres.worker import MAX_FOLLOW_UPS
+
+    ran: list[str] = []
+
+    async def again(ctx: StepContext) -> None:
+        n = (ctx.job.payload or {})["n"]
+        ran.append(f"again {n}")
+        if n < 3 * MAX_FOLLOW_UPS:
+            ctx.enqueue("toy.again", {"n": n + 1})
+
+    async def other(ctx: StepContext) -> None:
+        ran.append("other")
+
+    await store.jobs.enqueue("toy.again", {"n": 0})
+    await store.jobs.enqueue("toy.other", {})
+    worker = Worker(store, {"toy.again": again, "toy.other": other}, poll_interval=0.01)
+    await _run_until_done(worker, store)
+    assert ran.index("other") <= MAX_FOLLOW_UPS + 1
+    assert len(ran) == 3 * MAX_FOLLOW_UPS + 2

@@ -339,3 +339,75 @@ async def test_a_dead_job_commits_its_flows_follow_ups_with_it(store: Store) -> 
     await worker.run_until_idle()
     assert len(await store.jobs.list(kind="toy.send", state="dead")) == 2
     assert len(await store.jobs.list(kind="toy.mark")) == 1
+
+
+async def test_a_commit_claims_the_job_its_step_queued_before_older_due_jobs(
+    store: Store,
+) -> None:
+    """Under a backlog, a step's commit continues its own chain (issue 9): the job it queued,
+    due now and of the worker's kinds, is claimed before the jobs that waited longer."""
+    kinds = ["toy.receive", "toy.deliver"]
+    backlog = [(await store.jobs.enqueue("toy.receive", {"n": n})).id for n in range(3)]
+    first = await store.jobs.claim("w/0", kinds=kinds, lease_seconds=30)
+    assert first is not None and first.id == backlog[0]
+
+    deliver = Enqueue("toy.deliver", {"n": 0}, key="toy.deliver:0")
+    committed, claimed = await store.jobs.commit_step_and_claim(
+        first, "w/0", [deliver], kinds=kinds, lease_seconds=30
+    )
+    assert committed and isinstance(claimed, Job)
+    assert (claimed.kind, claimed.parent_id, claimed.payload) == ("toy.deliver", first.id, {"n": 0})
+    assert (claimed.state, claimed.lease_owner, claimed.attempts) == ("running", "w/0", 1)
+
+    # not followed: a job queued with a delay, of a kind the worker does not run, one whose
+    # key was already taken, a dead letter; then the due job first in line is claimed
+    from primero_progres.errors import FailureClass
+    from primero_progres.store import DeadReason
+
+    reason = DeadReason(FailureClass.PERMANENT, "refused", "refused")
+    not_followed = [
+        Enqueue("toy.deliver", {"n": 1}, key="toy.deliver:1", delay=60),
+        Enqueue("toy.other", {"n": 2}),
+        deliver,
+        Enqueue("toy.deliver", {"n": 3}, key="toy.deliver:3", dead_reason=reason),
+    ]
+    committed, claimed = await store.jobs.commit_step_and_claim(
+        claimed, "w/0", not_followed, kinds=kinds, lease_seconds=30
+    )
+    assert committed and isinstance(claimed, Job) and claimed.id == backlog[1]
+
+    # without ``follow_up``, the due job first in line
+    committed, claimed = await store.jobs.commit_step_and_claim(
+        claimed,
+        "w/0",
+        [Enqueue("toy.deliver", {"n": 4})],
+        kinds=kinds,
+        lease_seconds=30,
+        follow_up=False,
+    )
+    assert committed and isinstance(claimed, Job) and claimed.id == backlog[2]
+
+
+async def test_a_lease_is_taken_when_free_renewed_by_its_owner_and_taken_over_once_expired(
+    store: Store,
+) -> None:
+    assert await store.leases.acquire("individual:X", "w/0", ttl=30)
+    assert await store.leases.acquire("individual:X", "w/0", ttl=30), "its owner renews it"
+    assert not await store.leases.acquire("individual:X", "w/1", ttl=30)
+    assert await store.leases.holder("individual:X") == "w/0"
+    assert await store.leases.acquire("individual:X", "w/0", ttl=-1), "renewed, as expired"
+    assert await store.leases.acquire("individual:X", "w/1", ttl=30), "expired: taken over"
+    assert await store.leases.holder("individual:X") == "w/1"
+    assert not await store.leases.acquire("individual:X", "w/0", ttl=30)
+
+
+async def test_a_ledger_record_of_a_known_exchange_updates_its_row_and_keeps_the_rest(
+    store: Store,
+) -> None:
+    await store.apply([delivered("I-7", "rec-7", None, LedgerState.DELIVERED)])
+    [first] = await store.ledger.find(progres_interventionnumber=None, case_record_id="rec-7")
+    await store.apply([delivered("I-7", None, "svc-7", LedgerState.FEEDBACK_SENT)])
+    [again] = await store.ledger.find(case_record_id="rec-7")
+    assert (again.id, again.created_at, again.key) == (first.id, first.created_at, "I-7")
+    assert (again.state, again.service_unique_id) == ("feedback_sent", "svc-7")
+    assert len(await store.ledger.events(first.id)) == 2

@@ -16,11 +16,12 @@ from .models import AuditEntry
 from .schema import audit_events
 from .vocabulary import AuditEvent, Flow
 
+#: built once, its values given at execute time (issue 9)
+_INSERT = sa.insert(audit_events)
+
 
 def audit_entry(row: Any) -> AuditEntry:
-    return AuditEntry(
-        row.id, row.at, row.event, row.flow, dict(row.ids), row.account, row.job_id
-    )
+    return AuditEntry(row.id, row.at, row.event, row.flow, dict(row.ids), row.account, row.job_id)
 
 
 class AuditLog:
@@ -40,16 +41,15 @@ class AuditLog:
         """Add an entry in the caller's transaction (the store's own writes); ``job_id`` is the
         job whose step wrote it."""
         flow = Flow(record.flow).value if record.flow is not None else None
-        await conn.execute(
-            sa.insert(audit_events).values(
-                at=at,
-                event=str(record.event),
-                flow=flow,
-                ids=dict(record.ids),
-                account=record.account,
-                job_id=job_id,
-            )
-        )
+        entry = {
+            "at": at,
+            "event": str(record.event),
+            "flow": flow,
+            "ids": dict(record.ids),
+            "account": record.account,
+            "job_id": job_id,
+        }
+        await conn.execute(_INSERT, entry)
 
     async def list(
         self,
@@ -96,4 +96,3 @@ class AuditLog:
         async with self._db.read() as conn:
             rows = (await conn.execute(query)).all()
         return [audit_entry(r) for r in rows]
-

@@ -10,6 +10,7 @@ job it still holds.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from .audit import AuditLog
 from .commands import AuditRecord, Command, Enqueue
 from .crypto import PayloadUnreadable
 from .database import Database
-from .dialect import upsert_insert
+from .dialect import upsert_for
 from .leases import give_back
 from .models import (
     UNFINISHED,
@@ -38,9 +39,13 @@ from .vocabulary import AuditEvent, Flow, flow_of
 
 PAYLOAD_CONTEXT = jobs.name
 
-#: applies a step's commands in the caller's transaction, the step's job id last (``Store``)
+#: a job a step's commands queued: the command and what its insert did
+Queued = tuple[Enqueue, EnqueueResult]
+
+#: applies a step's commands in the caller's transaction, the step's job id last (``Store``);
+#: the jobs they queued, in order
 CommandWriter = Callable[
-    [AsyncConnection, datetime, Sequence[Command], str | None], Awaitable[None]
+    [AsyncConnection, datetime, Sequence[Command], str | None], Awaitable[Sequence[Queued]]
 ]
 
 
@@ -104,6 +109,110 @@ def _first_failure(now: datetime) -> sa.ColumnElement[Any]:
 def _unleased(now: datetime) -> dict[str, Any]:
     """The columns every way out of RUNNING clears."""
     return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+
+
+# The hot path's statements are built once and given their values at execute time: building
+# one per call (``.values(dict)``) made SQLAlchemy walk it for its cache key each time, which
+# cost more CPU than running it (issue 9).
+_NOW = sa.bindparam("now", type_=jobs.c.updated_at.type)
+
+
+@functools.cache
+def _insert_job(dialect: str, keyed: bool) -> Any:
+    """The INSERT of a job; ``keyed``: a key already used makes it a no-op (RETURNING id)."""
+    insert = upsert_for(dialect, jobs)
+    if not keyed:
+        return insert
+    return insert.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
+
+
+_JOB_BY_KEY = sa.select(jobs.c.id).where(jobs.c.key == sa.bindparam("job_key"))
+
+_HELD = sa.and_(
+    jobs.c.id == sa.bindparam("job_id"),
+    jobs.c.state == JobState.RUNNING.value,
+    jobs.c.lease_owner == sa.bindparam("held_by"),
+    jobs.c.attempts == sa.bindparam("attempt"),
+)
+
+#: a held job done, its payload dropped
+_DONE = (
+    sa.update(jobs)
+    .where(_HELD)
+    .values(
+        state=JobState.DONE.value,
+        payload=None,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=_NOW,
+    )
+)
+
+#: an inbox message's payload dropped once the job the inbox queued for it is done
+_MESSAGE_READ = (
+    sa.update(inbound_messages)
+    .where(inbound_messages.c.id == sa.bindparam("message_id"))
+    .values(payload=None)
+)
+
+_RUNNING = {
+    "state": JobState.RUNNING.value,
+    "lease_owner": sa.bindparam("owner"),
+    "lease_expires_at": sa.bindparam("expires", type_=jobs.c.lease_expires_at.type),
+    "attempts": jobs.c.attempts + 1,
+    "updated_at": _NOW,
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _take_statement(kinds: tuple[str, ...] | None) -> Any:
+    """The claim's one statement for the worker's ``kinds`` (see ``JobQueue._take``)."""
+    kind = [jobs.c.kind.in_(kinds)] if kinds is not None else []
+    order = (jobs.c.next_attempt_at, jobs.c.created_at)
+    expired = (
+        sa.select(jobs.c.id)
+        .where(jobs.c.state == JobState.RUNNING.value, jobs.c.lease_expires_at < _NOW, *kind)
+        .order_by(*order)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    due = (
+        sa.select(jobs.c.id)
+        .where(jobs.c.state == JobState.PENDING.value, jobs.c.next_attempt_at <= _NOW, *kind)
+        .order_by(*order)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    pick = sa.func.coalesce(expired, due)
+    return sa.update(jobs).where(jobs.c.id == pick).values(**_RUNNING).returning(*jobs.c)
+
+
+#: the claim of one named pending job: the follow-up a step has just queued
+_TAKE_THIS = (
+    sa.update(jobs)
+    .where(jobs.c.id == sa.bindparam("job_id"), jobs.c.state == JobState.PENDING.value)
+    .values(**_RUNNING)
+    .returning(*jobs.c)
+)
+
+
+def _follow_up(queued: Sequence[Queued], kinds: Collection[str] | None) -> str | None:
+    """The first job of ``queued`` that is new, pending, due now and of ``kinds``."""
+    for command, result in queued:
+        if (
+            result.created
+            and command.dead_reason is None
+            and command.delay <= 0
+            and (kinds is None or command.kind in kinds)
+        ):
+            return result.id
+    return None
+
+
+def _kinds(kinds: Collection[str] | None) -> tuple[str, ...] | None:
+    return tuple(sorted(kinds)) if kinds is not None else None
 
 
 async def waiting_by_kind(conn: AsyncConnection) -> dict[str, WaitingJobs]:
@@ -206,34 +315,33 @@ class JobQueue:
             else None
         )
         dead = command.dead_reason
-        stmt = upsert_insert(conn, jobs).values(
-            id=job_id,
-            kind=command.kind,
-            key=command.key,
-            state=(JobState.DEAD if dead else JobState.PENDING).value,
-            attempts=0,
-            next_attempt_at=now + timedelta(seconds=max(command.delay, 0.0)),
-            dead_reason=dead.as_json() if dead else None,
-            payload=sealed,
-            message_id=command.message_id,
-            refs=dict(command.refs),
-            created_at=now,
-            updated_at=now,
-            parent_id=parent_id,
-        )
+        row = {
+            "id": job_id,
+            "kind": command.kind,
+            "key": command.key,
+            "state": (JobState.DEAD if dead else JobState.PENDING).value,
+            "attempts": 0,
+            "next_attempt_at": now + timedelta(seconds=max(command.delay, 0.0)),
+            "dead_reason": dead.as_json() if dead else None,
+            "payload": sealed,
+            "message_id": command.message_id,
+            "refs": dict(command.refs),
+            "created_at": now,
+            "updated_at": now,
+            "parent_id": parent_id,
+        }
+        dialect = conn.dialect.name
         if command.key is None:
-            await conn.execute(stmt)
+            await conn.execute(_insert_job(dialect, False), row)
             created = True
         else:
-            result = await conn.execute(
-                stmt.on_conflict_do_nothing(index_elements=["key"]).returning(jobs.c.id)
-            )
+            result = await conn.execute(_insert_job(dialect, True), row)
             created = result.first() is not None
         if created:
             if dead is not None:
                 await self._audit_dead(conn, now, job_id, command.kind, command.refs, 0, dead)
             return EnqueueResult(job_id, True)
-        existing = await conn.scalar(sa.select(jobs.c.id).where(jobs.c.key == command.key))
+        existing = await conn.scalar(_JOB_BY_KEY, {"job_key": command.key})
         assert existing is not None
         return EnqueueResult(existing, False)
 
@@ -266,40 +374,8 @@ class JobQueue:
         two lookups that each walk an index in order (``state``, ``next_attempt_at``) and stop
         at the first match, where one over both states would read and sort every due job.
         """
-        kind = [jobs.c.kind.in_(sorted(kinds))] if kinds is not None else []
-        order = (jobs.c.next_attempt_at, jobs.c.created_at)
-        expired = (
-            sa.select(jobs.c.id)
-            .where(
-                jobs.c.state == JobState.RUNNING.value, jobs.c.lease_expires_at < now, *kind
-            )
-            .order_by(*order)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        due = (
-            sa.select(jobs.c.id)
-            .where(jobs.c.state == JobState.PENDING.value, jobs.c.next_attempt_at <= now, *kind)
-            .order_by(*order)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        pick = sa.func.coalesce(expired, due)
-        stmt = (
-            sa.update(jobs)
-            .where(jobs.c.id == pick)
-            .values(
-                state=JobState.RUNNING.value,
-                lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_seconds),
-                attempts=jobs.c.attempts + 1,
-                updated_at=now,
-            )
-            .returning(*jobs.c)
-        )
-        return (await conn.execute(stmt)).first()
+        running = {"now": now, "owner": owner, "expires": now + timedelta(seconds=lease_seconds)}
+        return (await conn.execute(_take_statement(_kinds(kinds)), running)).first()
 
     def _claimed(self, row: Any) -> Job | UnreadableJob | None:
         if row is None:
@@ -327,11 +403,20 @@ class JobQueue:
         leases: Collection[str] = (),
         kinds: Collection[str] | None,
         lease_seconds: float,
+        follow_up: bool = True,
     ) -> tuple[bool, Job | UnreadableJob | None]:
         """``commit_step``, then ``claim`` for ``owner`` in the same transaction: a busy worker
         commits once per job instead of twice. The next job (an ``UnreadableJob`` if its
-        payload does not decrypt) is None when none is due or the step was not committed."""
-        return await self._commit(job, owner, commands, leases, (kinds, lease_seconds))
+        payload does not decrypt) is None when none is due or the step was not committed.
+
+        With ``follow_up``, the next job is the first one the step queued that is due now and
+        of ``kinds``, if any: a referral's chain (receive, deliver, feedback) runs to its end
+        before the worker takes the next due job, so under a backlog of inbox messages the
+        first referral's feedback leaves after its own steps, not after every message's
+        ``receive``. Nothing starves: a chain ends, and then the due job first in line is
+        taken (the worker bounds how many follow-ups it takes in a row).
+        """
+        return await self._commit(job, owner, commands, leases, (kinds, lease_seconds, follow_up))
 
     async def _commit(
         self,
@@ -339,27 +424,30 @@ class JobQueue:
         owner: str,
         commands: Sequence[Command],
         leases: Collection[str],
-        claim: tuple[Collection[str] | None, float] | None,
+        claim: tuple[Collection[str] | None, float, bool] | None,
     ) -> tuple[bool, Job | UnreadableJob | None]:
         row = None
         async with self._db.write() as conn:
             now = self._db.now()
-            if not await self._update_held(
-                conn, job, owner, state=JobState.DONE.value, payload=None, **_unleased(now)
-            ):
+            held = {"job_id": job.id, "held_by": owner, "attempt": job.attempts, "now": now}
+            if (await conn.execute(_DONE, held)).rowcount != 1:
                 return False, None
-            if job.message_id is not None:
-                await conn.execute(
-                    sa.update(inbound_messages)
-                    .where(inbound_messages.c.id == job.message_id)
-                    .values(payload=None)
-                )
-            await self._write_commands(conn, now, commands, job.id)
+            if job.message_id is not None and job.parent_id is None:
+                # the job the inbox queued for its message (a step's jobs inherit the message
+                # id, but the message was read, and its payload dropped, before they existed)
+                await conn.execute(_MESSAGE_READ, {"message_id": job.message_id})
+            queued = await self._write_commands(conn, now, commands, job.id)
             if leases:
                 await give_back(conn, leases, owner)
             if claim is not None:
-                kinds, lease_seconds = claim
-                row = await self._take(conn, now, owner, kinds, lease_seconds)
+                kinds, lease_seconds, follow_up = claim
+                nxt = _follow_up(queued, kinds) if follow_up else None
+                if nxt is not None:
+                    expires = now + timedelta(seconds=lease_seconds)
+                    running = {"job_id": nxt, "now": now, "owner": owner, "expires": expires}
+                    row = (await conn.execute(_TAKE_THIS, running)).first()
+                if row is None:
+                    row = await self._take(conn, now, owner, kinds, lease_seconds)
         return True, self._claimed(row)
 
     async def retry(self, job: Job, owner: str, *, delay: float) -> bool:

@@ -7,17 +7,19 @@ and any length: the row is keyed by ``<kind>:<SHA-256 of the name>``, a fixed 40
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import TransientError
 from .database import Database
-from .dialect import upsert_insert
+from .dialect import upsert_for
 from .schema import leases
 
 
@@ -31,13 +33,32 @@ def lease_key(name: str) -> str:
     return f"{kind}:{hashlib.sha256(name.encode()).hexdigest()[:40]}"
 
 
+_GIVE_BACK = sa.delete(leases).where(
+    leases.c.name.in_(sa.bindparam("names", expanding=True)),
+    leases.c.owner == sa.bindparam("holder"),
+)
+
+
+@functools.cache
+def _take_statement(dialect: str) -> Any:
+    """Take a lease in one statement: insert it, or take it over if ``owner`` holds it or it
+    expired; RETURNING a row only if taken. Built once (issue 9: a step's lease was two
+    statements, each built per call)."""
+    insert = upsert_for(dialect, leases)
+    mine_or_expired = sa.or_(
+        leases.c.owner == insert.excluded.owner,
+        leases.c.expires_at < sa.bindparam("now", type_=leases.c.expires_at.type),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"owner": insert.excluded.owner, "expires_at": insert.excluded.expires_at},
+        where=mine_or_expired,
+    ).returning(leases.c.name)
+
+
 async def give_back(conn: AsyncConnection, names: Collection[str], owner: str) -> None:
     """Release ``names`` held by ``owner``, in the caller's transaction (a step's commit)."""
-    await conn.execute(
-        sa.delete(leases).where(
-            leases.c.name.in_([lease_key(name) for name in names]), leases.c.owner == owner
-        )
-    )
+    await conn.execute(_GIVE_BACK, {"names": [lease_key(name) for name in names], "holder": owner})
 
 
 class Leases:
@@ -69,24 +90,14 @@ class Leases:
         self, conn: AsyncConnection, now: datetime, name: str, owner: str, ttl: float
     ) -> bool:
         """``acquire`` in the caller's transaction."""
-        expires = now + timedelta(seconds=ttl)
-        name = lease_key(name)
-        updated = await conn.execute(
-            sa.update(leases)
-            .where(
-                leases.c.name == name, sa.or_(leases.c.owner == owner, leases.c.expires_at < now)
-            )
-            .values(owner=owner, expires_at=expires)
-        )
-        if updated.rowcount == 1:
-            return True
-        inserted = await conn.execute(
-            upsert_insert(conn, leases)
-            .values(name=name, owner=owner, expires_at=expires)
-            .on_conflict_do_nothing(index_elements=["name"])
-            .returning(leases.c.name)
-        )
-        return inserted.first() is not None
+        row = {
+            "name": lease_key(name),
+            "owner": owner,
+            "expires_at": now + timedelta(seconds=ttl),
+            "now": now,
+        }
+        taken = await conn.execute(_take_statement(conn.dialect.name), row)
+        return taken.first() is not None
 
     async def release(self, name: str, owner: str) -> None:
         async with self._db.write() as conn:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .commands import LedgerRecord
 from .database import Database
+from .dialect import upsert_for
 from .models import Exchange, ExchangeEvent
 from .schema import ID_COLUMNS, exchange_events, exchanges
 from .sizes import fit_id, fit_key
@@ -50,6 +51,20 @@ def _waiting_query(statuses: tuple[str, ...]) -> sa.Select[str]:
         .order_by(delivered.c.case_record_id)
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(dialect: str, changed: tuple[str, ...]) -> Any:
+    """Insert the exchange, or update its ``changed`` columns; RETURNING its id. One statement
+    built once per set of columns, where a select then an insert or update was two, each
+    built per call (issue 9)."""
+    insert = upsert_for(dialect, exchanges)
+    return insert.on_conflict_do_update(
+        index_elements=["flow", "key"], set_={name: insert.excluded[name] for name in changed}
+    ).returning(exchanges.c.id)
+
+
+_INSERT_EVENT = sa.insert(exchange_events)
 
 
 def _id_filters(ids: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
@@ -123,38 +138,22 @@ class Ledger:
 
     async def write(self, conn: AsyncConnection, at: datetime, record: LedgerRecord) -> str:
         """Apply ``record`` in the caller's transaction; the exchange id."""
-        flow = Flow(record.flow).value
-        row = (
-            await conn.execute(
-                sa.select(exchanges.c.id).where(
-                    exchanges.c.flow == flow, exchanges.c.key == record.key
-                )
-            )
-        ).first()
         changes: dict[str, Any] = dict(record.ids, updated_at=at, state=str(record.state))
         if record.fingerprint is not None:
             changes["content_fingerprint"] = record.fingerprint
-        if row is None:
-            exchange_id = str(uuid.uuid4())
-            await conn.execute(
-                sa.insert(exchanges).values(
-                    id=exchange_id, flow=flow, key=record.key, created_at=at, **changes
-                )
-            )
-        else:
-            exchange_id = row.id
-            await conn.execute(
-                sa.update(exchanges).where(exchanges.c.id == exchange_id).values(**changes)
-            )
-        await conn.execute(
-            sa.insert(exchange_events).values(
-                exchange_id=exchange_id,
-                at=at,
-                event=str(record.event or record.state),
-                direction=record.direction,
-                detail=dict(record.detail),
-            )
-        )
+        row = {"id": str(uuid.uuid4()), "flow": Flow(record.flow).value, "key": record.key}
+        upsert = _upsert_statement(conn.dialect.name, tuple(sorted(changes)))
+        exchange_id: str = (
+            await conn.execute(upsert, {**row, "created_at": at, **changes})
+        ).scalar_one()
+        event = {
+            "exchange_id": exchange_id,
+            "at": at,
+            "event": str(record.event or record.state),
+            "direction": record.direction,
+            "detail": dict(record.detail),
+        }
+        await conn.execute(_INSERT_EVENT, event)
         return exchange_id
 
     # last: a method named ``list`` would shadow the builtin in the annotations below it

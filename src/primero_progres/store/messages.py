@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from .audit import AuditLog
 from .commands import AuditRecord, Enqueue
 from .database import Database
-from .dialect import upsert_insert
+from .dialect import upsert_for
 from .jobs import JobQueue
 from .keys import Keys
 from .models import UNFINISHED, InboundMessage
@@ -22,6 +23,21 @@ from .schema import inbound_messages, jobs
 from .vocabulary import AuditEvent, Flow, job_kind
 
 PAYLOAD_CONTEXT = inbound_messages.name
+
+
+@functools.cache
+def _insert_statement(dialect: str) -> Any:
+    """Store a message unless its content is already stored; RETURNING its id if stored. Built
+    once, its values given at execute time (issue 9)."""
+    insert = upsert_for(dialect, inbound_messages)
+    return insert.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(
+        inbound_messages.c.id
+    )
+
+
+_BY_FINGERPRINT = sa.select(inbound_messages.c.id).where(
+    inbound_messages.c.fingerprint == sa.bindparam("message_fingerprint")
+)
 
 
 @dataclass(frozen=True)
@@ -68,30 +84,22 @@ class Messages:
         message_id = str(uuid.uuid4())
         fingerprint = await self._keys.fingerprint(message)
         # the peer waits for this answer: it goes before the worker's writes waiting (SQLite)
+        row = {
+            "id": message_id,
+            "request_type": request_type,
+            "flow": Flow(flow).value,
+            "fingerprint": fingerprint,
+            "intervention_numbers": list(intervention_numbers),
+            "org_referral_ids": list(org_referral_ids),
+            "received_at": now,
+            "payload": self._db.cipher.encrypt(
+                dict(message), context=PAYLOAD_CONTEXT, row_id=message_id
+            ),
+        }
         async with self._db.write(urgent=True) as conn:
-            result = await conn.execute(
-                upsert_insert(conn, inbound_messages)
-                .values(
-                    id=message_id,
-                    request_type=request_type,
-                    flow=Flow(flow).value,
-                    fingerprint=fingerprint,
-                    intervention_numbers=list(intervention_numbers),
-                    org_referral_ids=list(org_referral_ids),
-                    received_at=now,
-                    payload=self._db.cipher.encrypt(
-                        dict(message), context=PAYLOAD_CONTEXT, row_id=message_id
-                    ),
-                )
-                .on_conflict_do_nothing(index_elements=["fingerprint"])
-                .returning(inbound_messages.c.id)
-            )
+            result = await conn.execute(_insert_statement(conn.dialect.name), row)
             if result.first() is None:
-                first = await conn.scalar(
-                    sa.select(inbound_messages.c.id).where(
-                        inbound_messages.c.fingerprint == fingerprint
-                    )
-                )
+                first = await conn.scalar(_BY_FINGERPRINT, {"message_fingerprint": fingerprint})
                 assert first is not None
                 return Receipt(first, True, None)
             refs: dict[str, Any] = {

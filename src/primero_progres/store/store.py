@@ -26,7 +26,7 @@ from .crypto import Cipher
 from .cursors import Cursors
 from .database import Clock, Database, utcnow
 from .engine import create_engine
-from .jobs import JobQueue
+from .jobs import JobQueue, Queued
 from .keys import Keys
 from .leases import Leases
 from .ledger import Ledger
@@ -99,12 +99,13 @@ class Store:
         now: datetime,
         commands: Sequence[Command],
         job_id: str | None = None,
-    ) -> None:
+    ) -> list[Queued]:
         """Apply ``commands``; ``job_id``: the job whose step asked for them (linked to the
-        jobs it queues and the audit entries it writes)."""
+        jobs it queues and the audit entries it writes). The jobs queued, in order."""
+        queued: list[Queued] = []
         for item in commands:
             if isinstance(item, Enqueue):
-                await self.jobs.insert(conn, now, item, parent_id=job_id)
+                queued.append((item, await self.jobs.insert(conn, now, item, parent_id=job_id)))
             elif isinstance(item, LedgerRecord):
                 await self.ledger.write(conn, now, item)
             elif isinstance(item, AuditRecord):
@@ -113,6 +114,7 @@ class Store:
                 await self.cursors.write(conn, now, item)
             else:
                 raise TypeError(f"not a store command: {type(item).__name__}")
+        return queued
 
     async def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations shipped inside the package.
