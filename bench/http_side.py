@@ -26,7 +26,7 @@ import time
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import _procs
 
@@ -37,6 +37,7 @@ from primero_progres.peers.dtp import DTPClient
 from primero_progres.peers.primero import PrimeroClient
 from primero_progres.profiles import load_profile
 from primero_progres.settings import Settings
+from primero_progres.store import Store
 from primero_progres.web import create_app
 
 INBOX = "/api/v1/dtp/messages"
@@ -136,7 +137,8 @@ async def clients_round(primero: _procs.Proc, dtp: _procs.Proc, tag: str,
 
 async def main_async(args: argparse.Namespace) -> None:
     configure_logging(level="WARNING")
-    app = create_app(Settings.for_tests(inbox_tokens=demo_data.INBOX_TOKEN), _Store())
+    store = cast(Store, _Store())
+    app = create_app(Settings.for_tests(inbox_tokens=demo_data.INBOX_TOKEN), store)
     bodies = [json.dumps(demo_data.referral_message(item)).encode()
               for item in _items("I", args.count)]
     await inbox_round(app, bodies[:20])  # imports, caches
