@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,8 +73,25 @@ _SAFE_SUFFIXES = ("_id", "_ids", "_number", "_count", "_key", "_status", "_at", 
 REDACTED = "[redacted]"
 
 
+_SCALARS = (bool, int, float, str)
+_ITEMS = (str, int)
+#: key -> whether it is safe; the keys are the code's own names, so it stays small
+_SAFE_KEYS: dict[str, bool] = {}
+_SAFE_KEYS_MAX = 4096
+
+
 def is_safe_key(key: str) -> bool:
     return key in _ALWAYS or key.endswith(_SAFE_SUFFIXES) or key == "progres_interventionnumber"
+
+
+def _safe_key(key: str) -> bool:
+    """``is_safe_key``, remembered: every log line asks it of each of its keys."""
+    safe = _SAFE_KEYS.get(key)
+    if safe is None:
+        safe = is_safe_key(key)
+        if len(_SAFE_KEYS) < _SAFE_KEYS_MAX:
+            _SAFE_KEYS[key] = safe
+    return safe
 
 
 def redact_event(_logger: Any, _name: str, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,11 +101,11 @@ def redact_event(_logger: Any, _name: str, event: Mapping[str, Any]) -> dict[str
         if key == "exc_info":
             # A traceback's texts may quote data (a library's error about a value): keep the type.
             out["error"] = _exception_type(value)
-        elif not is_safe_key(key):
+        elif not _safe_key(key):
             out[key] = REDACTED
-        elif value is None or isinstance(value, bool | int | float | str):
+        elif value is None or isinstance(value, _SCALARS):
             out[key] = value
-        elif isinstance(value, list | tuple) and all(isinstance(v, str | int) for v in value):
+        elif isinstance(value, list | tuple) and all(isinstance(v, _ITEMS) for v in value):
             out[key] = list(value)
         else:
             out[key] = REDACTED
@@ -161,9 +179,28 @@ def _install_record_factory() -> None:
     logging.setLogRecordFactory(safe_record)
 
 
-def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
-    """A logger writing to the ``sys.stderr`` of the moment (test runners swap it)."""
-    return structlog.PrintLogger(sys.stderr)
+class _StderrPrinter:
+    """structlog's ``PrintLogger``, writing to the ``sys.stderr`` of the moment (test runners
+    swap it). One for the process: structlog asks its factory for a logger at every call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        with self._lock:
+            stream.write(message + "\n")
+            stream.flush()
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+_STDERR = _StderrPrinter()
+
+
+def _stderr_logger(*_args: Any) -> _StderrPrinter:
+    return _STDERR
 
 
 class _StderrHandler(logging.StreamHandler[Any]):

@@ -622,3 +622,34 @@ async def test_tls_failure_tells_a_certificate_problem_from_a_refused_connection
         with pytest.raises(TransientPeerError) as caught:
             await refused.search_cases([])
     assert not tls_failure(caught.value)
+
+
+async def test_a_primero_behind_a_path_prefix_gets_each_call_under_it() -> None:
+    """The client resolves each path against the base URL itself (once per path): a prefix
+    and a trailing slash are kept, a record id is quoted, the query stays the filters."""
+    seen: list[tuple[str, str, str]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append((scope["method"], scope["raw_path"].decode(), scope["query_string"].decode()))
+        while (await receive()).get("more_body"):
+            pass
+        single = scope["method"] != "GET" or scope["path"] != "/prefix/api/v2/cases"
+        data = b'{"data": {"id": "r/1"}}' if single else b'{"data": [], "metadata": {}}'
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+
+    with serve_in_thread(app) as server:
+        async with PrimeroClient(f"{server.url}/prefix/", username="u", password="p") as client:
+            for _ in range(2):
+                assert await client.find_cases("unhcr_individual_no", "ETH-1") == []
+                await client.create_case({"module_id": CP})
+                await client.get_case("r/1")
+    query = "unhcr_individual_no=ETH-1&order_by=last_updated_at&order=asc&per=1000&page=1"
+    assert seen == 2 * [
+        ("GET", "/prefix/api/v2/cases", query),
+        ("POST", "/prefix/api/v2/cases", ""),
+        ("GET", "/prefix/api/v2/cases/r%2F1", ""),
+    ]

@@ -18,6 +18,7 @@ from primero_progres.settings import Settings
 from primero_progres.sim.common import serve_in_thread
 from primero_progres.store import StepContext, Store
 from primero_progres.web import create_app
+from primero_progres.web.inbox import MAX_DEPTH, InboxRejection, _depth, load_json
 from primero_progres.worker import RetryPolicy, Worker
 
 
@@ -410,3 +411,31 @@ async def test_over_ping_there_is_no_inbox_to_call(store: Store) -> None:
         assert (await http.get("/healthz")).status_code == 200
     assert await store.jobs.list() == []
     assert await store.messages.list() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("1", 0),
+        ('"x"', 0),
+        ("[]", 1),
+        ('{"a": [1, {"b": "c"}], "d": []}', 3),
+        ("[" * MAX_DEPTH + "]" * MAX_DEPTH, MAX_DEPTH),
+        ('{"a": ' * MAX_DEPTH + "1" + "}" * MAX_DEPTH, MAX_DEPTH),
+    ],
+)
+def test_a_body_at_most_max_depth_deep_is_taken(text: str, depth: int) -> None:
+    assert _depth(load_json(text.encode())) == depth
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1),
+        '[1, {"a": ' * (MAX_DEPTH // 2 + 1) + "2" + "}]" * (MAX_DEPTH // 2 + 1),
+    ],
+)
+def test_one_level_deeper_is_too_deep(text: str) -> None:
+    with pytest.raises(InboxRejection) as refused:
+        load_json(text.encode())
+    assert (refused.value.status, refused.value.code) == (400, "too_deep")

@@ -105,6 +105,8 @@ class DTPClient(PooledClient):
         self.base_url = base_url.rstrip("/")
         self.referral_url = f"{self.base_url}/{referral_path.lstrip('/')}"
         self.decision_url = f"{self.base_url}/{decision_path.lstrip('/')}"
+        #: parsed once: httpx parses a URL given as a string on every request
+        self._targets = {url: httpx.URL(url) for url in (self.referral_url, self.decision_url)}
         self._http = httpx.AsyncClient(
             verify=ssl_context,
             timeout=httpx.Timeout(timeout),
@@ -145,7 +147,7 @@ class DTPClient(PooledClient):
             ) from exc
         started = time.monotonic()
         try:
-            response = await self._http.post(url, content=content, headers=headers)
+            response = await self._http.post(self._targets[url], content=content, headers=headers)
         except httpx.TimeoutException as exc:
             raise TransientPeerError(
                 "dtp", operation, f"timed out ({type(exc).__name__})", reason="timeout"

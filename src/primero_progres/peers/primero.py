@@ -10,6 +10,7 @@ typed errors raised here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -206,13 +207,19 @@ class PrimeroClient:
         self._user_id: int | None = None
         self._login_lock = asyncio.Lock()
         self.page_size = min(page_size, MAX_PER)
+        self._api = base_url.rstrip("/") + "/api/v2"
+        #: path -> absolute URL: httpx parses a relative one against the base twice per request
+        self._url = functools.lru_cache(maxsize=32)(self._absolute)
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/api/v2",
+            base_url=self._api,
             timeout=timeout,
             verify=_ssl_context(verify),
             auth=httpx.BasicAuth(username, password) if auth == "basic" else None,
             headers={"Accept": "application/json"},
         )
+
+    def _absolute(self, path: str) -> httpx.URL:
+        return httpx.URL(self._api + path)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -245,7 +252,7 @@ class PrimeroClient:
         try:
             response = await self._http.request(
                 method,
-                path,
+                self._url(path),
                 params=tuple(params) if params is not None else None,
                 json=json,
                 headers=headers,

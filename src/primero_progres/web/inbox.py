@@ -131,17 +131,21 @@ def _no_constant(name: str) -> Any:
 
 
 def _depth(data: Any) -> int:
-    """How deep a parsed JSON value nests (iterative: the value may be deep)."""
+    """How deep a parsed JSON value nests (iterative: the value may be deep). Only objects and
+    arrays go on the stack: a message is mostly strings, and this runs on every one."""
+    if not isinstance(data, dict | list):
+        return 0
     deepest = 0
-    stack = [(data, 1)]
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            deepest = max(deepest, depth)
+        if depth > deepest:
+            deepest = depth
             if depth > MAX_DEPTH:
                 return depth
-            children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, depth + 1) for child in children)
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return deepest
 
 
