@@ -23,8 +23,14 @@ CHROMIUM ?= /usr/bin/chromium
 chromium:
 	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; }
 
+# The suite in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them
+# (--dist loadfile: a file's session and module fixtures, such as the image build of
+# tests/deploy, are set up once). Most tests wait on loopback servers, databases and child
+# processes, so more workers than cores pays; every test has its own database, ports and
+# temporary directory. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 3
 test: install chromium
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Refresh the console screenshots of docs/console.md from the browser tests.
 screenshots: install chromium
