@@ -26,7 +26,7 @@ chromium:
 # The suite in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them
 # (--dist loadfile: a file's session and module fixtures, such as the image build of
 # tests/deploy, are set up once). Most tests wait on loopback servers, databases and child
-# processes, so more workers than cores pays; every test has its own database, ports and
+# processes, so 3 workers on CI's 2 cores; every test has its own database, ports and
 # temporary directory. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 test: install chromium
@@ -37,7 +37,8 @@ screenshots: install chromium
 	PRIMERO_PROGRES_SCREENSHOTS=$(CURDIR)/docs/console $(VENV)/bin/pytest -q tests/web/console
 
 # tests/chaos: faults and killed worker processes, over DTP and PING, on SQLite and PostgreSQL
-# (docs/e2e-faults.md); PRIMERO_PROGRES_CHAOS_SEED=<seed> replays a run.
+# (docs/e2e-faults.md); PRIMERO_PROGRES_CHAOS_SEED=<seed> replays a run. Its four runs go one
+# after another, not in parallel: how much gets done under faults depends on the machine's load.
 chaos: install
 	$(VENV)/bin/pytest -m chaos tests/chaos
 
