@@ -32,6 +32,11 @@ from primero_progres.sim.common import free_port
 from primero_progres.store import generate_key
 from tls_helpers import make_tls_files
 
+# the first test here builds the image's virtualenv (conftest.py's fresh_install, a pip
+# install bounded at 900 s): over a minute on a loaded machine, past the suite's 120 s when the
+# suite runs in parallel; the commands each test runs keep their own 60-120 s limits
+pytestmark = pytest.mark.timeout(1020)
+
 INBOX_TOKEN = "deploy-test-token"
 #: peers that are not there: the flows' jobs just wait and retry
 PEERS = {

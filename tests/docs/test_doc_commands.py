@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,12 +59,27 @@ def _run(document: Path, workdir: Path) -> tuple[int, str]:
         try:
             code = process.wait(timeout=600)
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+            _stop_group(process.pid)
     return code, output.read_text(errors="replace")
 
 
+def _stop_group(group: int, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL what still runs after ``grace``: a server left behind by a failed
+    or timed-out document would hold its port and CPU for the rest of the suite."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)
+            time.sleep(0.1)
+        os.killpg(group, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("document", WITH_COMMANDS, ids=lambda d: d.name)
+# a document starts servers and runs its commands one after another: minutes on a loaded
+# machine (operate.md took over 120 s at load 7); its limit is _run's 600 s wait, not the
+# suite's 120 s
+@pytest.mark.timeout(660)
 def test_runnable_commands_of(document: Path, tmp_path: Path) -> None:
     blocks = runnable_blocks(document)
     code, output = _run(document, tmp_path)

@@ -59,6 +59,8 @@ def test_wrong_key_does_not_decrypt() -> None:
         f"a:{generate_key()},a:{generate_key()}",
         f"bad id:{generate_key()}",
     ],
+    # ids that do not hold the random keys: pytest-xdist's workers must collect the same ids
+    ids=["empty", "not-base64", "too-short", "duplicate-id", "id-with-a-space"],
 )
 def test_bad_keys_are_configuration_errors_naming_the_variable(value: str) -> None:
     with pytest.raises(ConfigurationError, match="PRIMERO_PROGRES_ENCRYPTION_KEY"):

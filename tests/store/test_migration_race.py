@@ -56,9 +56,14 @@ async def _at_head(url: str) -> None:
 
 
 def _waiting_for_the_lock(dsn: str) -> int:
+    """Upgrades waiting for the migration lock in this test's database: pg_locks is the whole
+    server's, where other tests (other pytest-xdist workers) may wait on their own upgrades."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND ((classid::bigint << 32) | objid::bigint) = %s",
+            (MIGRATION_LOCK,),
         ).fetchone()
     return int(row[0]) if row else 0
 
