@@ -26,19 +26,15 @@ from typing import Any
 import sqlalchemy as sa
 from core_profile import prepare_database, referral
 
+from primero_progres.flows.progres_referral import DELIVER, FEEDBACK, FLOW, RECEIVE
 from primero_progres.store import (
     AuditEvent,
     Cipher,
-    Flow,
     LedgerEvent,
     LedgerState,
     StepContext,
     Store,
-    job_kind,
 )
-
-FLOW = Flow.PROGRES_REFERRAL
-RECEIVE, DELIVER, FEEDBACK = (job_kind(FLOW, s) for s in ("receive", "deliver", "feedback"))
 
 
 async def receive(store: Store, ctx: StepContext) -> None:
