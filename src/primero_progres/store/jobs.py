@@ -93,20 +93,11 @@ def _dead_matching(where: DeadLetterFilter) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
-def _held(job: Job, owner: str) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        jobs.c.id == job.id,
-        jobs.c.state == JobState.RUNNING.value,
-        jobs.c.lease_owner == owner,
-        jobs.c.attempts == job.attempts,
-    )
-
-
 def _first_failure(now: datetime) -> sa.ColumnElement[Any]:
     return sa.func.coalesce(jobs.c.first_failed_at, now)
 
 
-def _unleased(now: datetime) -> dict[str, Any]:
+def _unleased(now: datetime | sa.BindParameter[Any]) -> dict[str, Any]:
     """The columns every way out of RUNNING clears."""
     return {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
 
@@ -128,6 +119,8 @@ def _insert_job(dialect: str, keyed: bool) -> Any:
 
 _JOB_BY_KEY = sa.select(jobs.c.id).where(jobs.c.key == sa.bindparam("job_key"))
 
+#: the fencing token: a write out of RUNNING applies only while its worker still holds this
+#: attempt (values: ``_held_by``)
 _HELD = sa.and_(
     jobs.c.id == sa.bindparam("job_id"),
     jobs.c.state == JobState.RUNNING.value,
@@ -135,17 +128,14 @@ _HELD = sa.and_(
     jobs.c.attempts == sa.bindparam("attempt"),
 )
 
+
+def _held_by(job: Job, owner: str) -> dict[str, Any]:
+    return {"job_id": job.id, "held_by": owner, "attempt": job.attempts}
+
+
 #: a held job done, its payload dropped
 _DONE = (
-    sa.update(jobs)
-    .where(_HELD)
-    .values(
-        state=JobState.DONE.value,
-        payload=None,
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=_NOW,
-    )
+    sa.update(jobs).where(_HELD).values(state=JobState.DONE.value, payload=None, **_unleased(_NOW))
 )
 
 #: an inbox message's payload dropped once the job the inbox queued for it is done
@@ -429,8 +419,7 @@ class JobQueue:
         row = None
         async with self._db.write() as conn:
             now = self._db.now()
-            held = {"job_id": job.id, "held_by": owner, "attempt": job.attempts, "now": now}
-            if (await conn.execute(_DONE, held)).rowcount != 1:
+            if (await conn.execute(_DONE, {**_held_by(job, owner), "now": now})).rowcount != 1:
                 return False, None
             if job.message_id is not None and job.parent_id is None:
                 # the job the inbox queued for its message (a step's jobs inherit the message
@@ -528,7 +517,8 @@ class JobQueue:
         self, conn: AsyncConnection, job: Job, owner: str, **values: Any
     ) -> bool:
         """Write ``values`` only while ``owner`` still holds this attempt (the fencing token)."""
-        result = await conn.execute(sa.update(jobs).where(_held(job, owner)).values(**values))
+        stmt = sa.update(jobs).where(_HELD).values(**values)
+        result = await conn.execute(stmt, _held_by(job, owner))
         return result.rowcount == 1
 
     def _decrypt(self, row: Any) -> dict[str, Any] | None:
