@@ -16,6 +16,7 @@ and an exception keeps its type and traceback but not its text.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -75,23 +76,15 @@ REDACTED = "[redacted]"
 
 _SCALARS = (bool, int, float, str)
 _ITEMS = (str, int)
-#: key -> whether it is safe; the keys are the code's own names, so it stays small
-_SAFE_KEYS: dict[str, bool] = {}
-_SAFE_KEYS_MAX = 4096
 
 
 def is_safe_key(key: str) -> bool:
     return key in _ALWAYS or key.endswith(_SAFE_SUFFIXES) or key == "progres_interventionnumber"
 
 
-def _safe_key(key: str) -> bool:
-    """``is_safe_key``, remembered: every log line asks it of each of its keys."""
-    safe = _SAFE_KEYS.get(key)
-    if safe is None:
-        safe = is_safe_key(key)
-        if len(_SAFE_KEYS) < _SAFE_KEYS_MAX:
-            _SAFE_KEYS[key] = safe
-    return safe
+#: ``is_safe_key``, remembered: every log line asks it of each of its keys (the code's own
+#: names, so few)
+_safe_key = functools.lru_cache(maxsize=4096)(is_safe_key)
 
 
 def redact_event(_logger: Any, _name: str, event: Mapping[str, Any]) -> dict[str, Any]:
