@@ -282,7 +282,7 @@ def create_app(
                  if isinstance(body, Mapping) else None,
                  "body": body, "answer": answer}
             )
-        if endpoint == "data" and state.answer_lost():
+        if state.answer_lost(endpoint):
             return JSONResponse({"statusCode": 504, "message": "Gateway timeout"}, status_code=504)
         return JSONResponse(answer)
 
