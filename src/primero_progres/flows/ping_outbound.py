@@ -327,7 +327,7 @@ async def resolve(rt: Runtime, ctx: StepContext) -> None:
                           **ids)
         ctx.audit(AuditEvent.REFERRAL_SENT, flow=flow, **ids)
         log.info("ping_ingestion_outcome_resolved", flow=flow.value, case_id=refs.get("case_id"),
-                 interoperability_referral_id=referral_id, lookups=lookups)
+                 interoperability_referral_id=referral_id, attempt=lookups)
         return
     if whole_list and lookups < rt.max_attempts:
         _resolve_later(rt, ctx, key, payload, refs, why, lookups=lookups)
@@ -350,7 +350,7 @@ async def resolve(rt: Runtime, ctx: StepContext) -> None:
         ),
     )
     log.warning("ping_ingestion_outcome_unresolved", flow=flow.value,
-                case_id=refs.get("case_id"), reason=why, lookups=lookups)
+                case_id=refs.get("case_id"), reason=why, attempt=lookups)
 
 
 async def _find_referral(rt: Runtime, service_unique_id: str) -> tuple[str | None, bool]:
