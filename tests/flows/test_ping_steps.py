@@ -82,10 +82,9 @@ class FakePing:
         self._call("referral_create_status", transaction_id)
         return self.statuses.pop(0)
 
-    async def decision_detail(self, referral_ids: str | Sequence[str]) -> list[dict[str, Any]]:
-        self._call("decision_detail", referral_ids)
-        wanted = [referral_ids] if isinstance(referral_ids, str) else list(referral_ids)
-        return [self.details[i] for i in wanted if i in self.details]
+    async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
+        self._call("decision_detail", referral_id)
+        return [self.details[referral_id]] if referral_id in self.details else []
 
     async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
         self._call("update_referral", item)
@@ -252,7 +251,7 @@ async def test_a_referral_found_in_ping_is_recorded_sent_and_the_look_up_stops(
     assert exchange.state == "sent"
     assert exchange.interoperability_referral_id == "ir-3"
     assert [c[1:] for c in ping.calls_of("retrieve_page")] == [(1, None), (2, "c1")]
-    assert ping.calls_of("decision_detail") == [["ir-1", "ir-2"], ["ir-3", "ir-4"]]
+    assert ping.calls_of("decision_detail") == ["ir-1", "ir-2", "ir-3"]
     assert ping.calls_of("create_referral") == [] and fake_store.jobs == []
     [audited] = fake_store.audit
     assert audited.ids["interoperability_referral_id"] == "ir-3"

@@ -330,8 +330,8 @@ class ObservedPing:
     async def referral_create_status(self, transaction_id: str) -> TransactionStatus:
         return await self._watch.call(self._inner.referral_create_status(transaction_id))
 
-    async def decision_detail(self, referral_ids: str | Sequence[str]) -> list[dict[str, Any]]:
-        return await self._watch.call(self._inner.decision_detail(referral_ids))
+    async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
+        return await self._watch.call(self._inner.decision_detail(referral_id))
 
     async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
         return await self._watch.call(self._inner.update_referral(item))

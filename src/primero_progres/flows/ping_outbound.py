@@ -19,7 +19,7 @@ bridge never posts an item twice on its own:
   may have it (a timeout or a 5xx once sent, a worker that died while
   posting: the job's second attempt) queues a ``resolve``.
 - ``resolve`` looks for the referral once PING had time to create it: the
-  partner's referral list, page by page, each page's details in one query,
+  partner's referral list, page by page, one detail query per referral,
   for the ``progres_orgreferralid`` flow 3 sets (the service ``unique_id``).
   Found: recorded ``sent`` with its id, as a check would. Not found: looked
   for again later, a few times; then (or past ``RESOLVE_MAX_PAGES`` pages)
@@ -357,8 +357,9 @@ async def _find_referral(rt: Runtime, service_unique_id: str) -> tuple[str | Non
     """The interoperability referral whose ``progres_orgreferralid`` is the service's, and
     whether the whole list was read (False: stopped after ``RESOLVE_MAX_PAGES`` pages).
 
-    The list holds every referral of the partner, in any status; each page's referrals are
-    read in one detail query, and the look-up stops at the first page that has it."""
+    The list holds every referral of the partner, in any status. Each referral's detail is
+    its own query: PING is known to take one id per ``{record_ids}`` (a bracketed list is
+    unverified). The look-up stops at the referral that matches."""
     shipping = rt.ping.shipping_processes
     number, cookie = 1, None
     while number <= RESOLVE_MAX_PAGES:
@@ -366,9 +367,10 @@ async def _find_referral(rt: Runtime, service_unique_id: str) -> tuple[str | Non
             shipping.decisions_list, page_number=number, paging_cookie=cookie
         )
         listed = [ping_mapping.read_listed_referral(row, rt.profile) for row in page.rows]
-        ids = [r.referral_id for r in listed if isinstance(r, ping_mapping.ListedReferral)]
-        if ids:
-            details = await rt.ping.decision_detail(ids)
+        for referral in listed:
+            if not isinstance(referral, ping_mapping.ListedReferral):
+                continue
+            details = await rt.ping.decision_detail(referral.referral_id)
             found = ping_mapping.referrals_by_org_referral_id(details, rt.profile)
             if service_unique_id in found:
                 return found[service_unique_id], True

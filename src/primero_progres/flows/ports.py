@@ -130,8 +130,8 @@ class PingApi(Protocol):
 
     async def referral_create_status(self, transaction_id: str) -> TransactionStatus: ...
 
-    async def decision_detail(self, referral_ids: str | Sequence[str]) -> list[dict[str, Any]]:
-        """Flow 4: the rows of one interoperability referral (flow 3: of several)."""
+    async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
+        """Flow 4: the rows of one interoperability referral."""
         ...
 
     async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:

@@ -364,12 +364,9 @@ class PingClient(PooledClient):
         """Flow 4: the partner's interoperability referrals (in any status), all pages."""
         return self.iter_rows(self.shipping_processes.decisions_list)
 
-    async def decision_detail(self, referral_ids: str | Sequence[str]) -> list[dict[str, Any]]:
-        """Flow 4: the decision fields of one interoperability referral (flow 3's look-up: of
-        several, in one query)."""
-        return await self.retrieve(
-            self.shipping_processes.decision_detail, record_ids=referral_ids
-        )
+    async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
+        """Flow 4: the decision fields of one interoperability referral."""
+        return await self.retrieve(self.shipping_processes.decision_detail, record_ids=referral_id)
 
     async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
         """Flow 4: acknowledge a decision on an interoperability referral (``/data``)."""
