@@ -160,6 +160,7 @@ class Settings(BaseSettings):
     #: a cached token is renewed this long before it expires
     ping_token_margin_seconds: float = Field(default=120.0, ge=0)
     #: flow 3: how long to wait before asking PING again whether an async ingestion is done
+    #: (and before looking again for a referral whose post went unanswered)
     ping_status_check_seconds: float = Field(default=60.0, gt=0)
 
     profile: str = "gambella"

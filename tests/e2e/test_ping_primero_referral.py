@@ -143,6 +143,56 @@ async def test_a_post_ping_may_have_received_is_never_repeated_blindly(ping_stac
     assert await exchange_state(ping_stack) == "sent"
 
 
+async def test_a_post_whose_answer_was_lost_is_found_in_ping_and_never_repeated(
+    tmp_path: Path,
+) -> None:
+    """PING queued the referral but its answer was lost: the bridge looks for it (at first
+    PING is still processing it) instead of posting again or waiting for an operator."""
+    async with Stack(tmp_path, gateway="ping", ping_status_check_seconds=0.25) as stack:
+        await stack.set_ping_modes(async_delay_seconds=0.3, lost_async_answers=1)
+        sent = await referred(stack)
+        await stack.poll(Flow.PRIMERO_REFERRAL)
+        await stack.settle()
+
+        assert await posted(stack) == [504]
+        [referral] = await stack.ping_referrals()
+        created = [w for w in await stack.ping_sim("GET", "writes")
+                   if w["table"] == "referral_created"]
+        assert len(created) == 1, "one referral, none posted twice"
+        [exchange] = await stack.store.ledger.find(Flow.PRIMERO_REFERRAL)
+        assert exchange.state == "sent"
+        assert exchange.interoperability_referral_id == referral["referral_id"]
+        assert exchange.org_referral_id == sent["service_unique_id"]
+        events = [e.event for e in await stack.store.ledger.events(exchange.id)]
+        assert events == ["referral_queued", "referral_sent"]
+        assert await stack.store.jobs.list(state="dead") == []
+        lookups = await stack.store.jobs.list(kind="primero-referral.resolve")
+        assert lookups and all(job.state == "done" for job in lookups)
+
+        await stack.poll(Flow.PRIMERO_REFERRAL)
+        await stack.settle()
+        assert await posted(stack) == [504]
+
+
+async def test_a_post_that_never_reached_ping_is_looked_for_then_left_to_an_operator(
+    ping_stack: Stack,
+) -> None:
+    await referred(ping_stack)
+    await ping_stack.set_faults("unhcr", [{"path": ASYNC, "status": 502, "times": 1}])
+    await ping_stack.poll(Flow.PRIMERO_REFERRAL)
+    await ping_stack.settle()
+
+    assert await posted(ping_stack) == [502]
+    [dead] = await ping_stack.store.jobs.list(state="dead")
+    assert dead.kind == "primero-referral.ingest"
+    assert dead.dead_reason is not None
+    assert dead.dead_reason.reason == "ingestion_outcome_unknown"
+    assert "look-ups" in dead.dead_reason.message
+    lookups = await ping_stack.store.jobs.list(kind="primero-referral.resolve")
+    assert len(lookups) == ping_stack.settings.retry_max_attempts
+    assert await exchange_state(ping_stack) == "queued"
+
+
 async def test_a_post_ping_cannot_have_received_is_retried(ping_stack: Stack) -> None:
     """APIM's rate limit answers before PING sees the request: safe to post again."""
     await referred(ping_stack)

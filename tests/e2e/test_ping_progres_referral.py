@@ -17,6 +17,7 @@ FOCAL_POINT = "progresv4_primero_intake@cpims-gambella.primero.org"
 NUMBER = "DEMO-26-PRTITV-0000001"
 BUSINESS_UNIT = demo_data.PING_BUSINESS_UNIT
 READY, DELIVERY_FAILED, PENDING_ACKNOWLEDGEMENT = 125080000, 125080001, 125080002
+ACCEPTED = 125080003
 INVALID_DATA = (
     "Intervention referral has provided invalid data. Please review the data values shared "
     "and re-send the request."
@@ -305,6 +306,36 @@ async def test_a_write_back_ping_refuses_is_a_dead_letter_and_replays(ping_stack
     assert len(await case_writes(ping_stack)) == 1
     [exchange] = await ping_stack.store.ledger.find(Flow.PROGRES_REFERRAL)
     assert exchange.state == "written_back"
+
+
+async def test_an_acknowledgement_the_decision_overtook_is_recorded_as_superseded(
+    ping_stack: Stack,
+) -> None:
+    """The focal point decides while the acknowledgement is parked: flow 2's status stands in
+    PING, and the ledger says so instead of "delivered, never acknowledged" for ever."""
+    [lp_id] = await seed(ping_stack)
+    await ping_stack.set_faults("unhcr", [{"path": "/api/ingestion", "status": 400, "times": 1}])
+    await ping_stack.poll(Flow.PROGRES_REFERRAL)
+    [dead] = await ping_stack.store.jobs.list(state="dead")
+    [case] = await ping_stack.primero_cases()
+    [row] = case["services_section"]
+    await ping_stack.focal_point_decides(case["id"], row["unique_id"], "accepted")
+    await ping_stack.poll(Flow.PRIMERO_DECISION)
+
+    assert await ping_stack.store.jobs.replay(dead.id)
+    await ping_stack.settle()
+
+    assert (await ping_stack.ping_intervention(lp_id))["transfer_status"] == ACCEPTED
+    written = [fields(i)["progres_primerotransferstatus"] for i in await write_backs(ping_stack)]
+    assert written == [str(ACCEPTED)], "the acknowledgement never written over the decision"
+    [exchange] = await ping_stack.store.ledger.find(Flow.PROGRES_REFERRAL)
+    assert exchange.state == "superseded_by_decision"
+    events = [e.event for e in await ping_stack.store.ledger.events(exchange.id)]
+    assert events == ["case_created", "acknowledgement_superseded"]
+    assert await ping_stack.store.jobs.list(state="dead") == []
+    assert await ping_stack.store.ledger.cases_waiting_for_decision(
+        ("accepted", "rejected"), limit=10
+    ) == [case["id"]], "a later rejection is still watched for"
 
 
 async def test_two_interventions_for_one_child_make_one_case(ping_stack: Stack) -> None:

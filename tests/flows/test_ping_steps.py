@@ -38,6 +38,8 @@ class FakePing:
     """``PingApi`` answering from lists; ``errors`` makes an operation raise."""
 
     pages: list[PingPage] = field(default_factory=list)
+    #: decision-detail rows by interoperability referral id
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
     statuses: list[TransactionStatus] = field(default_factory=list)
     errors: dict[str, Exception] = field(default_factory=dict)
     calls: list[tuple[str, Any]] = field(default_factory=list)
@@ -82,7 +84,7 @@ class FakePing:
 
     async def decision_detail(self, referral_id: str) -> list[dict[str, Any]]:
         self._call("decision_detail", referral_id)
-        return []
+        return [self.details[referral_id]] if referral_id in self.details else []
 
     async def update_referral(self, item: Mapping[str, Any]) -> IngestionReceipt:
         self._call("update_referral", item)
@@ -131,13 +133,24 @@ def record(store: FakeStore, state: LedgerState) -> None:
     store.ledger.apply(LedgerRecord.of(Flow.PRIMERO_REFERRAL, KEY, state=state, **REFS))
 
 
+def resolve_queued(store: FakeStore, job: Any, why: str, lookups: int = 0) -> None:
+    """The step queued the look-up of the referral its post may have created, and nothing
+    else."""
+    [resolve] = store.jobs
+    assert (resolve.kind, resolve.key) == (
+        "primero-referral.resolve", f"primero-referral.resolve:{KEY}:{job.id}"
+    )
+    assert resolve.payload == {"message": ITEM, "why": why, "lookups": lookups}
+    assert (resolve.refs, resolve.delay, resolve.dead_reason) == (REFS, 7.0, None)
+
+
 async def test_an_ingest_claimed_again_after_a_crash_never_posts(
     ping_rt: Runtime, fake_store: FakeStore, ping: FakePing
 ) -> None:
-    with pytest.raises(ping_outbound.IngestionOutcomeUnknown) as raised:
-        await run(ping_rt, fake_store, ping_outbound.ingest, ingest_job(attempts=2))
-    assert raised.value.reason == "ingestion_outcome_unknown"
+    job = ingest_job(attempts=2)
+    await run(ping_rt, fake_store, ping_outbound.ingest, job)
     assert ping.calls == []
+    resolve_queued(fake_store, job, "worker_stopped")
 
 
 @pytest.mark.parametrize("state", [LedgerState.INGESTING, LedgerState.SENT])
@@ -194,13 +207,121 @@ async def test_a_post_ping_cannot_have_received_is_queued_again_later(
         PingUnexpectedResponseError("ping", "ingest_async", "no id", reason="no_transaction_id"),
     ],
 )
-async def test_a_post_ping_may_have_received_becomes_a_dead_letter(
+async def test_a_post_ping_may_have_received_is_looked_for_never_posted_again(
     ping_rt: Runtime, fake_store: FakeStore, ping: FakePing, error: Exception
 ) -> None:
     ping.errors["create_referral"] = error
-    with pytest.raises(ping_outbound.IngestionOutcomeUnknown):
-        await run(ping_rt, fake_store, ping_outbound.ingest, ingest_job())
-    assert fake_store.jobs == []
+    job = ingest_job()
+    await run(ping_rt, fake_store, ping_outbound.ingest, job)
+    assert len(ping.calls_of("create_referral")) == 1
+    resolve_queued(fake_store, job, getattr(error, "reason", ""))
+    assert fake_store.ledger.exchanges == {}
+
+
+def listed(*referral_ids: str) -> list[dict[str, Any]]:
+    return [{"progres_interoperabilityreferralid": i,
+             "progres_interoperabilityreferralstatus": 125080000} for i in referral_ids]
+
+
+def detail(referral_id: str, org_referral_id: str) -> dict[str, Any]:
+    return {"progres_interoperabilityreferralid": referral_id,
+            "progres_orgreferralid": org_referral_id, "progres_offlineid": "case-x"}
+
+
+def resolve_job(lookups: int = 0) -> Any:
+    return make_job(
+        "primero-referral.resolve", {"message": ITEM, "why": "timeout", "lookups": lookups},
+        refs=REFS, key=f"primero-referral.resolve:{KEY}:job-0",
+    )
+
+
+async def test_a_referral_found_in_ping_is_recorded_sent_and_the_look_up_stops(
+    ping_rt: Runtime, fake_store: FakeStore, ping: FakePing
+) -> None:
+    ping.pages = [
+        page(listed("ir-1", "ir-2"), more=True, cookie="c1"),
+        page(listed("ir-3", "ir-4"), more=True, cookie="c2"),
+        page(listed("ir-5"), more=False),
+    ]
+    ping.details = {"ir-1": detail("ir-1", "svc-0"), "ir-2": detail("ir-2", "svc-9"),
+                    "ir-3": detail("ir-3", "svc-1"), "ir-4": detail("ir-4", "svc-2")}
+    await run(ping_rt, fake_store, ping_outbound.resolve, resolve_job())
+
+    exchange = fake_store.ledger.exchanges[("primero-referral", KEY)]
+    assert exchange.state == "sent"
+    assert exchange.interoperability_referral_id == "ir-3"
+    assert [c[1:] for c in ping.calls_of("retrieve_page")] == [(1, None), (2, "c1")]
+    assert ping.calls_of("decision_detail") == ["ir-1", "ir-2", "ir-3"]
+    assert ping.calls_of("create_referral") == [] and fake_store.jobs == []
+    [audited] = fake_store.audit
+    assert audited.ids["interoperability_referral_id"] == "ir-3"
+
+
+async def test_a_referral_not_listed_yet_is_looked_for_again_later(
+    ping_rt: Runtime, fake_store: FakeStore, ping: FakePing
+) -> None:
+    ping.pages = [page(listed("ir-1"), more=False)]
+    ping.details = {"ir-1": detail("ir-1", "svc-0")}
+    job = resolve_job(lookups=0)
+    await run(ping_rt, fake_store, ping_outbound.resolve, job)
+    [again] = fake_store.jobs
+    assert (again.kind, again.key) == (
+        "primero-referral.resolve", f"primero-referral.resolve:{KEY}:{job.id}"
+    )
+    assert again.payload == {"message": ITEM, "why": "timeout", "lookups": 1}
+    assert (again.delay, again.dead_reason) == (7.0, None)
+    assert fake_store.ledger.exchanges == {}
+
+
+async def test_a_referral_never_found_is_a_dead_letter_that_replays_as_a_post(
+    ping_rt: Runtime, fake_store: FakeStore, ping: FakePing
+) -> None:
+    ping.pages = [page([], more=False)]
+    job = resolve_job(lookups=ping_rt.max_attempts - 1)
+    await run(ping_rt, fake_store, ping_outbound.resolve, job)
+    [parked] = fake_store.jobs
+    assert (parked.kind, parked.key) == (
+        "primero-referral.ingest", f"primero-referral.ingest:{KEY}:unknown:{job.id}"
+    )
+    assert (parked.payload, parked.refs) == ({"message": ITEM}, REFS)
+    assert parked.dead_reason is not None
+    assert parked.dead_reason.reason == "ingestion_outcome_unknown"
+    assert "after 3 look-ups" in parked.dead_reason.message
+    assert ping.calls_of("create_referral") == []
+
+
+async def test_a_look_up_stops_after_its_page_cap_and_leaves_it_to_an_operator(
+    ping_rt: Runtime, fake_store: FakeStore, ping: FakePing
+) -> None:
+    ping.pages = [page(listed(f"ir-{n}"), more=True, cookie=f"c{n}") for n in range(100)]
+    await run(ping_rt, fake_store, ping_outbound.resolve, resolve_job())
+    assert len(ping.calls_of("retrieve_page")) == ping_outbound.RESOLVE_MAX_PAGES
+    [parked] = fake_store.jobs
+    assert parked.dead_reason is not None
+    assert parked.dead_reason.reason == "ingestion_outcome_unknown"
+    assert f"after {ping_outbound.RESOLVE_MAX_PAGES} pages" in parked.dead_reason.message
+
+
+async def test_a_look_up_ping_answers_wrongly_is_left_to_an_operator(
+    ping_rt: Runtime, fake_store: FakeStore, ping: FakePing
+) -> None:
+    ping.errors["retrieve_page"] = PingUnexpectedResponseError(
+        "ping", "retrieve", "Data is not a list", reason="bad_response"
+    )
+    await run(ping_rt, fake_store, ping_outbound.resolve, resolve_job())
+    [parked] = fake_store.jobs
+    assert parked.dead_reason is not None
+    assert parked.dead_reason.reason == "ingestion_outcome_unknown"
+    assert "look-up bad_response" in parked.dead_reason.message
+
+
+@pytest.mark.parametrize("state", [LedgerState.INGESTING, LedgerState.SENT])
+async def test_a_look_up_after_the_item_was_posted_does_nothing(
+    ping_rt: Runtime, fake_store: FakeStore, ping: FakePing, state: LedgerState
+) -> None:
+    record(fake_store, state)
+    await run(ping_rt, fake_store, ping_outbound.resolve, resolve_job())
+    assert ping.calls == [] and fake_store.jobs == []
 
 
 async def test_ping_unreachable_every_try_is_a_dead_letter_that_sent_nothing(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2 as httpx
 import pytest
+import structlog
 
 
 @pytest.fixture
@@ -23,3 +25,18 @@ def sim(primero_sim: Any) -> Iterator[httpx.Client]:
     """The simulator's own ``/_sim`` controls."""
     with httpx.Client(base_url=primero_sim.url + "/_sim") as client:
         yield client
+
+
+@pytest.fixture
+def structlog_kept() -> Iterator[None]:
+    """structlog's configuration as the test found it, whatever the test changes."""
+    config = structlog.get_config()
+    yield
+    structlog.configure(**config)
+
+
+@pytest.fixture
+def every_level(structlog_kept: None) -> None:
+    """structlog lets DEBUG lines through (the suite may have configured INFO), so a test can
+    tell the level a line was logged at."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))

@@ -509,6 +509,19 @@ def test_lost_answer_applies_the_write_but_answers_504(ping_sim: PingSim) -> Non
     assert ping_sim.sim("GET", "modes")["lost_answers"] == 0
 
 
+def test_lost_async_answer_queues_the_item_but_answers_504(ping_sim: PingSim) -> None:
+    ping_sim.sim("PUT", "modes", json={"lost_async_answers": 1})
+    item = {"ExternalId": "case-1", "Fields": fields(progres_orgreferralid="svc-1")}
+    body = {"ShippingProcessId": "SHP-2731", "InteropID": INTEROP, "Data": [item]}
+    caller = Caller(ping_sim)
+    assert caller.post(ASYNC_PATH, body).status_code == 504
+    assert ping_sim.sim("POST", "transactions/process") == {"processed": 1}
+    [referral] = ping_sim.sim("GET", "referrals")
+    assert referral["fields"]["progres_orgreferralid"] == "svc-1"
+    assert caller.post(ASYNC_PATH, body).status_code == 200
+    assert ping_sim.sim("GET", "modes")["lost_async_answers"] == 0
+
+
 def test_writes_journal_each_applied_item_with_its_status_only(ping_sim: PingSim) -> None:
     [lp_id] = ping_sim.seed(Seed(interventions=[intervention()]))["interventions"]
     [ref_id] = ping_sim.seed(Seed(referrals=[SeedReferral()]))["referrals"]

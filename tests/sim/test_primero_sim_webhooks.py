@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
+import structlog
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -447,6 +448,22 @@ def test_each_post_is_sent_once_and_its_answer_audited(
     assert entry["webhook_status"] == audited
     [delivery] = sim.get("/webhooks/deliveries").json()
     assert (delivery["outcome"], delivery["status_code"]) == (audited, status)
+
+
+@pytest.mark.usefixtures("every_level")
+def test_a_webhook_sent_is_logged_at_debug_one_that_failed_at_info(
+    api: httpx.Client, sim: httpx.Client, receiver: tuple[str, Receiver]
+) -> None:
+    url, hooks = receiver
+    register(api, f"{url}/hook/create", events="case.create")
+    with structlog.testing.capture_logs() as logs:
+        create_case(api)
+        settle(sim)
+        hooks.status = 500
+        create_case(api)
+        settle(sim)
+    lines = [(e["outcome"], e["log_level"]) for e in logs if e["event"] == "primero_sim_webhook"]
+    assert lines == [("sent", "debug"), ("failed", "info")]
 
 
 def test_an_unreachable_receiver_is_not_retried_and_stays_sending(

@@ -175,6 +175,7 @@ def simulate_proxy(
     ] = 300.0,
 ) -> None:
     """Fault proxy: forwards to a peer and fails a share of requests (resets, 5xx, 429, hangs)."""
+    from ..sim.common import foreground_logging
     from ..sim.faultproxy import FAULT_KINDS, FaultPolicy, FaultProxy
 
     unknown = sorted(set(kinds or ()) - set(FAULT_KINDS))
@@ -186,6 +187,7 @@ def simulate_proxy(
         rate, kinds=chosen, seed=seed, retry_after=retry_after, hang_seconds=hang_seconds
     )
     typer.echo(f"fault proxy on http://{host}:{port} -> {upstream} (seed {seed})", err=True)
+    foreground_logging("info")  # each fault it injects is a DEBUG line
     FaultProxy(upstream, policy=policy, host=host, port=port).run()
 
 

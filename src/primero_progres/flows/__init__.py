@@ -99,6 +99,7 @@ def _ping_steps() -> dict[str, Step]:
             (primero_referral.CASE, primero_referral.examine),
             (primero_referral.INGEST, ping_outbound.ingest),
             (ping_outbound.CHECK, ping_outbound.check),
+            (ping_outbound.RESOLVE, ping_outbound.resolve),
             (ping_progres_decision.POLL, ping_progres_decision.poll),
             (ping_progres_decision.PULL, ping_progres_decision.pull),
             (ping_progres_decision.WRITE_BACK, ping_progres_decision.write_back),

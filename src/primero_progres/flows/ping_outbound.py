@@ -17,9 +17,15 @@ bridge never posts an item twice on its own:
   cannot have the item (no connection, the token, APIM's rate limit, a
   refusal) is retried by queueing a fresh ``ingest`` job; one after which PING
   may have it (a timeout or a 5xx once sent, a worker that died while
-  posting: the job's second attempt) becomes a dead letter
-  ``ingestion_outcome_unknown``: look in proGres, and replay only if the
-  referral is not there.
+  posting: the job's second attempt) queues a ``resolve``.
+- ``resolve`` looks for the referral once PING had time to create it: the
+  partner's referral list, page by page, one detail query per referral,
+  for the ``progres_orgreferralid`` flow 3 sets (the service ``unique_id``).
+  Found: recorded ``sent`` with its id, as a check would. Not found: looked
+  for again later, a few times; then (or past ``RESOLVE_MAX_PAGES`` pages)
+  the ``ingest`` becomes a dead letter ``ingestion_outcome_unknown``: look in
+  proGres, and replay only if the referral is not there. It never posts: a
+  late ingestion would make the post a duplicate.
 - ``check`` asks check status until the transaction succeeded (``sent``) or
   failed: ``ingestion_failed`` is then recorded and the item is parked as a
   dead ``ingest`` job; replaying it posts the item again.
@@ -34,7 +40,12 @@ from ..logging import get_logger
 from ..mapping import ping as ping_mapping
 from ..mapping.errors import MappingError
 from ..mapping.primero_decision import DecisionResult
-from ..peers.ping import PingTransientError, PingUnexpectedResponseError, TransactionStatus
+from ..peers.ping import (
+    PingPermanentError,
+    PingTransientError,
+    PingUnexpectedResponseError,
+    TransactionStatus,
+)
 from ..store import (
     AuditEvent,
     DeadReason,
@@ -50,6 +61,10 @@ from .primero_referral import INGEST, exchange_key
 from .runtime import Runtime
 
 CHECK = job_kind(Flow.PRIMERO_REFERRAL, "check")
+RESOLVE = job_kind(Flow.PRIMERO_REFERRAL, "resolve")
+#: the most pages of the partner's referral list one look-up reads (each with one detail
+#: query); a list longer than that is left to an operator
+RESOLVE_MAX_PAGES = 20
 #: flow-3 states in which PING has the item: posting it again would create a second referral
 _POSTED = frozenset({LedgerState.INGESTING, LedgerState.SENT})
 
@@ -164,10 +179,6 @@ async def _intervention_keys(
 # ------------------------------------------------------------------ flow 3
 
 
-class IngestionOutcomeUnknown(PermanentError):
-    """PING may or may not have queued the item: posting it again could create a duplicate."""
-
-
 class IngestionNotSent(PermanentError):
     """PING could not be reached after every try; it cannot have the item."""
 
@@ -197,28 +208,21 @@ async def ingest(rt: Runtime, ctx: StepContext) -> None:
                  state=current.state)
         return
     if ctx.job.attempts > 1:
-        raise IngestionOutcomeUnknown(
-            f"{flow.value} {key}: an earlier attempt stopped while posting; PING may have the "
-            "referral: look in proGres, replay only if it is not there",
-            reason="ingestion_outcome_unknown",
-        )
+        # an earlier attempt stopped while posting
+        _resolve_later(rt, ctx, key, payload, refs, "worker_stopped", lookups=0)
+        return
     try:
         receipt = await rt.ping.create_referral(payload["message"])
     except PingTransientError as exc:
         if not _not_received(exc):
-            raise IngestionOutcomeUnknown(
-                f"{flow.value} {key}: PING may have queued the referral ({exc.reason}): look in "
-                "proGres, replay only if it is not there",
-                reason="ingestion_outcome_unknown",
-            ) from exc
+            _resolve_later(rt, ctx, key, payload, refs, exc.reason, lookups=0)
+            return
         _try_again(rt, ctx, key, payload, refs, exc)
         return
     except PingUnexpectedResponseError as exc:
-        raise IngestionOutcomeUnknown(
-            f"{flow.value} {key}: PING accepted the request without a transaction id "
-            f"({exc.reason}): look in proGres, replay only if the referral is not there",
-            reason="ingestion_outcome_unknown",
-        ) from exc
+        # accepted without a transaction id
+        _resolve_later(rt, ctx, key, payload, refs, exc.reason, lookups=0)
+        return
     transaction_id = receipt.transaction_id
     ctx.ledger_record(
         flow,
@@ -270,6 +274,110 @@ def _try_again(
         attempt=tries,
         retry_in=round(delay, 3),
     )
+
+
+def _resolve_later(
+    rt: Runtime,
+    ctx: StepContext,
+    key: str,
+    payload: dict[str, Any],
+    refs: dict[str, Any],
+    why: str,
+    *,
+    lookups: int,
+) -> None:
+    """PING may have queued the item: look for it once its ingestion had time to finish
+    (never post again: a late ingestion would make a duplicate)."""
+    ctx.enqueue(
+        RESOLVE,
+        {"message": payload.get("message"), "why": why, "lookups": lookups},
+        key=f"{RESOLVE}:{key}:{ctx.job.id}",
+        refs=refs,
+        delay=rt.ping_status_check,
+    )
+    if lookups == 0:
+        log.warning(
+            "ping_ingestion_outcome_unknown",
+            flow=Flow.PRIMERO_REFERRAL.value,
+            case_id=refs.get("case_id"),
+            reason=why,
+        )
+
+
+async def resolve(rt: Runtime, ctx: StepContext) -> None:
+    """Look for the referral an unanswered post may have created: found, it is sent; not
+    found after ``max_attempts`` look-ups (or in too long a list), a dead letter for a person."""
+    flow = Flow.PRIMERO_REFERRAL
+    payload = ctx.job.payload or {}
+    refs = dict(ctx.job.refs)
+    key = exchange_key(refs.get("case_id"), refs.get("service_unique_id"))
+    current = await rt.store.ledger.get(flow, key)
+    if current is not None and current.state in _POSTED:
+        return
+    why = str(payload.get("why") or "unknown")
+    lookups = int(payload.get("lookups") or 0) + 1
+    try:
+        referral_id, whole_list = await _find_referral(rt, str(refs.get("service_unique_id")))
+    except PingPermanentError as exc:
+        referral_id, whole_list = None, False
+        why = f"{why}, look-up {exc.reason}"
+    if referral_id is not None:
+        ids = {**refs, "interoperability_referral_id": referral_id}
+        ctx.ledger_record(flow, key, state=LedgerState.SENT, event=LedgerEvent.REFERRAL_SENT,
+                          **ids)
+        ctx.audit(AuditEvent.REFERRAL_SENT, flow=flow, **ids)
+        log.info("ping_ingestion_outcome_resolved", flow=flow.value, case_id=refs.get("case_id"),
+                 interoperability_referral_id=referral_id, attempt=lookups)
+        return
+    if whole_list and lookups < rt.max_attempts:
+        _resolve_later(rt, ctx, key, payload, refs, why, lookups=lookups)
+        return
+    searched = (
+        f"not in PING's referral list after {lookups} look-ups" if whole_list
+        else f"not found in PING's referral list (stopped after {RESOLVE_MAX_PAGES} pages "
+        "or on an error)"
+    )
+    ctx.dead_letter(
+        INGEST,
+        {"message": payload.get("message")},
+        key=f"{INGEST}:{key}:unknown:{ctx.job.id}",
+        refs=refs,
+        reason=DeadReason(
+            FailureClass.PERMANENT,
+            "ingestion_outcome_unknown",
+            f"{flow.value} {key}: PING may have queued the referral ({why}); {searched}: look "
+            "in proGres, replay only if it is not there",
+        ),
+    )
+    log.warning("ping_ingestion_outcome_unresolved", flow=flow.value,
+                case_id=refs.get("case_id"), reason=why, attempt=lookups)
+
+
+async def _find_referral(rt: Runtime, service_unique_id: str) -> tuple[str | None, bool]:
+    """The interoperability referral whose ``progres_orgreferralid`` is the service's, and
+    whether the whole list was read (False: stopped after ``RESOLVE_MAX_PAGES`` pages).
+
+    The list holds every referral of the partner, in any status. Each referral's detail is
+    its own query: PING is known to take one id per ``{record_ids}`` (a bracketed list is
+    unverified). The look-up stops at the referral that matches."""
+    shipping = rt.ping.shipping_processes
+    number, cookie = 1, None
+    while number <= RESOLVE_MAX_PAGES:
+        page = await rt.ping.retrieve_page(
+            shipping.decisions_list, page_number=number, paging_cookie=cookie
+        )
+        listed = [ping_mapping.read_listed_referral(row, rt.profile) for row in page.rows]
+        for referral in listed:
+            if not isinstance(referral, ping_mapping.ListedReferral):
+                continue
+            details = await rt.ping.decision_detail(referral.referral_id)
+            found = ping_mapping.referrals_by_org_referral_id(details, rt.profile)
+            if service_unique_id in found:
+                return found[service_unique_id], True
+        if not page.more:
+            return None, True
+        number, cookie = number + 1, page.paging_cookie
+    return None, False
 
 
 async def check(rt: Runtime, ctx: StepContext) -> None:

@@ -36,8 +36,9 @@ RowHandler = Callable[[Runtime, StepContext, dict[str, Any], str], Awaitable[int
 
 #: what PING holds now, against the write-back a job carries: it already shows the status
 #: (an earlier attempt whose answer was lost), someone changed the item since it was pulled
-#: (a decision written, a proGres user's edit), or it is as pulled (send)
-Standing = Literal["applied", "superseded", "send"]
+#: (a proGres user's edit, another decision), flow 2 wrote its decision over it since (flow 1
+#: only: decided), or it is as pulled (send)
+Standing = Literal["applied", "superseded", "decided", "send"]
 
 
 async def poll_page(
@@ -154,7 +155,8 @@ async def write_back(
     ``lease`` (the one its other writers hold) the item is read first: a status already
     there is not written again (an earlier attempt was applied, its answer lost), and an
     item changed since it was pulled is left alone (writing would undo a decision sent
-    since, or swallow a proGres user's edit the next pull delivers)."""
+    since, or swallow a proGres user's edit the next pull delivers). A decision flow 2 wrote
+    since is recorded: it stands for the acknowledgement, and nothing lists the item again."""
     payload = ctx.job.payload or {}
     ledger_key = str(payload["ledger_key"])
     current = await rt.store.ledger.get(flow, ledger_key)
@@ -165,6 +167,18 @@ async def write_back(
     now = await standing(payload.get("fingerprint"))
     if now == "superseded":
         log.info("ping_write_back_superseded", flow=flow.value, changed_in="ping", **ids)
+        return
+    if now == "decided":
+        # nothing will list the item again: without this the ledger would say "delivered",
+        # never acknowledged, forever
+        log.info("ping_write_back_superseded", flow=flow.value, changed_in="decision", **ids)
+        ctx.ledger_record(
+            flow,
+            ledger_key,
+            state=LedgerState.SUPERSEDED_BY_DECISION,
+            event=LedgerEvent.ACKNOWLEDGEMENT_SUPERSEDED,
+            **ids,
+        )
         return
     transaction_id = None
     if now == "send":

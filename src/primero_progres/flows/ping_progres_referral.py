@@ -53,7 +53,12 @@ FLOW = Flow.PROGRES_REFERRAL
 POLL, PULL, WRITE_BACK = poll_kind(FLOW), job_kind(FLOW, "pull"), job_kind(FLOW, "write_back")
 #: flow-1 states in which Primero holds the intervention as the ledger's fingerprint says
 _DELIVERED = frozenset(
-    {LedgerState.DELIVERED, LedgerState.WRITTEN_BACK, LedgerState.FEEDBACK_SENT}
+    {
+        LedgerState.DELIVERED,
+        LedgerState.WRITTEN_BACK,
+        LedgerState.SUPERSEDED_BY_DECISION,
+        LedgerState.FEEDBACK_SENT,
+    }
 )
 
 log = get_logger(__name__)
@@ -237,9 +242,22 @@ def intervention_lease(lp_intervention_id: str) -> str:
     return f"lp-intervention:{lp_intervention_id}"
 
 
+async def _decision_sent(rt: Runtime, number: str) -> bool:
+    """Flow 2 sent a decision on the intervention's service. Read under the intervention's
+    lease, which flow 2 holds to write it: PING shows that decision (or a later one)."""
+    delivered = await rt.store.ledger.get(FLOW, number)
+    if delivered is None or not delivered.service_unique_id:
+        return False
+    decisions = await rt.store.ledger.find(
+        Flow.PRIMERO_DECISION, service_unique_id=delivered.service_unique_id
+    )
+    return any(decision.state == LedgerState.SENT for decision in decisions)
+
+
 async def write_back(rt: Runtime, ctx: StepContext) -> None:
     refs = ctx.job.refs
-    refused = bool((ctx.job.payload or {}).get("refused"))
+    payload = ctx.job.payload or {}
+    refused = bool(payload.get("refused"))
     lp_id = str(refs["lp_intervention_id"])
 
     async def standing(fingerprint: str | None) -> Standing:
@@ -250,7 +268,8 @@ async def write_back(rt: Runtime, ctx: StepContext) -> None:
         if str(status) == str(refs.get("transfer_status")):
             return "applied"
         if await rt.store.fingerprint(rows) != fingerprint:
-            return "superseded"
+            decided = not refused and await _decision_sent(rt, str(payload["ledger_key"]))
+            return "decided" if decided else "superseded"
         return "send"
 
     await ping_write_back(

@@ -622,6 +622,22 @@ def read_listed_referral(row: Any, profile: Profile) -> ListedReferral | Mapping
     return ListedReferral(str(referral_id), code, _referral_status(code, tables))
 
 
+def referrals_by_org_referral_id(rows: Sequence[Any], profile: Profile) -> dict[str, str]:
+    """``progres_orgreferralid`` -> interoperability referral id, from the detail rows of
+    several referrals (flow 3's look-up of a referral whose creation went unanswered); rows
+    without both are left out."""
+    aliases = _tables(profile).progres_decision
+    found: dict[str, str] = {}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            continue
+        referral_id = text(row.get(aliases.referral_id))
+        org_referral_id = text(row.get(aliases.org_referral_id))
+        if isinstance(referral_id, str) and isinstance(org_referral_id, str):
+            found.setdefault(org_referral_id, referral_id)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class PingDecision:
     """A proGres decision, ready for the Primero side of flow 4 (``progres_decision``)."""

@@ -7,6 +7,7 @@ peer fail, stall or time out exactly where it wants, over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import threading
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import structlog
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -29,6 +31,19 @@ class SimulatorConfigError(ValueError):
         self.message = message
         #: a short machine-readable code, e.g. ``bad_seed``
         self.reason = reason
+
+
+def foreground_logging(log_level: str) -> dict[str, Any]:
+    """Logging for a simulator run in the foreground: its start-up lines and what went wrong
+    at ``log_level``, a line per request (uvicorn's access log, the simulators' own) only at
+    ``debug``. Sets structlog's level, which by default lets every level through; uvicorn's
+    options are returned."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[log_level.upper()]
+        )
+    )
+    return {"log_level": log_level, "access_log": log_level.lower() == "debug"}
 
 
 class FaultRule(BaseModel):

@@ -33,7 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..peers.tls import uvicorn_tls_options
-from .common import FaultInjector, SimulatorConfigError, install_faults
+from .common import FaultInjector, SimulatorConfigError, foreground_logging, install_faults
 
 log = structlog.get_logger(__name__)
 
@@ -289,7 +289,7 @@ def create_app(
                 },
                 status_code=422,
             )
-        log.info(
+        log.debug(
             "dtp_sim_received" if new else "dtp_sim_repeat_answered",
             peer="dtp",
             path=request.url.path,
@@ -390,7 +390,7 @@ def create_app(
         except ValueError:
             answer_body = answer.text
         state.record_forward(route, expected, answer.status_code, answer_body)
-        log.info(
+        log.debug(
             "dtp_sim_forwarded", peer="dtp", request_type=expected, status_code=answer.status_code
         )
         if isinstance(answer_body, str):
@@ -437,4 +437,4 @@ def serve(
         bridge_token=bridge_token,
         dedupe=dedupe,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **options)
+    uvicorn.run(app, host=host, port=port, **foreground_logging(log_level), **options)

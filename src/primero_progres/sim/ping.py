@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
-from .common import FaultInjector, SimulatorConfigError, install_faults
+from .common import FaultInjector, SimulatorConfigError, foreground_logging, install_faults
 from .ping_state import (
     DEFAULT_SHIPPING_PROCESSES,
     Clock,
@@ -282,7 +282,7 @@ def create_app(
                  if isinstance(body, Mapping) else None,
                  "body": body, "answer": answer}
             )
-        if endpoint == "data" and state.answer_lost():
+        if state.answer_lost(endpoint):
             return JSONResponse({"statusCode": 504, "message": "Gateway timeout"}, status_code=504)
         return JSONResponse(answer)
 
@@ -436,4 +436,4 @@ def serve(
     """Run the simulator in the foreground (the ``simulate ping`` command)."""
     app = create_app(seed=seed, modes=modes, **options)
     log.info("ping_sim_start", peer="ping", host=host, port=port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, **foreground_logging(log_level))

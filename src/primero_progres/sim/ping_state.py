@@ -168,6 +168,10 @@ class Modes(_Seed):
         default=0, ge=0,
         description="/data calls applied but answered 504, as if the answer was lost (chaos)",
     )
+    lost_async_answers: int = Field(
+        default=0, ge=0,
+        description="/asyncdata calls queued but answered 504, as if the answer was lost (chaos)",
+    )
 
 
 class Decide(_Seed):
@@ -743,12 +747,15 @@ class PingState:
         referral.fields.update(changes)
         referral.comments.extend(comments)
 
-    def answer_lost(self) -> bool:
-        """Whether this applied ``/data`` call's answer is lost (the ``lost_answers`` mode)."""
+    def answer_lost(self, endpoint: str = "data") -> bool:
+        """Whether this applied ``/data`` call's answer is lost (the ``lost_answers`` mode),
+        or this queued ``/asyncdata`` call's (``lost_async_answers``)."""
+        mode = "lost_answers" if endpoint == "data" else "lost_async_answers"
         with self.lock:
-            if self.modes.lost_answers <= 0:
+            left = getattr(self.modes, mode)
+            if left <= 0:
                 return False
-            self.modes.lost_answers -= 1
+            setattr(self.modes, mode, left - 1)
             return True
 
     def _wrote(self, table: str, record_id: str, status: int | None) -> None:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..profiles import load_profile
-from .common import FaultInjector, SimulatorConfigError, install_faults
+from .common import FaultInjector, SimulatorConfigError, foreground_logging, install_faults
 from .primero_auth import WWW_AUTHENTICATE, Authenticator, AuthFailure, Throttled
 from .primero_config import PrimeroSimConfig, load_config, profile_users
 from .primero_forms import modules
@@ -469,4 +469,4 @@ def serve(
     seed = load_seed(seed_file) if seed_file is not None else {}
     seed = {**seed, "users": [*profile_users(mapping_profile), *seed.get("users", [])]}
     app = create_app(users=users, token_login=token_login, seed=seed, config=config)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, **foreground_logging(log_level))

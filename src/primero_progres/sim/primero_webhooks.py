@@ -300,7 +300,8 @@ class WebhookDispatcher:
                 entry["webhook_status"] = delivery["outcome"]  # log_response
             delivery["at"] = self.state.clock.after(None)
             self.state.deliveries.append(delivery)
-        log.info(
+        # a delivery is a line per request: only the ones that went wrong are news
+        (log.debug if delivery["outcome"] == SENT else log.info)(
             "primero_sim_webhook",
             outcome=delivery["outcome"],
             status_code=delivery["status_code"],

@@ -290,7 +290,8 @@ class Polls:
 
         A poll is a chain of page jobs (each page's job queues the next): a run is shown by
         its first page, with its last page's outcome and the sends of all its pages (and of
-        the case jobs they queued, flow 3)."""
+        the case jobs they queued, flow 3). A recursive query walks the chains, so the page
+        costs the same few statements for a poll of one page or of a hundred."""
         kind, send, case = poll_kind(flow), job_kind(flow, "send"), job_kind(flow, "case")
         pages_of_flow = sa.select(jobs.c.id).where(jobs.c.kind == kind)
         query = (
@@ -303,40 +304,38 @@ class Polls:
             .limit(limit)
             .offset(offset)
         )
-        runs = []
         async with self._db.read() as conn:
-            for first in (await conn.execute(query)).all():
-                chain = [first]
-                while True:
-                    following = (
-                        await conn.execute(
-                            sa.select(jobs).where(
-                                jobs.c.kind == kind, jobs.c.parent_id == chain[-1].id
-                            )
-                        )
-                    ).first()
-                    if following is None:
-                        break
-                    chain.append(following)
-                ids = [row.id for row in chain]
-                entry = (
-                    await conn.execute(
-                        sa.select(audit_events).where(
-                            audit_events.c.job_id.in_(ids),
-                            audit_events.c.event == AuditEvent.POLL_FINISHED.value,
-                        )
-                    )
-                ).first()
-                cases = sa.select(jobs.c.id).where(jobs.c.kind == case, jobs.c.parent_id.in_(ids))
-                sent = await conn.scalar(
-                    sa.select(sa.func.count()).where(
-                        jobs.c.kind == send,
-                        jobs.c.state == JobState.DONE.value,
-                        sa.or_(jobs.c.parent_id.in_(ids), jobs.c.parent_id.in_(cases)),
-                    )
+            firsts = (await conn.execute(query)).all()
+            if not firsts:
+                return []
+            chain = _chains(kind, [row.id for row in firsts])
+            pages = (
+                await conn.execute(
+                    sa.select(chain.c.run, jobs).join(jobs, jobs.c.id == chain.c.page)
                 )
-                finished = audit_entry(entry) if entry is not None else None
-                runs.append(_run(first, chain, finished, int(sent or 0)))
+            ).all()
+            entries = (
+                await conn.execute(
+                    sa.select(chain.c.run, audit_events)
+                    .join(audit_events, audit_events.c.job_id == chain.c.page)
+                    .where(audit_events.c.event == AuditEvent.POLL_FINISHED.value)
+                    .order_by(audit_events.c.id)
+                )
+            ).all()
+            sent = await _sent(conn, chain, send, case)
+        by_parent: dict[str, dict[str, Any]] = {}
+        for page in pages:
+            by_parent.setdefault(page.run, {})[page.parent_id] = page
+        finished: dict[str, AuditEntry] = {}
+        for entry in entries:
+            finished.setdefault(entry.run, audit_entry(entry))
+        runs = []
+        for first in firsts:
+            chain_of_run: list[Any] = [first]
+            links = by_parent.get(first.id, {})
+            while (following := links.get(chain_of_run[-1].id)) is not None:
+                chain_of_run.append(following)
+            runs.append(_run(first, chain_of_run, finished.get(first.id), sent.get(first.id, 0)))
         return runs
 
     # ------------------------------------------------------------------ the one decision
@@ -414,6 +413,44 @@ async def _cursor(conn: AsyncConnection, flow: Flow) -> str | None:
         sa.select(cursors.c.value).where(cursors.c.flow == str(flow))
     )
     return value
+
+
+def _chains(kind: str, firsts: list[str]) -> sa.CTE:
+    """``(run, page)`` for every page of the runs whose first pages are ``firsts``: each
+    page's job is the parent of the next page's."""
+    seed = sa.select(jobs.c.id.label("run"), jobs.c.id.label("page")).where(
+        jobs.c.id.in_(firsts)
+    )
+    chain = seed.cte("chain", recursive=True)
+    following = (
+        sa.select(chain.c.run, jobs.c.id)
+        .join_from(chain, jobs, jobs.c.parent_id == chain.c.page)
+        .where(jobs.c.kind == kind)
+    )
+    return chain.union_all(following)
+
+
+async def _sent(conn: AsyncConnection, chain: sa.CTE, send: str, case: str) -> dict[str, int]:
+    """run -> its sends that are done: those its pages queued and those of its case jobs."""
+    case_jobs = jobs.alias("case_jobs")
+    done = sa.and_(jobs.c.kind == send, jobs.c.state == JobState.DONE.value)
+    direct = (
+        sa.select(chain.c.run, sa.func.count().label("sent"))
+        .join_from(chain, jobs, jobs.c.parent_id == chain.c.page)
+        .where(done)
+        .group_by(chain.c.run)
+    )
+    via_cases = (
+        sa.select(chain.c.run, sa.func.count().label("sent"))
+        .join_from(chain, case_jobs, case_jobs.c.parent_id == chain.c.page)
+        .join(jobs, jobs.c.parent_id == case_jobs.c.id)
+        .where(case_jobs.c.kind == case, done)
+        .group_by(chain.c.run)
+    )
+    sent: dict[str, int] = {}
+    for run, count in (await conn.execute(sa.union_all(direct, via_cases))).all():
+        sent[run] = sent.get(run, 0) + int(count)
+    return sent
 
 
 def _run(first: Any, chain: list[Any], finished: AuditEntry | None, sent: int) -> PollRun:

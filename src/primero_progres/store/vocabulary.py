@@ -44,6 +44,9 @@ class LedgerState(StrEnum):
     WRITTEN_BACK = "written_back"
     #: flow 1 over PING: PING took the transfer status "delivery failed"
     FAILURE_WRITTEN_BACK = "failure_written_back"
+    #: flow 1 over PING: the focal point's decision (flow 2) reached PING first; "pending
+    #: acknowledgement" is not written over it: the decision acknowledges the delivery
+    SUPERSEDED_BY_DECISION = "superseded_by_decision"
     #: flow 3 over PING: PING queued the referral (an ``SPHTransactionId``); not yet processed
     INGESTING = "ingesting"
     #: flow 3 over PING: PING says the ingestion failed; a dead letter holds it for replay
@@ -75,6 +78,8 @@ class LedgerEvent(StrEnum):
     REFERRAL_PATCHED = "referral_patched"
     #: over PING: a transfer status or referral status written back (flows 1 and 4)
     STATUS_WRITTEN_BACK = "status_written_back"
+    #: flow 1 over PING: the write-back found flow 2's decision already written in PING
+    ACKNOWLEDGEMENT_SUPERSEDED = "acknowledgement_superseded"
     #: over PING: the item was listed again with nothing new for Primero; only its write-back
     #: is repeated (a lost write-back, or a stale list)
     REDELIVERED = "redelivered"
