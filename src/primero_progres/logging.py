@@ -5,8 +5,8 @@ statuses, counts, codes) are written; any other key is replaced by
 ``"[redacted]"`` so a careless ``log.info("x", case=case)`` shows up in review
 instead of in a log file. Values that are not scalars are redacted too.
 
-Libraries log through the standard library (``aiosqlite`` and ``sqlalchemy``
-print SQL parameters at DEBUG, ``httpcore2`` headers, ``uvicorn`` request
+Libraries log through the standard library (``sqlalchemy`` prints SQL
+parameters at DEBUG, ``httpcore2`` headers, ``uvicorn`` request
 lines). Their records are made safe when they are created, so no handler, ours
 or another's, ever sees the original: the message keeps its template, each
 argument that is not a number becomes ``[redacted]``, a message built without

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .crypto import Cipher
-from .engine import READ_ONLY, is_sqlite
+from .engine import is_sqlite
+from .inline_sqlite import READ_ONLY
 
 Clock = Callable[[], datetime]
 

@@ -1,4 +1,5 @@
-"""Engine creation for the two supported databases.
+"""Engine creation for the two supported databases (psycopg; on SQLite the standard
+library's ``sqlite3`` called on the event loop's thread, ``inline_sqlite.py``).
 
 SQLite needs care (STACK.md's double-claim trap): pysqlite opens a transaction
 only at the first write, so a SELECT-then-UPDATE claim races. We take control
@@ -17,10 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ConfigurationError
+from .inline_sqlite import DRIVER as SQLITE_DRIVER
+from .inline_sqlite import READ_ONLY
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-#: the execution option of the store's read-only connections (``Database.read``)
-READ_ONLY = "primero_progres_read_only"
 
 
 def async_url(url: str) -> str:
@@ -33,7 +34,7 @@ def async_url(url: str) -> str:
         ) from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
+        parsed = parsed.set(drivername=f"sqlite+{SQLITE_DRIVER}")
     elif backend == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     else:
@@ -68,9 +69,8 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # a read-only transaction reads a snapshot (WAL) and never takes the write lock
-        conn.exec_driver_sql(
-            "BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
-        )
+        read_only = bool(conn.get_execution_options().get(READ_ONLY))
+        conn.connection.driver_connection.begin(immediate=not read_only)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
