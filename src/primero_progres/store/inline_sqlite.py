@@ -30,10 +30,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.util.concurrency import in_greenlet
 
-try:
-    from sqlalchemy.util.concurrency import await_
-except ImportError:  # SQLAlchemy 2.0 names it await_only
-    from sqlalchemy.util.concurrency import await_only as await_
+from sqlalchemy.util.concurrency import await_
 
 #: the driver name of the URLs this dialect serves (``sqlite+primero_inline:///path``)
 DRIVER = "primero_inline"
