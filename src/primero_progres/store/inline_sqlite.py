@@ -28,9 +28,7 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.base import SQLiteExecutionContext
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
-from sqlalchemy.util.concurrency import in_greenlet
-
-from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 #: the driver name of the URLs this dialect serves (``sqlite+primero_inline:///path``)
 DRIVER = "primero_inline"
