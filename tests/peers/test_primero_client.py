@@ -30,7 +30,7 @@ from primero_progres.peers.primero import (
     tls_failure,
 )
 from primero_progres.peers.primero_errors import retry_after_seconds
-from primero_progres.sim.common import FaultRule, free_port, serve_in_thread
+from primero_progres.sim.common import FaultRule, serve_in_thread
 from primero_progres.sim.primero import PrimeroSimConfig, create_app
 
 CP = "primeromodule-cp"
@@ -394,10 +394,8 @@ async def test_latency_beyond_the_timeout_is_transient(
     assert caught.value.reason == "timeout"
 
 
-async def test_connection_refused_is_transient() -> None:
-    async with PrimeroClient(
-        f"http://127.0.0.1:{free_port()}", username="u", password="p", timeout=0.5
-    ) as client:
+async def test_connection_refused_is_transient(refused_url: str) -> None:
+    async with PrimeroClient(refused_url, username="u", password="p", timeout=0.5) as client:
         with pytest.raises(TransientPeerError) as caught:
             await client.get_case("x")
     assert caught.value.reason == "connection"
@@ -603,7 +601,7 @@ async def test_own_user_in_token_mode_uses_the_login_id(primero_sim: Any) -> Non
 
 
 async def test_tls_failure_tells_a_certificate_problem_from_a_refused_connection(
-    tmp_path: Any,
+    tmp_path: Any, refused_url: str
 ) -> None:
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1")
@@ -616,9 +614,7 @@ async def test_tls_failure_tells_a_certificate_problem_from_a_refused_connection
             with pytest.raises(TransientPeerError) as caught:
                 await untrusted.search_cases([])
     assert tls_failure(caught.value)
-    async with PrimeroClient(
-        f"http://127.0.0.1:{free_port()}", username="u", password="p", timeout=0.5
-    ) as refused:
+    async with PrimeroClient(refused_url, username="u", password="p", timeout=0.5) as refused:
         with pytest.raises(TransientPeerError) as caught:
             await refused.search_cases([])
     assert not tls_failure(caught.value)
