@@ -39,6 +39,17 @@ ROW = "aaaaaaaa-0000-4000-8000-000000000001"
 
 @pytest.fixture
 async def client(primero_sim: Any) -> AsyncIterator[PrimeroClient]:
+    """The client as the bridge configures it (the default timeout): a loaded test machine
+    never turns a slow answer into a timeout. The timeout tests use ``impatient_client``."""
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password
+    ) as primero:
+        yield primero
+
+
+@pytest.fixture
+async def impatient_client(primero_sim: Any) -> AsyncIterator[PrimeroClient]:
+    """A short timeout, for the tests of a server that stalls (hangs, or answers after 2 s)."""
     async with PrimeroClient(
         primero_sim.url, username=primero_sim.user, password=primero_sim.password, timeout=0.5
     ) as primero:
@@ -377,25 +388,25 @@ async def test_429_and_5xx_are_transient(
 
 
 async def test_a_hanging_server_is_a_transient_timeout(
-    primero_sim: Any, client: PrimeroClient
+    primero_sim: Any, impatient_client: PrimeroClient
 ) -> None:
     fault(primero_sim, path="/api/v2/cases", hang=True, times=1)
     with pytest.raises(TransientPeerError) as caught:
-        await client.list_referrals("x")
+        await impatient_client.list_referrals("x")
     assert caught.value.reason == "timeout" and caught.value.status_code is None
 
 
 async def test_latency_beyond_the_timeout_is_transient(
-    primero_sim: Any, client: PrimeroClient
+    primero_sim: Any, impatient_client: PrimeroClient
 ) -> None:
     fault(primero_sim, path="/api/v2/users", latency=2.0, status=200, rate=0.0)
     with pytest.raises(TransientPeerError) as caught:
-        await client.get_user("x")
+        await impatient_client.get_user("x")
     assert caught.value.reason == "timeout"
 
 
 async def test_connection_refused_is_transient(refused_url: str) -> None:
-    async with PrimeroClient(refused_url, username="u", password="p", timeout=0.5) as client:
+    async with PrimeroClient(refused_url, username="u", password="p") as client:
         with pytest.raises(TransientPeerError) as caught:
             await client.get_case("x")
     assert caught.value.reason == "connection"
@@ -614,7 +625,7 @@ async def test_tls_failure_tells_a_certificate_problem_from_a_refused_connection
             with pytest.raises(TransientPeerError) as caught:
                 await untrusted.search_cases([])
     assert tls_failure(caught.value)
-    async with PrimeroClient(refused_url, username="u", password="p", timeout=0.5) as refused:
+    async with PrimeroClient(refused_url, username="u", password="p") as refused:
         with pytest.raises(TransientPeerError) as caught:
             await refused.search_cases([])
     assert not tls_failure(caught.value)
