@@ -34,14 +34,27 @@ def _samples_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _restore_stdlib_logging() -> Iterator[None]:
-    """A test that calls ``configure_logging`` (DEBUG, a stderr handler) leaves the root
-    logger as it found it, so later tests do not all log at DEBUG."""
+    """A test that calls ``configure_logging`` (DEBUG, a stderr handler) or sets a library's
+    logger to DEBUG leaves the loggers as it found them, so later tests do not log at DEBUG."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    levels = {name: logger.level for name, logger in _loggers()}
     yield
     root.setLevel(level)
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
+    for name, logger in _loggers():
+        before = levels.get(name, logging.NOTSET)
+        if logger.level != before:
+            logger.setLevel(before)
+
+
+def _loggers() -> list[tuple[str, logging.Logger]]:
+    return [
+        (name, logger)
+        for name, logger in list(logging.root.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    ]
 
 
 @pytest.fixture

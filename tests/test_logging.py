@@ -138,3 +138,23 @@ async def test_the_database_drivers_at_debug_log_no_sql_parameter(
     assert '"logger": "sqlalchemy.engine' in err, "the engine logged at DEBUG"
     assert MARKER not in out + err
     _no_marker_in_records(caplog.records)
+
+
+@pytest.mark.usefixtures("debug_logging")
+async def test_aiosqlite_stays_quiet_at_debug(
+    sqlite_url: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiosqlite logs every call its thread runs, and after the awaiting task has resumed: at
+    DEBUG its lines would outlive the test (or the code) that turned DEBUG on, and could reach
+    a terminal after the capture ended. ``configure_logging`` keeps it at WARNING."""
+    caplog.set_level(logging.DEBUG)
+    store = await Store.open(sqlite_url, encryption=Cipher.throwaway())
+    try:
+        await store.upgrade()
+        await store.jobs.enqueue("toy.step", {"note": "n"}, key="toy.step:1")
+    finally:
+        await store.close()
+    _, err = capfd.readouterr()
+    assert '"level": "debug"' in err, "the other libraries logged at DEBUG"
+    assert '"logger": "aiosqlite"' not in err
+    assert [r for r in caplog.records if r.name == "aiosqlite"] == []
