@@ -14,13 +14,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
 
 from primero_progres import demo_data
-from primero_progres.sim.common import free_port
+from primero_progres.sim.common import reserved_port
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PRIMERO_PROGRES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -28,6 +28,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: a fixed key: the benchmarks' databases are thrown away
 ENCRYPTION_KEY = "YmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtYmVuY2gtMDA="
+#: the ports the children of this run listen on, held until it ends
+_PORTS = ExitStack()
+
+
+def reserve_port() -> int:
+    """A port for a child to listen on, held until this run ends (``reserved_port``): nothing
+    else on the machine takes it before the child binds it."""
+    return int(_PORTS.enter_context(reserved_port()))
 
 
 class Proc:
@@ -89,7 +97,7 @@ def base_env() -> dict[str, str]:
 
 def start_primero(logs: Path) -> Proc:
     """The Primero simulator of the Gambella profile (its users seeded), the demo API user."""
-    port = free_port()
+    port = reserve_port()
     proc = Proc(
         "simulate primero",
         ["simulate", "primero", "--port", str(port), "--user", demo_data.API_USER,
@@ -101,7 +109,7 @@ def start_primero(logs: Path) -> Proc:
 
 
 def start_dtp(logs: Path) -> Proc:
-    port = free_port()
+    port = reserve_port()
     proc = Proc(
         "simulate dtp",
         ["simulate", "dtp", "--port", str(port),

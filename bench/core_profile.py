@@ -31,11 +31,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import _procs
 import httpx2 as httpx
 import sqlalchemy as sa
 
 from primero_progres import demo_data
-from primero_progres.sim.common import free_port
 
 TEST_DATABASE = "test"
 
@@ -269,7 +269,7 @@ async def serve_figures(
     assert sims_process.stdout is not None and sims_process.stdin is not None
     sims = json.loads(sims_process.stdout.readline())
     url = prepare_database(database_url, workdir)
-    port = free_port()
+    port = _procs.reserve_port()
     bridge = f"http://127.0.0.1:{port}"
     serve = start_serve(url, sims, port, workdir / "serve.log")
     figures: dict[str, float] = {}

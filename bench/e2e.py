@@ -180,7 +180,7 @@ async def one_setup(name: str, database_url: str, workers: int, args: argparse.N
     primero = _procs.start_primero(logs)
     dtp = _procs.start_dtp(logs)
     sims = [primero, dtp]
-    port = _procs.free_port()
+    port = _procs.reserve_port()
     env = _procs.bridge_env(database_url, primero, dtp, port,
                             WORKER_CONCURRENCY=str(WORKER_CONCURRENCY))
     bridge: list[_procs.Proc] = []

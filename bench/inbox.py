@@ -86,7 +86,7 @@ async def one_setup(name: str, database_url: str, args: argparse.Namespace, logs
     dtp = _procs.start_dtp(logs)
     bridge: list[_procs.Proc] = []
     try:
-        env = _procs.bridge_env(database_url, primero, dtp, _procs.free_port())
+        env = _procs.bridge_env(database_url, primero, dtp, _procs.reserve_port())
         bridge = _procs.start_bridge(env, logs)
         inbox = f"{bridge[0].url}/api/v1/dtp/messages"
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)

@@ -72,7 +72,7 @@ def seed_file(count: int, path: Path) -> int:
 
 
 def start_primero(seed: Path, logs: Path) -> _procs.Proc:
-    port = _procs.free_port()
+    port = _procs.reserve_port()
     proc = _procs.Proc(
         "simulate primero",
         ["simulate", "primero", "--port", str(port), "--user", demo_data.API_USER,
@@ -123,7 +123,7 @@ def one_count(count: int, workdir: Path) -> dict[str, tuple[float, float]]:
     results = {}
     try:
         env = _procs.bridge_env(f"sqlite:///{logs / 'bridge.db'}", primero, dtp,
-                                _procs.free_port())
+                                _procs.reserve_port())
         for flow, endpoint, extra in (("primero-decision", DECISION, ("--full-scan",)),
                                       ("primero-referral", REFERRAL, ())):
             sim_before = primero.cpu_seconds()

@@ -16,7 +16,18 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from primero_progres.sim.common import ServerThread, free_port
+from primero_progres.sim.common import ServerThread, listening_socket
+
+
+class _BoundController(Controller):
+    """aiosmtpd's controller on a socket bound beforehand, so its port is ours from the start."""
+
+    def __init__(self, handler: Any, sock: socket.socket) -> None:
+        self._socket = sock
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1])
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._socket)
 
 
 @dataclass
@@ -45,8 +56,8 @@ class SmtpReceiver:
 
     def __init__(self) -> None:
         self.mails: list[Mail] = []
-        self.port = free_port()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller = _BoundController(self, listening_socket())
+        self.port = self._controller.port
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.mails.append(Mail(envelope.content.decode("utf-8", "replace")))
@@ -157,7 +168,3 @@ class BlackHole:
         for connection in self._held:
             connection.close()
 
-
-def closed_port_url() -> str:
-    """A json:// URL nothing listens on (connection refused)."""
-    return f"json://127.0.0.1:{free_port()}/alerts"

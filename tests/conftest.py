@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from primero_progres.sim.common import serve_in_thread
+from primero_progres.sim.common import reserved_port, serve_in_thread
 from primero_progres.sim.primero import create_app as create_primero_app
 from primero_progres.store import Cipher, Store
 
@@ -34,14 +34,43 @@ def _samples_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _restore_stdlib_logging() -> Iterator[None]:
-    """A test that calls ``configure_logging`` (DEBUG, a stderr handler) leaves the root
-    logger as it found it, so later tests do not all log at DEBUG."""
+    """A test that calls ``configure_logging`` (DEBUG, a stderr handler) or sets a library's
+    logger to DEBUG leaves the loggers as it found them, so later tests do not log at DEBUG."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    levels = {name: logger.level for name, logger in _loggers()}
     yield
     root.setLevel(level)
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
+    for name, logger in _loggers():
+        before = levels.get(name, logging.NOTSET)
+        if logger.level != before:
+            logger.setLevel(before)
+
+
+def _loggers() -> list[tuple[str, logging.Logger]]:
+    return [
+        (name, logger)
+        for name, logger in list(logging.root.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    ]
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` where connections are refused for the whole test: the port
+    is held, so no server of a parallel test can start on it meanwhile."""
+    with reserved_port() as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def child_port() -> Iterator[int]:
+    """A port for a child process the test tells to listen on it, held for the whole test so
+    that no parallel test takes it before the child binds it (``reserved_port``)."""
+    with reserved_port() as port:
+        yield port
 
 
 @pytest.fixture(scope="session")

@@ -120,10 +120,10 @@ def test_library_records_keep_their_template_and_numbers_but_no_argument_text(
 async def test_the_database_drivers_at_debug_log_no_sql_parameter(
     db_url: str, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """``aiosqlite`` and ``sqlalchemy.engine`` print every parameter at DEBUG: lease names,
+    """``sqlalchemy.engine`` and ``psycopg`` print every parameter at DEBUG: lease names,
     job keys, anything a statement carries."""
     caplog.set_level(logging.DEBUG)
-    for name in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):
+    for name in ("sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     store = await Store.open(db_url, encryption=Cipher.throwaway())
     try:
@@ -132,7 +132,7 @@ async def test_the_database_drivers_at_debug_log_no_sql_parameter(
             await store.jobs.enqueue("toy.step", {"note": MARKER}, key=f"toy.step:{MARKER}")
     finally:
         await store.close()
-        for name in ("aiosqlite", "sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):
+        for name in ("sqlalchemy.engine", "sqlalchemy.pool", "psycopg"):
             logging.getLogger(name).setLevel(logging.NOTSET)
     out, err = capfd.readouterr()
     assert '"logger": "sqlalchemy.engine' in err, "the engine logged at DEBUG"

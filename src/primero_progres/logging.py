@@ -211,6 +211,10 @@ class _StderrHandler(logging.StreamHandler[Any]):
         pass
 
 
+#: third-party loggers kept at WARNING whatever ``LOG_LEVEL`` says
+NOISY_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "hpack")
+
+
 def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     """Route structlog and every stdlib logger through the redacting pipeline to stderr."""
     _install_record_factory()
@@ -236,7 +240,7 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     # Client libraries trace every header at DEBUG: redacted, they would still be noise.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "hpack"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -7,6 +7,7 @@ password, and only long enough to hash or verify it.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import re
 from datetime import timedelta
@@ -29,8 +30,17 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
 LOGIN_REFUSED = "Wrong account name or password (or the account is locked for a while)."
 
 _hasher = PasswordHasher()
-#: verified against when the account does not exist, so both answers take as long
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when the account does not exist, so both answers take as long.
+
+    Made once, when first needed (the console makes it as it is built): an Argon2 hash takes
+    64 MiB and a good part of a second, which a command that never logs anyone in (``poll``,
+    ``repair``) must not pay on import.
+    """
+    return _hasher.hash("not a password of anyone")
 
 
 class AccountRuleError(InvalidInputError):
@@ -82,7 +92,7 @@ async def log_in(store: Store, name: str, password: str) -> tuple[str, Session] 
     password of an existing account counts; the fifth in a row locks it for 15 minutes."""
     account: Account | None = await store.accounts.get(name) if NAME.match(name) else None
     if account is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(dummy_hash(), password)
         return None
     right = _verify(account.password_hash, password)
     if account.disabled or account.locked(store.now()):

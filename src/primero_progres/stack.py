@@ -26,7 +26,7 @@ from .settings import Settings
 from .sim import dtp as dtp_sim
 from .sim import ping as ping_sim
 from .sim import primero as primero_sim
-from .sim.common import ServerThread, free_port
+from .sim.common import ServerThread, listening_socket
 from .sim.control import SimControl
 from .sim.ping_state import DEFAULT_SHIPPING_PROCESSES
 from .sim.primero_config import PrimeroSimConfig, profile_users
@@ -102,7 +102,9 @@ class Stack:
                 **sim_options,
             )
         )
-        self.bridge_port = free_port()
+        # bound before the bridge app exists: its settings hold its own URL
+        bridge_socket = listening_socket()
+        self.bridge_port = int(bridge_socket.getsockname()[1])
         self.bridge_url = f"http://127.0.0.1:{self.bridge_port}"
         options: dict[str, Any] = {
             "database_url": self.database_url,
@@ -142,7 +144,7 @@ class Stack:
             lifespan="off",
         )
         self._bridge = uvicorn.Server(config)
-        self._tasks.append(asyncio.create_task(self._bridge.serve()))
+        self._tasks.append(asyncio.create_task(self._bridge.serve(sockets=[bridge_socket])))
         while not self._bridge.started:
             await asyncio.sleep(0.01)
         self.control = SimControl(timeout=30.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alert_receivers import SmtpReceiver, WebhookReceiver, closed_port_url
+from alert_receivers import SmtpReceiver, WebhookReceiver
 from cli_helpers import run
 from primero_progres.errors import ConfigurationError
 from primero_progres.settings import Settings
@@ -17,9 +17,12 @@ def _urls(monkeypatch: pytest.MonkeyPatch, *urls: str) -> None:
 
 
 def test_alert_test_sends_to_every_url_and_names_those_that_failed(
-    monkeypatch: pytest.MonkeyPatch, smtp: SmtpReceiver, webhook: WebhookReceiver
+    monkeypatch: pytest.MonkeyPatch,
+    smtp: SmtpReceiver,
+    webhook: WebhookReceiver,
+    refused_url: str,
 ) -> None:
-    refused = closed_port_url().replace("json://", f"json://alerts:{SECRET}@")
+    refused = refused_url.replace("http://", f"json://alerts:{SECRET}@") + "/alerts"
     _urls(monkeypatch, smtp.url, webhook.url, refused)
     monkeypatch.setenv("PRIMERO_PROGRES_PUBLIC_URL", "https://bridge.example.org/")
     code, _, out = run("alert", "test")

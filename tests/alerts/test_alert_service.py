@@ -14,7 +14,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alert_receivers import WebhookReceiver
 from primero_progres import demo_data
-from primero_progres.sim.common import free_port
 from primero_progres.store import generate_key
 
 SECRET = "S3CRET-IN-THE-URL"
@@ -25,11 +24,11 @@ def _env(**values: str) -> dict[str, str]:
     env.update(
         PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(),
         PRIMERO_PROGRES_INBOX_TOKENS="t1",
-        # peers nobody answers for: every call fails
-        PRIMERO_PROGRES_PRIMERO_URL=f"http://127.0.0.1:{free_port()}",
+        # peers nobody answers for (port 9, discard, unused on loopback): every call fails
+        PRIMERO_PROGRES_PRIMERO_URL="http://127.0.0.1:9",
         PRIMERO_PROGRES_PRIMERO_USERNAME="bridge",
         PRIMERO_PROGRES_PRIMERO_PASSWORD="unused",
-        PRIMERO_PROGRES_DTP_URL=f"http://127.0.0.1:{free_port()}",
+        PRIMERO_PROGRES_DTP_URL="http://127.0.0.1:9",
         PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY="unused",
         PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
     )
@@ -38,11 +37,13 @@ def _env(**values: str) -> dict[str, str]:
 
 
 def test_serve_announces_a_dead_letter_and_the_peer_down(
-    tmp_path: Path, webhook: WebhookReceiver
+    tmp_path: Path, webhook: WebhookReceiver, child_port: int, refused_url: str
 ) -> None:
-    port = free_port()
+    port = child_port
     env = _env(
         PRIMERO_PROGRES_PORT=str(port),
+        PRIMERO_PROGRES_PRIMERO_URL=refused_url,
+        PRIMERO_PROGRES_DTP_URL=refused_url,
         PRIMERO_PROGRES_ALERT_URLS=webhook.url,
         PRIMERO_PROGRES_PUBLIC_URL="https://bridge.example.org",
         PRIMERO_PROGRES_ALERT_CHECK_SECONDS="0.5",

@@ -17,7 +17,7 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from alert_receivers import BlackHole, SmtpReceiver, WebhookReceiver, closed_port_url
+from alert_receivers import BlackHole, SmtpReceiver, WebhookReceiver
 from console_client import console_session
 from e2e.test_four_flows import _play
 from e2e.test_personal_data import _play_every_flow, leaks, marked_intervention
@@ -336,10 +336,10 @@ async def test_personal_values_of_failing_flows_never_reach_an_alert(
 
 
 async def test_an_unreachable_alert_target_leaves_the_flows_unaffected(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], refused_url: str
 ) -> None:
     hole = BlackHole().start()
-    refused = closed_port_url().replace("json://", "json://alerts:S3CRET-TOKEN@")
+    refused = refused_url.replace("http://", "json://alerts:S3CRET-TOKEN@") + "/alerts"
     # something to announce at the first check that is not a failing flow
     certificate = _expiring_certificate(tmp_path, days=10)
     try:

@@ -68,3 +68,16 @@ def test_the_constants_repeated_for_the_help_match_their_sources() -> None:
     assert [f.value for f in cli_repair.FlowName] == [f.value for f in Flow]
     assert cli_store.DEFAULT_BATCH_SIZE == DEFAULT_BATCH_SIZE
     assert cli_mapping.BUILT_IN == BUILT_IN
+
+
+def test_a_command_that_logs_nobody_in_makes_no_argon2_hash() -> None:
+    """``poll`` and ``repair`` sign their audit entries through ``operators``: importing it must
+    not make the console's dummy login hash (64 MiB of Argon2 memory, most of a second)."""
+    probe = (
+        "import primero_progres.cli.service, primero_progres.operators as o;"
+        "print(o.dummy_hash.cache_info().currsize)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "0"

@@ -28,7 +28,6 @@ from deploy_helpers import (
     unit_file,
 )
 
-from primero_progres.sim.common import free_port
 from primero_progres.store import generate_key
 from tls_helpers import make_tls_files
 
@@ -157,10 +156,10 @@ def test_every_command_answers_help(fresh_install: Install) -> None:
 
 
 def test_the_image_entry_point_serves_and_passes_its_health_check(
-    fresh_install: Install,
+    fresh_install: Install, child_port: int
 ) -> None:
     final = dockerfile_stages()[-1]
-    port = free_port()
+    port = child_port
     env = _image_env(fresh_install)
     # what `docker run -e ...` would add
     env.update(
@@ -181,14 +180,16 @@ def test_the_image_entry_point_serves_and_passes_its_health_check(
     assert (workdir / "primero-progres.db").is_file()  # on the image's volume
 
 
-def test_compose_services_start_with_their_secrets_and_settings(fresh_install: Install) -> None:
+def test_compose_services_start_with_their_secrets_and_settings(
+    fresh_install: Install, child_port: int
+) -> None:
     compose = load_yaml(DEPLOY / "compose.yaml")
     final = dockerfile_stages()[-1]
     entry = exec_form(final.last("ENTRYPOINT"))
     secrets = {name: Path(spec["file"]).name for name, spec in compose["secrets"].items()}
     # compose mounts each secret at /run/secrets/<secret name>
     _write_secrets(fresh_install, "/run/secrets", {name: name for name in secrets}, "compose.db")
-    port = free_port()
+    port = child_port
     (setting,) = compose["services"]["serve"]["configs"]
     _write_settings(fresh_install, setting["target"], port)
     workdir = Path(fresh_install.map(final.last("WORKDIR")))
@@ -216,7 +217,7 @@ def test_compose_services_start_with_their_secrets_and_settings(fresh_install: I
 
 @pytest.mark.parametrize("unit", ["primero-progres.service", "primero-progres-worker@.service"])
 def test_systemd_unit_commands_start_with_the_example_environment(
-    fresh_install: Install, unit: str
+    fresh_install: Install, unit: str, child_port: int
 ) -> None:
     service = unit_file(DEPLOY / "systemd" / unit)["Service"]
     (environment_file,) = service["EnvironmentFile"]
@@ -228,7 +229,7 @@ def test_systemd_unit_commands_start_with_the_example_environment(
         if value.startswith("/etc/primero-progres/secrets/")
     }
     _write_secrets(fresh_install, "/etc/primero-progres/secrets", secret_files, f"{unit}.db")
-    port = free_port()
+    port = child_port
     _write_settings(fresh_install, example["PRIMERO_PROGRES_CONFIG"], port)
     env = clean_env(**{k: fresh_install.map(v) for k, v in example.items()})
     (exec_start,) = service["ExecStart"]

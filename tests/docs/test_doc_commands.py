@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from doc_blocks import EXAMPLE_PORTS, Block, runnable_blocks
 
-from primero_progres.sim.common import free_port
+from primero_progres.sim.common import reserved_port
 
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -35,13 +35,22 @@ def _script(blocks: list[Block], ports: dict[str, str]) -> str:
 
 
 def _run(document: Path, workdir: Path) -> tuple[int, str]:
+    # the document's example ports, each held until it ends (reserved_port): the servers it
+    # starts can bind them, no parallel test can take them first
+    with contextlib.ExitStack() as held:
+        ports = {
+            example: str(held.enter_context(reserved_port())) for example in EXAMPLE_PORTS
+        }
+        return _run_on(document, workdir, ports)
+
+
+def _run_on(document: Path, workdir: Path, ports: dict[str, str]) -> tuple[int, str]:
     for name in LINKED:
         (workdir / name).symlink_to(REPO / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIMERO_PROGRES_")}
     env.pop("VIRTUAL_ENV", None)
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
     env.update(HOME=str(workdir))
-    ports = {example: str(free_port()) for example in EXAMPLE_PORTS}
     script = workdir / ".doc-commands.sh"
     script.write_text(_script(runnable_blocks(document), ports))
     output = workdir / ".doc-commands.out"

@@ -37,7 +37,7 @@ from primero_progres.profiles import load_profile
 from primero_progres.settings import Settings
 from primero_progres.sim import dtp as dtp_sim
 from primero_progres.sim import primero as primero_sim
-from primero_progres.sim.common import ServerThread, free_port, serve_in_thread
+from primero_progres.sim.common import ServerThread, serve_in_thread
 from primero_progres.sim.primero_config import PrimeroSimConfig, profile_users
 
 API_USER, API_PASSWORD = "bridge", "bridge-secret"
@@ -297,8 +297,8 @@ async def test_token_mode_against_a_sessions_era_primero_fails(peers: Peers) -> 
     assert "PRIMERO_PROGRES_PRIMERO_AUTH=basic" in findings["primero.credentials"].action
 
 
-async def test_unreachable_primero_fails_once(peers: Peers) -> None:
-    settings = settings_for(peers, primero_url=f"http://127.0.0.1:{free_port()}")
+async def test_unreachable_primero_fails_once(peers: Peers, refused_url: str) -> None:
+    settings = settings_for(peers, primero_url=refused_url)
     findings = await doctor(settings, handshake_settle=0.1)
     assert set(fails(findings)) == {"primero.reachable"}
 

@@ -14,7 +14,7 @@ import time_machine
 from primero_progres.errors import FailureClass, InvalidInputError
 from primero_progres.peers.dtp import DTPClient, DTPReceipt, idempotency_key_for
 from primero_progres.peers.errors import PermanentPeerError, TransientPeerError, parse_retry_after
-from primero_progres.sim.common import FaultRule, ServerThread, free_port, serve_in_thread
+from primero_progres.sim.common import FaultRule, ServerThread, serve_in_thread
 from primero_progres.sim.dtp import DTPState, create_app
 
 KEY = "client-test-key"
@@ -176,8 +176,8 @@ async def test_timeout_is_transient(dtp: tuple[ServerThread, DTPState]) -> None:
     assert caught.value.status_code is None
 
 
-async def test_connection_refused_is_transient() -> None:
-    async with DTPClient(f"http://127.0.0.1:{free_port()}", subscription_key=KEY) as client:
+async def test_connection_refused_is_transient(refused_url: str) -> None:
+    async with DTPClient(refused_url, subscription_key=KEY) as client:
         with pytest.raises(TransientPeerError) as caught:
             await client.send_decision(DECISION)
     assert caught.value.reason == "connection"

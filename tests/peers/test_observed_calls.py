@@ -22,7 +22,7 @@ from primero_progres.peers.dtp import DTPClient
 from primero_progres.peers.errors import CallFailure, TransientPeerError
 from primero_progres.peers.ping import PingAuthenticationError, PingTransientError
 from primero_progres.peers.primero import PrimeroClient
-from primero_progres.sim.common import FaultRule, free_port
+from primero_progres.sim.common import FaultRule
 from primero_progres.sim.ping import RETRIEVE_PATH
 from primero_progres.store import Store
 
@@ -87,17 +87,19 @@ async def test_each_status_is_one_call_of_its_class(primero_sim: Any, calls: Cal
 
 
 async def test_timeouts_refused_connections_and_tls_failures(
-    primero_sim: Any, calls: Calls
+    primero_sim: Any, calls: Calls, refused_url: str
 ) -> None:
     _fault(primero_sim, hang=True)
-    for url in (
-        primero_sim.url,
-        f"http://127.0.0.1:{free_port()}",
+    # a short timeout only against the hanging server: a refusal or a failed handshake must
+    # not pass for a timeout on a loaded machine
+    for url, timeout in (
+        (primero_sim.url, 0.2),
+        (refused_url, 30.0),
         # TLS spoken to a plain HTTP server: the handshake fails
-        primero_sim.url.replace("http://", "https://"),
+        (primero_sim.url.replace("http://", "https://"), 30.0),
     ):
         client = PrimeroClient(
-            url, username=primero_sim.user, password=primero_sim.password, timeout=0.2
+            url, username=primero_sim.user, password=primero_sim.password, timeout=timeout
         )
         primero = ObservedPrimero(client, calls)
         try:
@@ -112,7 +114,9 @@ async def test_timeouts_refused_connections_and_tls_failures(
     ]
 
 
-async def test_the_ports_report_under_their_peer_name(primero_sim: Any, calls: Calls) -> None:
+async def test_the_ports_report_under_their_peer_name(
+    primero_sim: Any, calls: Calls, refused_url: str
+) -> None:
     primero = _primero(primero_sim, calls)
     try:
         await primero.find_cases("unhcr_individual_no", "DEMO-1")
@@ -120,7 +124,7 @@ async def test_the_ports_report_under_their_peer_name(primero_sim: Any, calls: C
     finally:
         await primero.aclose()
     dtp = ObservedGateway(
-        DTPClient(f"http://127.0.0.1:{free_port()}", subscription_key="k"), calls, peer="dtp"
+        DTPClient(refused_url, subscription_key="k"), calls, peer="dtp"
     )
     try:
         with pytest.raises(TransientPeerError):

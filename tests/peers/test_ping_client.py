@@ -23,7 +23,6 @@ from primero_progres.peers.ping import (
     ShippingProcesses,
     repair_check_status,
 )
-from primero_progres.sim.common import free_port
 from primero_progres.sim.ping import DEFAULT_TOKEN_PATH, RETRIEVE_PATH
 from primero_progres.sim.ping_state import (
     MARKER,
@@ -399,9 +398,8 @@ async def test_read_timeout_is_transient_and_may_have_arrived(ping_sim: PingSim)
     assert (caught.value.reason, caught.value.request_sent) == ("timeout", True)
 
 
-async def test_connection_refused_is_transient_and_never_arrived() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    async with ping_client(url) as client:
+async def test_connection_refused_is_transient_and_never_arrived(refused_url: str) -> None:
+    async with ping_client(refused_url) as client:
         with pytest.raises(PingTransientError) as caught:
             await client.retrieve(SHIPPING.referrals_pending)
     assert (caught.value.operation, caught.value.reason) == ("token", "connection")

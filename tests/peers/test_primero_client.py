@@ -30,7 +30,7 @@ from primero_progres.peers.primero import (
     tls_failure,
 )
 from primero_progres.peers.primero_errors import retry_after_seconds
-from primero_progres.sim.common import FaultRule, free_port, serve_in_thread
+from primero_progres.sim.common import FaultRule, serve_in_thread
 from primero_progres.sim.primero import PrimeroSimConfig, create_app
 
 CP = "primeromodule-cp"
@@ -39,6 +39,17 @@ ROW = "aaaaaaaa-0000-4000-8000-000000000001"
 
 @pytest.fixture
 async def client(primero_sim: Any) -> AsyncIterator[PrimeroClient]:
+    """The client as the bridge configures it (the default timeout): a loaded test machine
+    never turns a slow answer into a timeout. The timeout tests use ``impatient_client``."""
+    async with PrimeroClient(
+        primero_sim.url, username=primero_sim.user, password=primero_sim.password
+    ) as primero:
+        yield primero
+
+
+@pytest.fixture
+async def impatient_client(primero_sim: Any) -> AsyncIterator[PrimeroClient]:
+    """A short timeout, for the tests of a server that stalls (hangs, or answers after 2 s)."""
     async with PrimeroClient(
         primero_sim.url, username=primero_sim.user, password=primero_sim.password, timeout=0.5
     ) as primero:
@@ -377,27 +388,25 @@ async def test_429_and_5xx_are_transient(
 
 
 async def test_a_hanging_server_is_a_transient_timeout(
-    primero_sim: Any, client: PrimeroClient
+    primero_sim: Any, impatient_client: PrimeroClient
 ) -> None:
     fault(primero_sim, path="/api/v2/cases", hang=True, times=1)
     with pytest.raises(TransientPeerError) as caught:
-        await client.list_referrals("x")
+        await impatient_client.list_referrals("x")
     assert caught.value.reason == "timeout" and caught.value.status_code is None
 
 
 async def test_latency_beyond_the_timeout_is_transient(
-    primero_sim: Any, client: PrimeroClient
+    primero_sim: Any, impatient_client: PrimeroClient
 ) -> None:
     fault(primero_sim, path="/api/v2/users", latency=2.0, status=200, rate=0.0)
     with pytest.raises(TransientPeerError) as caught:
-        await client.get_user("x")
+        await impatient_client.get_user("x")
     assert caught.value.reason == "timeout"
 
 
-async def test_connection_refused_is_transient() -> None:
-    async with PrimeroClient(
-        f"http://127.0.0.1:{free_port()}", username="u", password="p", timeout=0.5
-    ) as client:
+async def test_connection_refused_is_transient(refused_url: str) -> None:
+    async with PrimeroClient(refused_url, username="u", password="p") as client:
         with pytest.raises(TransientPeerError) as caught:
             await client.get_case("x")
     assert caught.value.reason == "connection"
@@ -603,7 +612,7 @@ async def test_own_user_in_token_mode_uses_the_login_id(primero_sim: Any) -> Non
 
 
 async def test_tls_failure_tells_a_certificate_problem_from_a_refused_connection(
-    tmp_path: Any,
+    tmp_path: Any, refused_url: str
 ) -> None:
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1")
@@ -616,9 +625,7 @@ async def test_tls_failure_tells_a_certificate_problem_from_a_refused_connection
             with pytest.raises(TransientPeerError) as caught:
                 await untrusted.search_cases([])
     assert tls_failure(caught.value)
-    async with PrimeroClient(
-        f"http://127.0.0.1:{free_port()}", username="u", password="p", timeout=0.5
-    ) as refused:
+    async with PrimeroClient(refused_url, username="u", password="p") as refused:
         with pytest.raises(TransientPeerError) as caught:
             await refused.search_cases([])
     assert not tls_failure(caught.value)

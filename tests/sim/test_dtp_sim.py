@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from primero_progres.peers.tls import uvicorn_tls_options
-from primero_progres.sim.common import free_port, serve_in_thread
+from primero_progres.sim.common import serve_in_thread
 from primero_progres.sim.dtp import create_app
 from tls_helpers import make_tls_files
 
@@ -286,9 +286,9 @@ def test_send_without_bridge_is_409(dtp: tuple[str, Any]) -> None:
     assert httpx.post(f"{url}/_sim/send-referral", json=REFERRAL).status_code == 409
 
 
-def test_send_to_unreachable_bridge_is_502(dtp: tuple[str, Any]) -> None:
+def test_send_to_unreachable_bridge_is_502(dtp: tuple[str, Any], refused_url: str) -> None:
     url, _ = dtp
-    configure_bridge(url, f"http://127.0.0.1:{free_port()}/api/v1/dtp/messages")
+    configure_bridge(url, f"{refused_url}/api/v1/dtp/messages")
     response = httpx.post(f"{url}/_sim/send-referral", json=REFERRAL)
     assert response.status_code == 502
     assert response.json()["error"] == "bridge unreachable"

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from primero_progres.peers.dtp import DTPClient
 from primero_progres.peers.errors import TransientPeerError
-from primero_progres.sim.common import ServerThread, free_port, serve_in_thread
+from primero_progres.sim.common import ServerThread, serve_in_thread
 from primero_progres.sim.dtp import DTPState, create_app
 from primero_progres.sim.faultproxy import FAULT_KINDS, FaultPolicy, FaultProxy
 from sim_process import simulate
@@ -177,8 +177,8 @@ def test_simulator_controls_and_other_paths_are_never_faulted(
         send(proxy.url)
 
 
-def test_an_unreachable_upstream_is_502_and_counted() -> None:
-    with FaultProxy(f"http://127.0.0.1:{free_port()}") as proxy:
+def test_an_unreachable_upstream_is_502_and_counted(refused_url: str) -> None:
+    with FaultProxy(refused_url) as proxy:
         response = send(proxy.url)
     assert response.status_code == 502
     assert response.json()["error"] == "upstream unreachable"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx2 as httpx
@@ -21,7 +20,6 @@ from ping_helpers import (
     FakeClock,
     PingSim,
 )
-from primero_progres.sim.common import free_port
 from primero_progres.sim.ping import (
     CHECK_STATUS_PATH,
     DEFAULT_SCOPE,
@@ -37,6 +35,7 @@ from primero_progres.sim.ping_state import (
     SeedReferral,
     synthetic_interventions,
 )
+from sim_process import simulate
 
 UNIT = "cccccccc-0000-4000-8000-000000000001"
 DATA_PATH = f"/api/ingestion/v2/{PARTNER}/data"
@@ -587,31 +586,16 @@ def test_reset_forgets_everything(ping_sim: PingSim) -> None:
 def test_simulate_ping_command_serves_the_simulator(tmp_path: Any) -> None:
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(Seed(interventions=[intervention("CLI-1")]).model_dump_json())
-    port = free_port()
-    command = [sys.executable, "-m", "primero_progres.cli", "simulate", "ping",
-               "--port", str(port), "--subscription-key", KEY, "--password", PASSWORD,
-               "--client-id", CLIENT_ID, "--username", USER, "--seed", str(seed_file),
-               "--synthetic", "2", "--page-size", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                httpx.get(f"{url}/_sim/modes", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+    with simulate(
+        "ping", "--subscription-key", KEY, "--password", PASSWORD, "--client-id", CLIENT_ID,
+        "--username", USER, "--seed", str(seed_file), "--synthetic", "2", "--page-size", "2",
+        ready="/_sim/modes",
+    ) as url:
         caller = Caller(PingSim(url=url, app=None))
         first = caller.retrieve("SHP-2747")
         assert len(first["Data"]) == 2 and first["PagingSummary"]["IsMoreRecordsAvailable"]
         numbers = [i["intervention_number"] for i in httpx.get(f"{url}/_sim/interventions").json()]
         assert numbers == ["CLI-1", "SIM-26-PRTITV-0000001", "SIM-26-PRTITV-0000002"]
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_simulate_ping_rejects_a_bad_seed_file(tmp_path: Any) -> None:
@@ -619,7 +603,7 @@ def test_simulate_ping_rejects_a_bad_seed_file(tmp_path: Any) -> None:
     seed_file.write_text('{"interventions": [{"unknown": 1}]}')
     result = subprocess.run(
         [sys.executable, "-m", "primero_progres.cli", "simulate", "ping", "--port",
-         str(free_port()), "--subscription-key", KEY, "--password", PASSWORD,
+         "0", "--subscription-key", KEY, "--password", PASSWORD,
          "--seed", str(seed_file)],
         capture_output=True, timeout=60,
     )
@@ -630,7 +614,7 @@ def test_simulate_ping_rejects_a_bad_seed_file(tmp_path: Any) -> None:
 def test_simulate_ping_refuses_a_token_path_without_slash() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "primero_progres.cli", "simulate", "ping", "--port",
-         str(free_port()), "--subscription-key", KEY, "--password", PASSWORD,
+         "0", "--subscription-key", KEY, "--password", PASSWORD,
          "--token-path", "tenant/token"],
         capture_output=True, timeout=60,
     )

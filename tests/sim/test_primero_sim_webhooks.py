@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from primero_progres.sim.common import free_port, serve_in_thread
+from primero_progres.sim.common import listening_socket, serve_in_thread
 
 CP = "primeromodule-cp"
 GBV = "primeromodule-gbv"
@@ -467,9 +467,9 @@ def test_a_webhook_sent_is_logged_at_debug_one_that_failed_at_info(
 
 
 def test_an_unreachable_receiver_is_not_retried_and_stays_sending(
-    api: httpx.Client, sim: httpx.Client
+    api: httpx.Client, sim: httpx.Client, refused_url: str
 ) -> None:
-    register(api, f"http://127.0.0.1:{free_port()}/hook/x", events="case.create")
+    register(api, f"{refused_url}/hook/x", events="case.create")
     case = create_case(api)
     settle(sim)
     [delivery] = sim.get("/webhooks/deliveries").json()
@@ -530,10 +530,11 @@ async def test_a_receiver_in_the_callers_event_loop_may_read_the_case_back(
         done.set()
         return JSONResponse({}, status_code=202)
 
-    port = free_port()
+    sock = listening_socket()
+    port = sock.getsockname()[1]
     config = uvicorn.Config(bridge, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
             await asyncio.sleep(0.01)

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from primero_progres.store import Cipher, Store, generate_key
-from primero_progres.store.store import MIGRATION_LOCK
+from primero_progres.store.store import MIGRATION_LOCK, MIGRATIONS, shipped_head
 
 PROCESSES = 3
 
@@ -90,3 +90,47 @@ async def test_concurrent_upgrades_on_an_empty_sqlite_all_succeed(tmp_path: Path
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     _finished(_upgrades(url))
     await _at_head(url)
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert shipped_head() == ScriptDirectory.from_config(config).get_current_head()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_database_at_its_head_is_opened_without_alembic(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Alembic (11 MB, a third of a second) is imported only when there is something to
+    migrate: every command upgrades the database it opens, ``poll`` among them."""
+    url = (
+        f"sqlite:///{tmp_path / 'db.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    probe = (
+        "import asyncio, sys\n"
+        "from primero_progres.store import Cipher, Store\n"
+        "async def main():\n"
+        "    store = await Store.open(sys.argv[1], encryption=Cipher.throwaway())\n"
+        "    try:\n"
+        "        await store.upgrade()\n"
+        "        print(await store.revision(), 'alembic' in sys.modules)\n"
+        "    finally:\n"
+        "        await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+
+    def upgrade() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    assert upgrade() == f"{shipped_head()} True"
+    assert upgrade() == f"{shipped_head()} False"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,12 +16,6 @@ import pytest
 
 from primero_progres.store import generate_key
 from tls_helpers import make_tls_files
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -101,17 +94,16 @@ def _inbox_round(tmp_path: Path, env: dict[str, str], port: int) -> None:
     assert b"811-23-PRTITV-1000095" in listing.stdout
 
 
-def test_serve_on_the_default_sqlite_file(tmp_path: Path) -> None:
+def test_serve_on_the_default_sqlite_file(tmp_path: Path, child_port: int) -> None:
     """The worker side runs in a thread of its own here (SQLite)."""
-    port = _free_port()
-    _inbox_round(tmp_path, _serve_env(port), port)
+    _inbox_round(tmp_path, _serve_env(child_port), child_port)
     assert (tmp_path / "primero-progres.db").exists()
 
 
-def test_serve_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+def test_serve_on_postgresql(tmp_path: Path, postgres_url: str, child_port: int) -> None:
     """On PostgreSQL the worker shares the inbox's event loop; it starts and stops the same."""
-    port = _free_port()
-    _inbox_round(tmp_path, {**_serve_env(port), "PRIMERO_PROGRES_DATABASE_URL": postgres_url}, port)
+    env = {**_serve_env(child_port), "PRIMERO_PROGRES_DATABASE_URL": postgres_url}
+    _inbox_round(tmp_path, env, child_port)
     assert not (tmp_path / "primero-progres.db").exists()
 
 
@@ -128,9 +120,11 @@ def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     assert not (tmp_path / "primero-progres.db").exists()
 
 
-def test_serve_with_built_in_tls_answers_the_inbox_over_https(tmp_path: Path) -> None:
+def test_serve_with_built_in_tls_answers_the_inbox_over_https(
+    tmp_path: Path, child_port: int
+) -> None:
     tls = make_tls_files(tmp_path / "tls")
-    port = _free_port()
+    port = child_port
     env = _serve_env(port)
     # the certificate and key as separate files, given on the command line
     key_file, cert_file = tmp_path / "server.key", tmp_path / "server.crt"

@@ -147,7 +147,9 @@ def simulate_proxy(
             "--upstream", help="The peer (simulator) to forward to, e.g. http://127.0.0.1:8901."
         ),
     ],
-    port: Annotated[int, typer.Option("--port", help="TCP port to listen on.")] = 8903,
+    port: Annotated[
+        int, typer.Option("--port", help="TCP port to listen on; 0: a free one, printed on start.")
+    ] = 8903,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     rate: Annotated[
         float,
@@ -186,9 +188,11 @@ def simulate_proxy(
     policy = FaultPolicy.uniform(
         rate, kinds=chosen, seed=seed, retry_after=retry_after, hang_seconds=hang_seconds
     )
-    typer.echo(f"fault proxy on http://{host}:{port} -> {upstream} (seed {seed})", err=True)
+    proxy = FaultProxy(upstream, policy=policy, host=host, port=port)
+    # the bound port, also when --port 0 let the system pick it
+    typer.echo(f"fault proxy on {proxy.url} -> {upstream} (seed {seed})", err=True)
     foreground_logging("info")  # each fault it injects is a DEBUG line
-    FaultProxy(upstream, policy=policy, host=host, port=port).run()
+    proxy.run()
 
 
 def _run(peer: str, serve: Callable[[], None]) -> None:

@@ -148,10 +148,37 @@ def install_faults(app: FastAPI, injector: FaultInjector) -> None:
     app.include_router(router)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def listening_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A socket bound to ``host:port`` (port 0: one the system picks), for a server to listen on.
+
+    Binding here and handing the socket to the server, rather than picking a free port and
+    letting the server bind it later, leaves no moment where another process (a parallel test
+    worker) can take the port first.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # as asyncio's create_server does: a port in TIME_WAIT from a stopped server is reusable
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextmanager
+def reserved_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A port held for the block, for a child process told to listen on it (``--port``,
+    ``PRIMERO_PROGRES_PORT``), or as a peer that refuses connections.
+
+    Held by a bound socket with SO_REUSEADDR that never listens: connections are refused
+    until the child listens; the system gives the port to no other process (neither to a
+    bind on port 0 nor as a connection's source port), while the child, binding with
+    SO_REUSEADDR as uvicorn does, still can. A port merely found free could be taken by a
+    parallel test before the child binds it.
+    """
+    with listening_socket(host) as sock:
+        yield int(sock.getsockname()[1])
 
 
 class ServerThread:
@@ -161,7 +188,8 @@ class ServerThread:
         self, app: Any, *, host: str = "127.0.0.1", port: int | None = None, **uvicorn_options: Any
     ) -> None:
         self.host = host
-        self.port = port or free_port(host)
+        self._socket = listening_socket(host, port or 0)
+        self.port = int(self._socket.getsockname()[1])
         scheme = "https" if uvicorn_options.get("ssl_certfile") else "http"
         self.url = f"{scheme}://{host}:{self.port}"
         # a hung request (the ``hang`` fault) must not hold the shutdown for long
@@ -171,7 +199,10 @@ class ServerThread:
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self.server.run, name=f"server-{self.port}", daemon=True
+            target=self.server.run,
+            kwargs={"sockets": [self._socket]},
+            name=f"server-{self.port}",
+            daemon=True,
         )
 
     def start(self, timeout: float = 10.0) -> ServerThread:
@@ -185,7 +216,10 @@ class ServerThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        # uvicorn closes it on shutdown; not when it never started
+        self._socket.close()
 
 
 @contextmanager

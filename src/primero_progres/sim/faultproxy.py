@@ -43,7 +43,7 @@ import httpx2 as httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .common import free_port
+from .common import listening_socket
 
 log = structlog.get_logger(__name__)
 
@@ -203,7 +203,9 @@ class FaultProxy:
     ) -> None:
         self.upstream = upstream.rstrip("/")
         self.host = host
-        self.port = port or free_port(host)
+        # bound now: the port is known, and ours, before the proxy starts
+        self._socket = listening_socket(host, port or 0)
+        self.port = int(self._socket.getsockname()[1])
         self.url = f"http://{host}:{self.port}"
         self.upstream_timeout = upstream_timeout
         self._faults = _Faults(policy or FaultPolicy(enabled=False))
@@ -259,6 +261,8 @@ class FaultProxy:
                 loop.call_soon_threadsafe(stopping.set)
         if self._thread is not None:
             self._thread.join(timeout)
+        # the server closes it when it stops; not when it never started
+        self._socket.close()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -296,7 +300,7 @@ class FaultProxy:
                     if task is not None:
                         connections.discard(task)
 
-            server = await asyncio.start_server(accept, self.host, self.port)
+            server = await asyncio.start_server(accept, sock=self._socket)
             self._started.set()
             log.info("fault_proxy_started", port=self.port)
             async with server:

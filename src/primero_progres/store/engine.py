@@ -25,7 +25,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def async_url(url: str) -> str:
-    """Map the configured URL onto the async drivers (``sqlite://`` -> aiosqlite, psycopg)."""
+    """Map the configured URL onto the store's async drivers (inline sqlite3, psycopg)."""
     try:
         parsed = make_url(url)
     except Exception as exc:

@@ -10,7 +10,7 @@ import httpx2
 import time_machine
 
 from console_client import PASSWORD, log_in
-from primero_progres.operators import hash_password
+from primero_progres.operators import dummy_hash, hash_password
 from primero_progres.stack import Stack
 from primero_progres.store import Role
 
@@ -53,3 +53,11 @@ async def test_a_session_ends_after_the_idle_timeout(tmp_path: Path) -> None:
                 answer = await client.get("/admin/")
     assert answer.status_code == 303
     assert answer.headers["location"].startswith("/admin/login")
+
+
+async def test_the_console_makes_the_dummy_hash_as_it_is_built(tmp_path: Path) -> None:
+    """The first login to an unknown account takes as long as the next ones: the hash it is
+    verified against exists before the console answers (``operators.dummy_hash``)."""
+    dummy_hash.cache_clear()
+    async with Stack(tmp_path):
+        assert dummy_hash.cache_info().currsize == 1
