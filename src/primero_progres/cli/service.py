@@ -18,6 +18,8 @@ from .mapping import Gateway
 from .store import ConfigOption, load_settings
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from ..flows import Handlers
     from ..settings import Settings
     from ..store import Flow, Store
@@ -127,16 +129,35 @@ class WorkerThread:
             await store.close()
 
 
+#: PostgreSQL connections ``serve``'s inbox process keeps open: the inbox, the console and
+#: /metrics each hold one for a short transaction; a burst of 10 at once reuses open ones
+INBOX_POOL_SIZE = 10
+
+
+def worker_pool_size(settings: Settings, *, scheduler: bool) -> int:
+    """PostgreSQL connections a worker process keeps open: per slot its step's transaction
+    and the lease heartbeat, plus the purge, and with ``scheduler`` its tick and alert check."""
+    return 2 * settings.worker_concurrency + 1 + (2 if scheduler else 0)
+
+
 async def run_service(settings: Settings, *, http: bool, scheduler: bool = True) -> None:
     """Open the store, migrate, and run worker (+ scheduler, purge, HTTP) until a signal.
 
-    With ``http`` on SQLite the worker side runs in its own thread (``WorkerThread``)."""
+    With ``http`` the worker side runs apart from the inbox: in a thread of its own on SQLite
+    (``WorkerThread``), in a child process on PostgreSQL (``WorkerProcess``)."""
     from ..alerts.notify import targets
     from ..store import Store
+    from .worker_process import WorkerProcess
 
     tls = tls_options(settings) if http else {}
     targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
-    store = await Store.open(settings.database_url, encryption=settings.cipher())
+    postgresql = settings.database_url.startswith("postgresql")
+    pool_size = INBOX_POOL_SIZE if http else worker_pool_size(settings, scheduler=scheduler)
+    store = await Store.open(
+        settings.database_url,
+        encryption=settings.cipher(),
+        pool_size=pool_size if postgresql else None,
+    )
     try:
         await store.upgrade()
         # an unreadable fingerprint key stops the start (exit 2), not each message later
@@ -155,26 +176,30 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         finally:
             await store.close()
         return
-    if store.dialect != "sqlite":
-        # PostgreSQL: one event loop. A worker thread's Python work competes with the inbox
-        # for the interpreter lock on every round trip; measured (bench/inbox.py) it made the
-        # inbox slower, not faster. Several workers are separate `worker` processes.
-        work = asyncio.create_task(_work_in_loop(store, settings, scheduler=scheduler, stop=stop))
-        try:
-            await _serve_http(settings, store, tls)
-        finally:
-            stop.set()
-            await asyncio.gather(work, return_exceptions=True)
-            await store.close()
-        return
-    background = WorkerThread(settings, scheduler=scheduler)
+    background: WorkerThread | WorkerProcess
+    if postgresql:
+        # a thread's Python work would compete with the inbox for the interpreter lock on
+        # every round trip (measured: bench/inbox.py); a process does not
+        from ..runtime.metrics import WorkerSideRelay
+
+        relay = WorkerSideRelay()
+        relay.install()
+        background = WorkerProcess(settings, scheduler=scheduler, relay=relay)
+    else:
+        background = WorkerThread(settings, scheduler=scheduler)
     try:
         await background.start()
-        await _serve_http(settings, store, tls)
+        server = _http_server(settings, store, tls)
+        if isinstance(background, WorkerProcess):
+            # a worker process that can no longer start stops serve (its error, exit code 2)
+            background.on_failure(lambda: setattr(server, "should_exit", True))
+        await _serve_http(server, settings, tls)
     finally:
         stop.set()
-        await background.stop()
-        await store.close()
+        try:
+            await background.stop()
+        finally:
+            await store.close()
 
 
 async def _work_in_loop(
@@ -189,10 +214,9 @@ async def _work_in_loop(
         await handlers.aclose()
 
 
-async def _serve_http(settings: Settings, store: Store, tls: dict[str, Any]) -> None:
+def _http_server(settings: Settings, store: Store, tls: dict[str, Any]) -> uvicorn.Server:
     import uvicorn
 
-    from ..logging import get_logger
     from ..web import create_app
 
     config = uvicorn.Config(
@@ -205,7 +229,12 @@ async def _serve_http(settings: Settings, store: Store, tls: dict[str, Any]) -> 
         log_config=None,
         **tls,
     )
-    server = uvicorn.Server(config)
+    return uvicorn.Server(config)
+
+
+async def _serve_http(server: uvicorn.Server, settings: Settings, tls: dict[str, Any]) -> None:
+    from ..logging import get_logger
+
     scheme = "https" if tls else "http"
     get_logger(__name__).info(
         "serve.started", host=settings.host, port=settings.port, scheme=scheme
