@@ -312,6 +312,44 @@ def test_a_worker_process_that_cannot_start_stops_serve_with_exit_code_2(
     assert b"configuration error" in result.stderr
 
 
+#: ``serve``, sent SIGTERM while it starts: after its own signal handlers are set, before
+#: uvicorn takes the signals over (it builds the app in between)
+SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+from primero_progres import web
+from primero_progres.cli import main
+
+built = web.create_app
+
+def create_app(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return built(*args, **kwargs)
+
+web.create_app = create_app
+sys.argv = ["primero-progres", "serve"]
+main()
+"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_signal_while_serve_starts_stops_it(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    """It used to be taken for the worker side only: the HTTP side then served on."""
+    env = _serve_env(_free_port())
+    if database == "postgresql":
+        env["PRIMERO_PROGRES_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_STARTING],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"serve.stopped" in result.stderr
+
+
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "primero_progres.cli", "serve"],

@@ -129,6 +129,8 @@ class WorkerThread:
             await store.close()
 
 
+#: how long ``serve`` lets running HTTP requests finish once told to stop
+HTTP_SHUTDOWN_SECONDS = 10
 #: PostgreSQL connections ``serve``'s inbox process keeps open: the inbox, the console and
 #: /metrics each hold one for a short transaction; a burst of 10 at once reuses open ones
 INBOX_POOL_SIZE = 10
@@ -146,6 +148,7 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     With ``http`` the worker side runs apart from the inbox: in a thread of its own on SQLite
     (``WorkerThread``), in a child process on PostgreSQL (``WorkerProcess``)."""
     from ..alerts.notify import targets
+    from ..logging import get_logger
     from ..store import Store
     from .worker_process import WorkerProcess
 
@@ -187,19 +190,29 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         background = WorkerProcess(settings, scheduler=scheduler, relay=relay)
     else:
         background = WorkerThread(settings, scheduler=scheduler)
+    log = get_logger(__name__)
     try:
         await background.start()
         server = _http_server(settings, store, tls)
+        # A signal that came while the worker side started and the app was built, before
+        # uvicorn took the signals over, only set ``stop``: it must end the HTTP side too.
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: setattr(server, "should_exit", True))
         if isinstance(background, WorkerProcess):
             # a worker process that can no longer start stops serve (its error, exit code 2)
             background.on_failure(lambda: setattr(server, "should_exit", True))
-        await _serve_http(server, settings, tls)
+        try:
+            await _serve_http(server, settings, tls)
+        finally:
+            stopping.cancel()
     finally:
+        log.info("serve.stopping")
         stop.set()
         try:
             await background.stop()
         finally:
             await store.close()
+    log.info("serve.stopped")
 
 
 async def _work_in_loop(
@@ -227,6 +240,9 @@ def _http_server(settings: Settings, store: Store, tls: dict[str, Any]) -> uvico
         access_log=False,
         # no handlers of its own: its records go through the redacting root handler
         log_config=None,
+        # on a signal, a request still running after this long is dropped (the inbox's write
+        # is one transaction: a sender that gets no answer sends again, and is told duplicate)
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS,
         **tls,
     )
     return uvicorn.Server(config)
