@@ -187,7 +187,7 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
 
         relay = WorkerSideRelay()
         relay.install()
-        background = WorkerProcess(settings, scheduler=scheduler, relay=relay)
+        background = WorkerProcess(settings, scheduler=scheduler, stop=stop, relay=relay)
     else:
         background = WorkerThread(settings, scheduler=scheduler)
     log = get_logger(__name__)

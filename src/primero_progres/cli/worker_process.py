@@ -49,10 +49,18 @@ class WorkerProcess:
     """Starts, watches, restarts and stops ``serve``'s worker process."""
 
     def __init__(
-        self, settings: Settings, *, scheduler: bool, relay: WorkerSideRelay | None = None
+        self,
+        settings: Settings,
+        *,
+        scheduler: bool,
+        stop: asyncio.Event,
+        relay: WorkerSideRelay | None = None,
     ) -> None:
         self._settings = settings
         self._scheduler = scheduler
+        #: set when ``serve`` is told to stop: a child that ends then is not started again
+        #: (under systemd or in a terminal the signal reaches the child too)
+        self._stop = stop
         self._relay = relay
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
@@ -61,12 +69,8 @@ class WorkerProcess:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
     async def start(self) -> None:
-        """Start the child and wait until its worker runs, then watch it (``supervise``).
+        """Start the child and wait until its worker runs, then watch it (``_supervise``).
         Raises ``ConfigurationError`` for what stopped it (exit code 2, as in the parent),
         ``RuntimeError`` if it died otherwise."""
         await self._spawn()
@@ -128,13 +132,16 @@ class WorkerProcess:
             since = time.monotonic()
             code = await self._wait()
             await self._reap()
-            if self._stopping:
+            if self._stopping or self._stop.is_set():
                 return
             if time.monotonic() - since >= STEADY_SECONDS:
                 delay = RESTART_FIRST_SECONDS
             log.error("worker.process_died", exit_status=code, retry_in=delay)
             while True:
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                if self._stop.is_set():
+                    return
                 delay = min(delay * 2, RESTART_CAP_SECONDS)
                 try:
                     await self._spawn()
