@@ -143,6 +143,11 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
+def _niceness(pid: int) -> int:
+    # after the name: state is fields[0], nice fields[16]
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _wait_until(what: str, check: Any, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while not (found := check()):
@@ -233,12 +238,14 @@ def _jobs_done(base: str) -> float:
 def test_serve_on_postgresql_runs_its_worker_in_a_child_process(
     tmp_path: Path, postgres_url: str, peers: tuple[str, str]
 ) -> None:
-    """The child works a referral end to end, its counts reach serve's /metrics, and a
-    SIGTERM to serve stops both: no orphan."""
+    """The child (its CPU priority below the inbox's) works a referral end to end, its counts
+    reach serve's /metrics, and a SIGTERM to serve stops both: no orphan."""
     primero, dtp = peers
     server, base = _pg_serve(tmp_path, postgres_url, primero, dtp)
     try:
         child = _one_worker_process(server)
+        # the kernel gives the CPU to the inbox first
+        assert _niceness(child) > _niceness(server.pid)
         _referral_reaches_primero(base, primero, dtp, "811-26-PRTITV-0000001")
         # the jobs the child ran are counted on serve's /metrics (relayed each second)
         _wait_until("no job counted on /metrics", lambda: _jobs_done(base) >= 2)

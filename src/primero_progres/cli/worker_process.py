@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -40,6 +41,9 @@ METRICS_RELAY_SECONDS = 1.0
 RESTART_FIRST_SECONDS = 1.0
 RESTART_CAP_SECONDS = 60.0
 STEADY_SECONDS = 60.0
+#: the worker process's nice value: below the inbox's for the CPU (raising one's own needs
+#: no privilege)
+WORKER_NICENESS = 10
 #: how long ``stop`` waits for the child (its worker lets current steps finish for up to
 #: 30 s, then releases them) before killing it; under systemd's TimeoutStopSec=60
 STOP_TIMEOUT_SECONDS = 45.0
@@ -226,6 +230,9 @@ def child_main(settings: Settings, scheduler: bool, messages: Connection) -> Non
 
     from ..logging import configure_logging
 
+    # the inbox first: when the machine is busy the kernel gives the CPU to serve's inbox
+    # process before this one (the worker's jobs wait; DTP's answers must not)
+    os.nice(WORKER_NICENESS)
     configure_logging(level=settings.log_level)
     try:
         asyncio.run(_child(settings, scheduler, messages))
