@@ -296,7 +296,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         tls_key: Annotated[Path | None, typer.Option(help="The certificate's key (PEM).")] = None,
     ) -> None:
-        """HTTP API + worker + scheduler in one process (the embedded default)."""
+        """HTTP API + worker + scheduler (on PostgreSQL the worker side in a child process)."""
         from ..logging import configure_logging
 
         settings = load_settings(config)
