@@ -131,11 +131,6 @@ class WorkerThread:
 
 #: how long ``serve`` lets running HTTP requests finish once told to stop
 HTTP_SHUTDOWN_SECONDS = 10
-#: PostgreSQL connections ``serve``'s inbox process keeps open: the inbox, the console and
-#: /metrics each hold one for a short transaction; a burst of 10 at once reuses open ones
-INBOX_POOL_SIZE = 10
-
-
 def worker_pool_size(settings: Settings, *, scheduler: bool) -> int:
     """PostgreSQL connections a worker process keeps open: per slot its step's transaction
     and the lease heartbeat, plus the purge, and with ``scheduler`` its tick and alert check."""
@@ -155,11 +150,13 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     tls = tls_options(settings) if http else {}
     targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
     postgresql = settings.database_url.startswith("postgresql")
-    pool_size = INBOX_POOL_SIZE if http else worker_pool_size(settings, scheduler=scheduler)
+    # serve's inbox keeps SQLAlchemy's pool (5 open, 10 more in a burst): its transactions
+    # are short, and 10 kept open measured no better (bench/inbox.py); a worker's is sized
+    sized = postgresql and not http
     store = await Store.open(
         settings.database_url,
         encryption=settings.cipher(),
-        pool_size=pool_size if postgresql else None,
+        pool_size=worker_pool_size(settings, scheduler=scheduler) if sized else None,
     )
     try:
         await store.upgrade()
