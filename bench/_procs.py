@@ -56,10 +56,9 @@ class Proc:
             )
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the process (and of its waited-for children) so far."""
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # after the name: state is fields[0], utime fields[11], stime [12], cutime [13], cstime [14]
-        return sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+        """User + system CPU of the process and of its children so far (``serve``'s worker
+        process on PostgreSQL), running or ended."""
+        return tree_cpu_seconds(self.popen.pid)
 
     def rss_peak_mb(self) -> float:
         """VmHWM: the peak resident set size so far."""
@@ -89,6 +88,18 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid``, of the children it has waited for, and of those still running."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:  # ended meanwhile: its parent counts it once it has waited
+        return 0.0
+    # after the name: state is fields[0], utime fields[11], stime [12], cutime [13], cstime [14]
+    own = sum(int(v) for v in fields[11:15]) / CLOCK_TICKS
+    return own + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
 def base_env() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import ssl
@@ -14,7 +15,9 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
+from primero_progres import demo_data
 from primero_progres.store import generate_key
+from sim_process import simulate
 from tls_helpers import make_tls_files
 
 
@@ -101,10 +104,249 @@ def test_serve_on_the_default_sqlite_file(tmp_path: Path, child_port: int) -> No
 
 
 def test_serve_on_postgresql(tmp_path: Path, postgres_url: str, child_port: int) -> None:
-    """On PostgreSQL the worker shares the inbox's event loop; it starts and stops the same."""
+    """On PostgreSQL the worker side is a child process; it starts and stops the same."""
     env = {**_serve_env(child_port), "PRIMERO_PROGRES_DATABASE_URL": postgres_url}
     _inbox_round(tmp_path, env, child_port)
     assert not (tmp_path / "primero-progres.db").exists()
+
+
+def _worker_processes(serve: subprocess.Popen[bytes]) -> list[int]:
+    """The pids of ``serve``'s worker processes (its spawned children), from /proc."""
+    found = []
+    for pid in _children(serve):
+        with contextlib.suppress(FileNotFoundError):  # ended meanwhile
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def _children(serve: subprocess.Popen[bytes]) -> list[int]:
+    """Every child of ``serve`` not yet reaped (zombies included)."""
+    text = Path(f"/proc/{serve.pid}/task/{serve.pid}/children").read_text()
+    return [int(pid) for pid in text.split()]
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (exited, whether or not whoever adopted it has reaped it yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def _niceness(pid: int) -> int:
+    # after the name: state is fields[0], nice fields[16]
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _wait_until(what: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+    return found
+
+
+def _one_worker_process(serve: subprocess.Popen[bytes]) -> int:
+    [pid] = _wait_until("no worker process", lambda: _worker_processes(serve))
+    return pid
+
+
+@pytest.fixture
+def peers() -> Any:
+    """The Primero and DTP simulators, as separate processes."""
+    with (
+        simulate(
+            "primero",
+            "--user",
+            demo_data.API_USER,
+            "--password",
+            demo_data.API_PASSWORD,
+            ready="/_sim/journal",
+        ) as primero,
+        simulate(
+            "dtp", "--subscription-key", demo_data.DTP_SUBSCRIPTION_KEY, ready="/_sim/bridge"
+        ) as dtp,
+    ):
+        yield primero, dtp
+
+
+def _pg_serve(
+    tmp_path: Path, postgres_url: str, primero: str, dtp: str, port: int
+) -> tuple[Any, str]:
+    env = _env(
+        PRIMERO_PROGRES_DATABASE_URL=postgres_url,
+        PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(),
+        PRIMERO_PROGRES_INBOX_TOKENS=demo_data.INBOX_TOKEN,
+        PRIMERO_PROGRES_PORT=str(port),
+        PRIMERO_PROGRES_PRIMERO_URL=primero,
+        PRIMERO_PROGRES_PRIMERO_USERNAME=demo_data.API_USER,
+        PRIMERO_PROGRES_PRIMERO_PASSWORD=demo_data.API_PASSWORD,
+        PRIMERO_PROGRES_DTP_URL=dtp,
+        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY=demo_data.DTP_SUBSCRIPTION_KEY,
+        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
+        PRIMERO_PROGRES_WORKER_POLL_SECONDS="0.2",
+    )
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "primero_progres.cli", "serve"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    _wait_ready(server, f"{base}/readyz")
+    return server, base
+
+
+def _referral_reaches_primero(base: str, primero: str, dtp: str, number: str) -> None:
+    """proGres's referral, posted to the inbox, becomes a Primero case, and its feedback
+    reaches DTP: the worker process did the work."""
+    message = demo_data.referral_message(demo_data.intervention(number))
+    answer = httpx.post(
+        f"{base}/api/v1/dtp/messages",
+        json=message,
+        headers={"Authorization": f"Bearer {demo_data.INBOX_TOKEN}"},
+    )
+    assert answer.status_code == 202, answer.text
+
+    def feedback() -> bool:
+        sent = httpx.get(f"{dtp}/_sim/messages").json()
+        return any(number in str(m) for m in sent)
+
+    _wait_until("no feedback at DTP", feedback)
+    assert any(number in str(case) for case in httpx.get(f"{primero}/_sim/cases").json())
+
+
+def _jobs_done(base: str) -> float:
+    done = 0.0
+    for line in httpx.get(f"{base}/metrics").text.splitlines():
+        if line.startswith("primero_progres_jobs_total{") and 'outcome="done"' in line:
+            done += float(line.rsplit(" ", 1)[1])
+    return done
+
+
+def test_serve_on_postgresql_runs_its_worker_in_a_child_process(
+    tmp_path: Path, postgres_url: str, peers: tuple[str, str], child_port: int
+) -> None:
+    """The child (its CPU priority below the inbox's) works a referral end to end, its counts
+    reach serve's /metrics, and a SIGTERM to serve stops both: no orphan."""
+    primero, dtp = peers
+    server, base = _pg_serve(tmp_path, postgres_url, primero, dtp, child_port)
+    try:
+        child = _one_worker_process(server)
+        # the kernel gives the CPU to the inbox first
+        assert _niceness(child) > _niceness(server.pid)
+        _referral_reaches_primero(base, primero, dtp, "811-26-PRTITV-0000001")
+        # the jobs the child ran are counted on serve's /metrics (relayed each second)
+        _wait_until("no job counted on /metrics", lambda: _jobs_done(base) >= 2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=90)
+    log = (tmp_path / "serve.log").read_text()
+    assert server.returncode == 0, log
+    assert _gone(child)
+    assert "worker.process_stopped" in log and "worker.stopped" in log
+
+
+def test_a_worker_process_that_dies_is_started_again(
+    tmp_path: Path, postgres_url: str, peers: tuple[str, str], child_port: int
+) -> None:
+    primero, dtp = peers
+    server, base = _pg_serve(tmp_path, postgres_url, primero, dtp, child_port)
+    try:
+        first = _one_worker_process(server)
+        counted = _wait_until("no worker count on /metrics", lambda: "jobs_total" in
+                              httpx.get(f"{base}/metrics").text)
+        assert counted
+        os.kill(first, signal.SIGKILL)
+        second = _wait_until(
+            "no new worker process", lambda: [p for p in _worker_processes(server) if p != first]
+        )[0]
+        assert first not in _children(server)  # reaped: no zombie
+        # the new one works: a referral goes through
+        _referral_reaches_primero(base, primero, dtp, "811-26-PRTITV-0000002")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=90)
+    log = (tmp_path / "serve.log").read_text()
+    assert server.returncode == 0, log
+    assert "worker.process_died" in log
+    assert _gone(second)
+
+
+def test_a_killed_serve_leaves_no_worker_process(
+    tmp_path: Path, postgres_url: str, peers: tuple[str, str], child_port: int
+) -> None:
+    primero, dtp = peers
+    server, _base = _pg_serve(tmp_path, postgres_url, primero, dtp, child_port)
+    child = _one_worker_process(server)
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=30)
+    # the child is now init's (or a subreaper's): it sees serve gone and stops by itself
+    _wait_until("the worker process outlived serve", lambda: _gone(child))
+    assert "worker.parent_gone" in (tmp_path / "serve.log").read_text()
+
+
+def test_a_worker_process_that_cannot_start_stops_serve_with_exit_code_2(
+    tmp_path: Path, postgres_url: str, child_port: int
+) -> None:
+    """A setting only the worker side reads (the DTP client certificate) is checked in the
+    child; serve stops with the same exit code as when it checks one itself."""
+    env = {
+        **_serve_env(child_port),
+        "PRIMERO_PROGRES_DATABASE_URL": postgres_url,
+        "PRIMERO_PROGRES_DTP_CLIENT_CERT": str(tmp_path / "absent.pem"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "primero_progres.cli", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr.decode()
+    assert b"configuration error" in result.stderr
+
+
+#: ``serve``, sent SIGTERM while it starts: after its own signal handlers are set, before
+#: uvicorn takes the signals over (it builds the app in between)
+SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+from primero_progres import web
+from primero_progres.cli import main
+
+built = web.create_app
+
+def create_app(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return built(*args, **kwargs)
+
+web.create_app = create_app
+sys.argv = ["primero-progres", "serve"]
+main()
+"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_signal_while_serve_starts_stops_it(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest, child_port: int
+) -> None:
+    """It used to be taken for the worker side only: the HTTP side then served on."""
+    env = _serve_env(child_port)
+    if database == "postgresql":
+        env["PRIMERO_PROGRES_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_STARTING],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=90,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"serve.stopped" in result.stderr
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from .mapping import Gateway
 from .store import ConfigOption, load_settings
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from ..flows import Handlers
     from ..settings import Settings
     from ..store import Flow, Store
@@ -127,16 +129,35 @@ class WorkerThread:
             await store.close()
 
 
+#: how long ``serve`` lets running HTTP requests finish once told to stop
+HTTP_SHUTDOWN_SECONDS = 10
+def worker_pool_size(settings: Settings, *, scheduler: bool) -> int:
+    """PostgreSQL connections a worker process keeps open: per slot its step's transaction
+    and the lease heartbeat, plus the purge, and with ``scheduler`` its tick and alert check."""
+    return 2 * settings.worker_concurrency + 1 + (2 if scheduler else 0)
+
+
 async def run_service(settings: Settings, *, http: bool, scheduler: bool = True) -> None:
     """Open the store, migrate, and run worker (+ scheduler, purge, HTTP) until a signal.
 
-    With ``http`` on SQLite the worker side runs in its own thread (``WorkerThread``)."""
+    With ``http`` the worker side runs apart from the inbox: in a thread of its own on SQLite
+    (``WorkerThread``), in a child process on PostgreSQL (``WorkerProcess``)."""
     from ..alerts.notify import targets
+    from ..logging import get_logger
     from ..store import Store
+    from .worker_process import WorkerProcess
 
     tls = tls_options(settings) if http else {}
     targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
-    store = await Store.open(settings.database_url, encryption=settings.cipher())
+    postgresql = settings.database_url.startswith("postgresql")
+    # serve's inbox keeps SQLAlchemy's pool (5 open, 10 more in a burst): its transactions
+    # are short, and 10 kept open measured no better (bench/inbox.py); a worker's is sized
+    sized = postgresql and not http
+    store = await Store.open(
+        settings.database_url,
+        encryption=settings.cipher(),
+        pool_size=worker_pool_size(settings, scheduler=scheduler) if sized else None,
+    )
     try:
         await store.upgrade()
         # an unreadable fingerprint key stops the start (exit 2), not each message later
@@ -155,26 +176,40 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         finally:
             await store.close()
         return
-    if store.dialect != "sqlite":
-        # PostgreSQL: one event loop. A worker thread's Python work competes with the inbox
-        # for the interpreter lock on every round trip; measured (bench/inbox.py) it made the
-        # inbox slower, not faster. Several workers are separate `worker` processes.
-        work = asyncio.create_task(_work_in_loop(store, settings, scheduler=scheduler, stop=stop))
-        try:
-            await _serve_http(settings, store, tls)
-        finally:
-            stop.set()
-            await asyncio.gather(work, return_exceptions=True)
-            await store.close()
-        return
-    background = WorkerThread(settings, scheduler=scheduler)
+    background: WorkerThread | WorkerProcess
+    if postgresql:
+        # a thread's Python work would compete with the inbox for the interpreter lock on
+        # every round trip (measured: bench/inbox.py); a process does not
+        from ..runtime.metrics import WorkerSideRelay
+
+        relay = WorkerSideRelay()
+        relay.install()
+        background = WorkerProcess(settings, scheduler=scheduler, stop=stop, relay=relay)
+    else:
+        background = WorkerThread(settings, scheduler=scheduler)
+    log = get_logger(__name__)
     try:
         await background.start()
-        await _serve_http(settings, store, tls)
+        server = _http_server(settings, store, tls)
+        # A signal that came while the worker side started and the app was built, before
+        # uvicorn took the signals over, only set ``stop``: it must end the HTTP side too.
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: setattr(server, "should_exit", True))
+        if isinstance(background, WorkerProcess):
+            # a worker process that can no longer start stops serve (its error, exit code 2)
+            background.on_failure(lambda: setattr(server, "should_exit", True))
+        try:
+            await _serve_http(server, settings, tls)
+        finally:
+            stopping.cancel()
     finally:
+        log.info("serve.stopping")
         stop.set()
-        await background.stop()
-        await store.close()
+        try:
+            await background.stop()
+        finally:
+            await store.close()
+    log.info("serve.stopped")
 
 
 async def _work_in_loop(
@@ -189,10 +224,9 @@ async def _work_in_loop(
         await handlers.aclose()
 
 
-async def _serve_http(settings: Settings, store: Store, tls: dict[str, Any]) -> None:
+def _http_server(settings: Settings, store: Store, tls: dict[str, Any]) -> uvicorn.Server:
     import uvicorn
 
-    from ..logging import get_logger
     from ..web import create_app
 
     config = uvicorn.Config(
@@ -203,9 +237,17 @@ async def _serve_http(settings: Settings, store: Store, tls: dict[str, Any]) -> 
         access_log=False,
         # no handlers of its own: its records go through the redacting root handler
         log_config=None,
+        # on a signal, a request still running after this long is dropped (the inbox's write
+        # is one transaction: a sender that gets no answer sends again, and is told duplicate)
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS,
         **tls,
     )
-    server = uvicorn.Server(config)
+    return uvicorn.Server(config)
+
+
+async def _serve_http(server: uvicorn.Server, settings: Settings, tls: dict[str, Any]) -> None:
+    from ..logging import get_logger
+
     scheme = "https" if tls else "http"
     get_logger(__name__).info(
         "serve.started", host=settings.host, port=settings.port, scheme=scheme
@@ -251,7 +293,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         tls_key: Annotated[Path | None, typer.Option(help="The certificate's key (PEM).")] = None,
     ) -> None:
-        """HTTP API + worker + scheduler in one process (the embedded default)."""
+        """HTTP API + worker + scheduler (on PostgreSQL the worker side in a child process)."""
         from ..logging import configure_logging
 
         settings = load_settings(config)

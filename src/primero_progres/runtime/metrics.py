@@ -2,15 +2,19 @@
 and reason codes only: never an ID or a personal value.
 
 Counters and histograms count what this process did (a worker's peer calls are counted by that
-worker, through ``flows.observed``); the gauges ``set_gauges`` sets are read from the database
-at each scrape, so they hold for every process together.
+worker, through ``flows.observed``); ``serve`` on PostgreSQL adds what its worker process counted
+(``WorkerSideRelay``). The gauges ``set_gauges`` sets are read from the database at each scrape,
+so they hold for every process together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from .._compat import Peer
 from ..peers.errors import REFUSALS, CallFailure
@@ -168,3 +172,68 @@ def set_gauges(state: Monitoring, counts: dict[tuple[str, str], int]) -> None:
         DEAD_LETTERS.labels(flow_name, reason).set(count)
     if state.certificate_expires is not None:
         CERTIFICATE_EXPIRY.labels("dtp").set(state.certificate_expires.timestamp())
+
+
+#: what the worker side (worker, scheduler, alert check) counts; the inbox counts the rest
+WORKER_SIDE = (JOBS, PEER_REQUEST_DURATION, PEER_ERRORS, ALERT_NOTIFICATIONS)
+
+#: one metric family's samples: (sample name, sorted labels) -> value
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def worker_side_samples() -> dict[str, Samples]:
+    """What this process's worker side has counted so far, by metric family (``_created``
+    samples left out: they belong to the process that shows them)."""
+    found: dict[str, Samples] = {}
+    for metric in WORKER_SIDE:
+        for family in metric.collect():
+            found[family.name] = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for sample in family.samples
+                if not sample.name.endswith("_created")
+            }
+    return found
+
+
+class WorkerSideRelay(Collector):
+    """``serve``'s /metrics on PostgreSQL, where its worker side is a process of its own: the
+    worker-side counters and histograms are this process's plus what the worker process sent
+    (``update``). What a worker process that ended had counted is kept (``ended``), so a
+    restart does not make the counters go back."""
+
+    def __init__(self) -> None:
+        self._ended: dict[str, Samples] = {}
+        self._current: dict[str, Samples] = {}
+
+    def install(self, registry: CollectorRegistry = REGISTRY) -> None:
+        """Show the worker side through this relay instead of the metrics themselves."""
+        for metric in WORKER_SIDE:
+            registry.unregister(metric)
+        registry.register(self)
+
+    def update(self, samples: dict[str, Samples]) -> None:
+        """The worker process's latest counts (since it started)."""
+        self._current = samples
+
+    def ended(self) -> None:
+        """The worker process ended: its last counts stay."""
+        for name, samples in self._current.items():
+            kept = self._ended.setdefault(name, {})
+            for key, value in samples.items():
+                kept[key] = kept.get(key, 0.0) + value
+        self._current = {}
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in WORKER_SIDE:
+            for family in metric.collect():
+                totals: Samples = {}
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    totals[key] = sample.value
+                for relayed in (self._ended, self._current):
+                    for key, value in relayed.get(family.name, {}).items():
+                        totals[key] = totals.get(key, 0.0) + value
+                merged = Metric(family.name, family.documentation, family.type, family.unit)
+                for (name, labels), value in totals.items():
+                    merged.add_sample(name, dict(labels), value)
+                yield merged

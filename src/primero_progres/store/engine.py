@@ -46,13 +46,17 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
+    """The engine of ``url``; on PostgreSQL ``pool_size`` connections stay open (SQLAlchemy's
+    default, 5, when None), and up to 10 more are opened, then closed, in a burst."""
     full = async_url(url)
     if full.startswith("sqlite"):
         engine = create_async_engine(full, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_hooks(engine)
         return engine
-    return create_async_engine(full, pool_pre_ping=True)
+    if pool_size is None:
+        return create_async_engine(full, pool_pre_ping=True)
+    return create_async_engine(full, pool_pre_ping=True, pool_size=pool_size)
 
 
 def _sqlite_hooks(engine: AsyncEngine) -> None:

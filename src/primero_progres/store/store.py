@@ -79,8 +79,11 @@ class Store:
         self.alerts = Alerts(self._db)
 
     @classmethod
-    async def open(cls, url: str, *, encryption: Cipher, clock: Clock = utcnow) -> Store:
-        return cls(create_engine(url), encryption, clock)
+    async def open(
+        cls, url: str, *, encryption: Cipher, clock: Clock = utcnow, pool_size: int | None = None
+    ) -> Store:
+        """``pool_size``: the PostgreSQL connections kept open (``create_engine``)."""
+        return cls(create_engine(url, pool_size=pool_size), encryption, clock)
 
     async def close(self) -> None:
         await self.engine.dispose()
