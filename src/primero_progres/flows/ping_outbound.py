@@ -337,20 +337,32 @@ async def resolve(rt: Runtime, ctx: StepContext) -> None:
         else f"not found in PING's referral list (stopped after {RESOLVE_MAX_PAGES} pages "
         "or on an error)"
     )
-    ctx.dead_letter(
-        INGEST,
-        {"message": payload.get("message")},
-        key=f"{INGEST}:{key}:unknown:{ctx.job.id}",
-        refs=refs,
-        reason=DeadReason(
-            FailureClass.PERMANENT,
-            "ingestion_outcome_unknown",
-            f"{flow.value} {key}: PING may have queued the referral ({why}); {searched}: look "
-            "in proGres, replay only if it is not there",
-        ),
+    _park_ingest(
+        ctx, key, payload, refs, f"unknown:{ctx.job.id}", "ingestion_outcome_unknown",
+        f"{flow.value} {key}: PING may have queued the referral ({why}); {searched}: look "
+        "in proGres, replay only if it is not there",
     )
     log.warning("ping_ingestion_outcome_unresolved", flow=flow.value,
                 case_id=refs.get("case_id"), reason=why, attempt=lookups)
+
+
+def _park_ingest(
+    ctx: StepContext,
+    key: str,
+    payload: dict[str, Any],
+    refs: dict[str, Any],
+    suffix: str,
+    reason: str,
+    message: str,
+) -> None:
+    """The item as a dead ``ingest`` job for a person: replaying it posts the item again."""
+    ctx.dead_letter(
+        INGEST,
+        {"message": payload.get("message")},
+        key=f"{INGEST}:{key}:{suffix}",
+        refs=refs,
+        reason=DeadReason(FailureClass.PERMANENT, reason, message),
+    )
 
 
 async def _find_referral(rt: Runtime, service_unique_id: str) -> tuple[str | None, bool]:
@@ -436,17 +448,10 @@ def _failed(
         ping_status=word,
         **refs,
     )
-    ctx.dead_letter(
-        INGEST,
-        {"message": payload.get("message")},
-        key=f"{INGEST}:{key}:failed:{transaction_id}",
-        refs=refs,
-        reason=DeadReason(
-            FailureClass.PERMANENT,
-            "ingestion_failed",
-            f"PING transaction {transaction_id} failed ({word or 'no status word'}): "
-            "replay to post the referral again",
-        ),
+    _park_ingest(
+        ctx, key, payload, refs, f"failed:{transaction_id}", "ingestion_failed",
+        f"PING transaction {transaction_id} failed ({word or 'no status word'}): "
+        "replay to post the referral again",
     )
     log.warning(
         "ping_ingestion_failed",
