@@ -11,10 +11,12 @@ plain deferred transaction, a snapshot that takes no lock.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ConfigurationError
@@ -22,6 +24,9 @@ from .inline_sqlite import DRIVER as SQLITE_DRIVER
 from .inline_sqlite import READ_ONLY
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: a PostgreSQL connection back from the pool after this long idle is pinged first
+#: (``_postgres_hooks``)
+PING_AFTER_IDLE_SECONDS = 5.0
 
 
 def async_url(url: str) -> str:
@@ -54,9 +59,10 @@ def create_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
         engine = create_async_engine(full, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_hooks(engine)
         return engine
-    if pool_size is None:
-        return create_async_engine(full, pool_pre_ping=True)
-    return create_async_engine(full, pool_pre_ping=True, pool_size=pool_size)
+    sized = {} if pool_size is None else {"pool_size": pool_size}
+    engine = create_async_engine(full, **sized)
+    _postgres_hooks(engine)
+    return engine
 
 
 def _sqlite_hooks(engine: AsyncEngine) -> None:
@@ -75,6 +81,35 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
         # a read-only transaction reads a snapshot (WAL) and never takes the write lock
         read_only = bool(conn.get_execution_options().get(READ_ONLY))
         conn.connection.driver_connection.begin(immediate=not read_only)
+
+
+def _postgres_hooks(engine: AsyncEngine) -> None:
+    """Ping a pooled connection before use only if it sat idle ``PING_AFTER_IDLE_SECONDS``.
+
+    SQLAlchemy's ``pool_pre_ping`` pings at every checkout: a round trip per transaction,
+    a tenth of a referral's. A connection back within seconds was working a moment ago;
+    one idle longer may have been cut (a database restart, a firewall's idle timeout),
+    so it is pinged, and if it is dead the pool is emptied and a new connection made,
+    as ``pool_pre_ping`` does. A connection cut while busy or in those few seconds fails
+    its transaction, which SQLAlchemy's disconnect handling also answers by emptying the
+    pool: a restart costs each process at most that one transaction, retried as any
+    transaction the database failed.
+    """
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise InvalidatePoolError("idle connection failed its ping") from exc
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
