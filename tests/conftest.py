@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from primero_progres.sim.common import reserved_port, serve_in_thread
 from primero_progres.sim.primero import create_app as create_primero_app
@@ -35,11 +36,15 @@ def _samples_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _restore_stdlib_logging() -> Iterator[None]:
     """A test that calls ``configure_logging`` (DEBUG, a stderr handler) or sets a library's
-    logger to DEBUG leaves the loggers as it found them, so later tests do not log at DEBUG."""
+    logger to DEBUG leaves the loggers as it found them, so later tests do not log at DEBUG;
+    and structlog's configuration too (``structlog.reset_defaults()`` would leave the next
+    tests printing to stdout, not through the package's redacting stderr printer)."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
     levels = {name: logger.level for name, logger in _loggers()}
+    structlog_config = structlog.get_config()
     yield
+    structlog.configure(**structlog_config)
     root.setLevel(level)
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
