@@ -7,7 +7,7 @@ import concurrent.futures
 import contextlib
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -111,7 +111,6 @@ class WorkerThread:
                 get_logger(__name__).error("worker.thread_failed", error=type(exc).__name__)
 
     async def _run(self) -> None:
-        from .. import flows
         from ..store import Store
 
         self._loop = asyncio.get_running_loop()
@@ -119,18 +118,21 @@ class WorkerThread:
         settings = self._settings
         store = await Store.open(settings.database_url, encryption=settings.cipher())
         try:
-            handlers = flows.build_handlers(settings, store)
-            try:
-                self._started.set_result(None)
-                await _work(store, settings, handlers, scheduler=self._scheduler, stop=self._stop)
-            finally:
-                await handlers.aclose()
+            await _work_in_loop(
+                store,
+                settings,
+                scheduler=self._scheduler,
+                stop=self._stop,
+                started=lambda: self._started.set_result(None),
+            )
         finally:
             await store.close()
 
 
 #: how long ``serve`` lets running HTTP requests finish once told to stop
 HTTP_SHUTDOWN_SECONDS = 10
+
+
 def worker_pool_size(settings: Settings, *, scheduler: bool) -> int:
     """PostgreSQL connections a worker process keeps open: per slot its step's transaction
     and the lease heartbeat, plus the purge, and with ``scheduler`` its tick and alert check."""
@@ -149,14 +151,13 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
 
     tls = tls_options(settings) if http else {}
     targets(settings)  # an alert URL apprise cannot use stops the start (exit 2), like TLS files
-    postgresql = settings.database_url.startswith("postgresql")
     # serve's inbox keeps SQLAlchemy's pool (5 open, 10 more in a burst): its transactions
     # are short, and 10 kept open measured no better (bench/inbox.py); a worker's is sized
-    sized = postgresql and not http
+    # (on PostgreSQL: SQLite's engine has no pool to size)
     store = await Store.open(
         settings.database_url,
         encryption=settings.cipher(),
-        pool_size=worker_pool_size(settings, scheduler=scheduler) if sized else None,
+        pool_size=None if http else worker_pool_size(settings, scheduler=scheduler),
     )
     try:
         await store.upgrade()
@@ -177,7 +178,7 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
             await store.close()
         return
     background: WorkerThread | WorkerProcess
-    if postgresql:
+    if store.dialect != "sqlite":
         # a thread's Python work would compete with the inbox for the interpreter lock on
         # every round trip (measured: bench/inbox.py); a process does not
         from ..runtime.metrics import WorkerSideRelay
@@ -213,12 +214,21 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
 
 
 async def _work_in_loop(
-    store: Store, settings: Settings, *, scheduler: bool, stop: asyncio.Event
+    store: Store,
+    settings: Settings,
+    *,
+    scheduler: bool,
+    stop: asyncio.Event,
+    started: Callable[[], None] | None = None,
 ) -> None:
+    """The worker side on this event loop until ``stop``; ``started`` is called once the
+    flows' handlers are built (building them is what may refuse the settings)."""
     from .. import flows
 
     handlers = flows.build_handlers(settings, store)
     try:
+        if started is not None:
+            started()
         await _work(store, settings, handlers, scheduler=scheduler, stop=stop)
     finally:
         await handlers.aclose()

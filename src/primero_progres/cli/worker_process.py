@@ -246,28 +246,27 @@ def child_main(settings: Settings, scheduler: bool, messages: Connection) -> Non
 
 
 async def _child(settings: Settings, scheduler: bool, messages: Connection) -> None:
-    from .. import flows
     from ..store import Store
-    from .service import _stop_on_signals, _work, worker_pool_size
+    from .service import _stop_on_signals, _work_in_loop, worker_pool_size
 
     stop = asyncio.Event()
     _stop_on_signals(stop)
     _stop_with_parent(stop)
+    relays: list[asyncio.Task[None]] = []
+
+    def started() -> None:
+        messages.send(("started",))
+        relays.append(asyncio.create_task(_relay_metrics(messages, stop)))
+
     store = await Store.open(
         settings.database_url,
         encryption=settings.cipher(),
         pool_size=worker_pool_size(settings, scheduler=scheduler),
     )
     try:
-        handlers = flows.build_handlers(settings, store)
-        try:
-            messages.send(("started",))
-            relay = asyncio.create_task(_relay_metrics(messages, stop))
-            await _work(store, settings, handlers, scheduler=scheduler, stop=stop)
-            stop.set()
-            await relay
-        finally:
-            await handlers.aclose()
+        await _work_in_loop(store, settings, scheduler=scheduler, stop=stop, started=started)
+        stop.set()
+        await asyncio.gather(*relays)
     finally:
         await store.close()
 
