@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from .._compat import Peer
 from ..peers.errors import REFUSALS, CallFailure
@@ -178,7 +179,12 @@ def set_gauges(state: Monitoring, counts: dict[tuple[str, str], int]) -> None:
 WORKER_SIDE = (JOBS, PEER_REQUEST_DURATION, PEER_ERRORS, ALERT_NOTIFICATIONS)
 
 #: one metric family's samples: (sample name, sorted labels) -> value
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+Samples = dict[SampleKey, float]
+
+
+def _key(sample: Sample) -> SampleKey:
+    return sample.name, tuple(sorted(sample.labels.items()))
 
 
 def worker_side_samples() -> dict[str, Samples]:
@@ -188,7 +194,7 @@ def worker_side_samples() -> dict[str, Samples]:
     for metric in WORKER_SIDE:
         for family in metric.collect():
             found[family.name] = {
-                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                _key(sample): sample.value
                 for sample in family.samples
                 if not sample.name.endswith("_created")
             }
@@ -226,10 +232,7 @@ class WorkerSideRelay(Collector):
     def collect(self) -> Iterator[Metric]:
         for metric in WORKER_SIDE:
             for family in metric.collect():
-                totals: Samples = {}
-                for sample in family.samples:
-                    key = (sample.name, tuple(sorted(sample.labels.items())))
-                    totals[key] = sample.value
+                totals: Samples = {_key(sample): sample.value for sample in family.samples}
                 for relayed in (self._ended, self._current):
                     for key, value in relayed.get(family.name, {}).items():
                         totals[key] = totals.get(key, 0.0) + value
