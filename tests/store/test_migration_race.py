@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from primero_progres.store import Cipher, Store, generate_key
-from primero_progres.store.store import MIGRATION_LOCK, MIGRATIONS, shipped_head
+from primero_progres.store.store import MIGRATION_LOCK, MIGRATIONS
 
 PROCESSES = 3
 
@@ -98,7 +98,7 @@ def test_the_head_read_from_the_migration_files_is_alembics() -> None:
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    assert shipped_head() == ScriptDirectory.from_config(config).get_current_head()
+    assert Store.head() == ScriptDirectory.from_config(config).get_current_head()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -132,5 +132,5 @@ def test_a_database_at_its_head_is_opened_without_alembic(
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.strip()
 
-    assert upgrade() == f"{shipped_head()} True"
-    assert upgrade() == f"{shipped_head()} False"
+    assert upgrade() == f"{Store.head()} True"
+    assert upgrade() == f"{Store.head()} False"

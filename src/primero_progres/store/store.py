@@ -8,6 +8,7 @@ typed commands (``commands.py``) applied in one transaction.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -42,22 +43,6 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x7072_6F67_7265_7301
 #: ``revision = "..."`` and ``down_revision = "..."`` in a migration's module
 _REVISION = re.compile(r"""^(revision|down_revision)\b[^=\n]*=\s*["']([^"'\n]+)["']""", re.M)
-
-
-def shipped_head() -> str:
-    """The newest migration this version of the package ships, read from the migration files:
-    a database already there is opened without importing Alembic (11 MB and a third of a
-    second of every command's start)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        text = path.read_text("utf-8")
-        found = {match[1]: match[2] for match in _REVISION.finditer(text)}
-        revisions.add(found["revision"])
-        if "down_revision" in found:
-            parents.add(found["down_revision"])
-    (head,) = revisions - parents
-    return head
 
 
 class Store:
@@ -144,7 +129,7 @@ class Store:
         transaction, so the others wait, then find the schema at its revision. SQLite's
         ``BEGIN IMMEDIATE`` already serialises them.
         """
-        if revision == "head" and await self.revision() == shipped_head():
+        if revision == "head" and await self.revision() == self.head():
             # nothing to migrate: Alembic is not even imported
             return
         from alembic import command
@@ -174,9 +159,21 @@ class Store:
         return str(value) if value is not None else None
 
     @staticmethod
+    @functools.cache
     def head() -> str:
-        """The newest migration this version of the package ships."""
-        return shipped_head()
+        """The newest migration this version of the package ships, read from the migration
+        files: a database already there is opened without importing Alembic (11 MB and a
+        third of a second of every command's start)."""
+        revisions: set[str] = set()
+        parents: set[str] = set()
+        for path in (MIGRATIONS / "versions").glob("*.py"):
+            text = path.read_text("utf-8")
+            found = {match[1]: match[2] for match in _REVISION.finditer(text)}
+            revisions.add(found["revision"])
+            if "down_revision" in found:
+                parents.add(found["down_revision"])
+        (head,) = revisions - parents
+        return head
 
     async def ping(self) -> bool:
         try:
