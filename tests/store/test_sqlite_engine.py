@@ -65,19 +65,27 @@ async def test_a_write_transaction_holds_the_write_lock_from_its_start(
         other.close()
 
 
-async def test_a_writer_waiting_for_another_process_leaves_the_loop_free(
-    db: Database, sqlite_url: str
-) -> None:
+async def _writer_behind_another_process(
+    db: Database, sqlite_url: str, **connect: Any
+) -> tuple[sqlite3.Connection, asyncio.Task[None]]:
+    """A table, another process's connection holding the write lock (``connect``: its
+    options), and a write of ours to that table waiting for it."""
     async with db.write() as conn:  # the file exists, in WAL mode
         await conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
-    other = sqlite3.connect(_file(sqlite_url), isolation_level=None)
+    other = sqlite3.connect(_file(sqlite_url), isolation_level=None, **connect)
     other.execute("BEGIN IMMEDIATE")
 
     async def write() -> None:
         async with db.write() as conn:
             await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
 
-    waiting = asyncio.create_task(write())
+    return other, asyncio.create_task(write())
+
+
+async def test_a_writer_waiting_for_another_process_leaves_the_loop_free(
+    db: Database, sqlite_url: str
+) -> None:
+    other, waiting = await _writer_behind_another_process(db, sqlite_url)
     assert await _ticks_while(waiting, 5) == 5
     other.execute("COMMIT")
     await waiting
@@ -88,16 +96,7 @@ async def test_a_writer_waiting_for_another_process_leaves_the_loop_free(
 async def test_a_writer_cancelled_while_waiting_for_the_lock_leaves_no_transaction_open(
     db: Database, sqlite_url: str
 ) -> None:
-    async with db.write() as conn:
-        await conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
-    other = sqlite3.connect(_file(sqlite_url), timeout=0, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-
-    async def write() -> None:
-        async with db.write() as conn:
-            await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-
-    waiting = asyncio.create_task(write())
+    other, waiting = await _writer_behind_another_process(db, sqlite_url, timeout=0)
     assert await _ticks_while(waiting, 3) == 3
     waiting.cancel()
     other.execute("COMMIT")
