@@ -28,15 +28,8 @@ def sim(primero_sim: Any) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def structlog_kept() -> Iterator[None]:
-    """structlog's configuration as the test found it, whatever the test changes."""
-    config = structlog.get_config()
-    yield
-    structlog.configure(**config)
-
-
-@pytest.fixture
-def every_level(structlog_kept: None) -> None:
+def every_level() -> None:
     """structlog lets DEBUG lines through (the suite may have configured INFO), so a test can
-    tell the level a line was logged at."""
+    tell the level a line was logged at (the autouse ``_restore_stdlib_logging`` puts
+    structlog's configuration back)."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))

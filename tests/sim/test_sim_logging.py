@@ -24,7 +24,6 @@ SERVES: dict[str, Callable[..., None]] = {
 MODULES = {"dtp": dtp, "ping": ping, "primero": primero}
 
 
-@pytest.mark.usefixtures("structlog_kept")
 @pytest.mark.parametrize("name", sorted(SERVES))
 @pytest.mark.parametrize(("level", "per_request"), [("info", False), ("debug", True)])
 def test_a_line_per_request_only_at_debug(
