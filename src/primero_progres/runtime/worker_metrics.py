@@ -60,6 +60,9 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    #: a client that connects and sends nothing does not hold its thread for ever
+    timeout = 30
+
     def log_message(self, format: str, *args: Any) -> None:
         """No access log line per scrape."""
 
@@ -78,7 +81,7 @@ class WorkerMetricsServer:
                 f"PRIMERO_PROGRES_WORKER_METRICS_PORT: cannot listen on {host}:{port} ({why})",
                 reason="worker_metrics_unavailable",
             ) from exc
-        self._server.set_app(metrics_app(registry or worker_registry()))
+        self._server.set_app(metrics_app(worker_registry() if registry is None else registry))
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="worker-metrics", daemon=True
         )
