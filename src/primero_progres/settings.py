@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     #: the inbox without a reverse proxy in front
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: ``worker`` only: serve its own GET /metrics (and /healthz) on this address, so each
+    #: extra worker's job, peer-call and alert counters can be scraped; unset, a worker
+    #: listens on nothing (``serve`` ignores both: its /metrics shows its own worker's counts)
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     #: the address operators and DTP reach the bridge at: the base of the console links in

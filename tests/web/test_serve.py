@@ -1,7 +1,9 @@
-"""``primero-progres serve`` starts on the embedded default and its inbox answers."""
+"""``primero-progres serve`` starts on the embedded default and its inbox answers; a
+``primero-progres worker`` serves its own /metrics when told to."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -16,7 +18,8 @@ import httpx2 as httpx
 import pytest
 
 from primero_progres import demo_data
-from primero_progres.store import generate_key
+from primero_progres.sim.common import listening_socket
+from primero_progres.store import Cipher, Store, generate_key
 from sim_process import simulate
 from tls_helpers import make_tls_files
 
@@ -211,6 +214,11 @@ def _referral_reaches_primero(base: str, primero: str, dtp: str, number: str) ->
         headers={"Authorization": f"Bearer {demo_data.INBOX_TOKEN}"},
     )
     assert answer.status_code == 202, answer.text
+    _worked_through(primero, dtp, number)
+
+
+def _worked_through(primero: str, dtp: str, number: str) -> None:
+    """The intervention's referral became a Primero case, and its feedback reached DTP."""
 
     def feedback() -> bool:
         sent = httpx.get(f"{dtp}/_sim/messages").json()
@@ -221,6 +229,7 @@ def _referral_reaches_primero(base: str, primero: str, dtp: str, number: str) ->
 
 
 def _jobs_done(base: str) -> float:
+    """The jobs done, by /metrics at ``base``."""
     done = 0.0
     for line in httpx.get(f"{base}/metrics").text.splitlines():
         if line.startswith("primero_progres_jobs_total{") and 'outcome="done"' in line:
@@ -309,6 +318,94 @@ def test_a_worker_process_that_cannot_start_stops_serve_with_exit_code_2(
     )
     assert result.returncode == 2, result.stderr.decode()
     assert b"configuration error" in result.stderr
+
+
+async def _queue_referral(database_url: str, key: str, number: str) -> None:
+    """The referral in the queue, as the inbox of ``serve`` would have put it."""
+    store = await Store.open(database_url, encryption=Cipher.from_config(key))
+    try:
+        await store.upgrade()
+        await store.messages.receive(
+            request_type="PrimeroOutgoingReferral",
+            flow="progres-referral",
+            message=demo_data.referral_message(demo_data.intervention(number)),
+            intervention_numbers=[number],
+        )
+    finally:
+        await store.close()
+
+
+def test_a_worker_serves_its_own_metrics(
+    tmp_path: Path, postgres_url: str, peers: tuple[str, str], child_port: int
+) -> None:
+    """An extra ``worker`` with WORKER_METRICS_PORT: its /metrics counts the jobs and peer
+    calls it made (no serve runs here), not the database's gauges; SIGTERM stops both."""
+    primero, dtp = peers
+    key = generate_key()
+    number = "811-26-PRTITV-0000003"
+    asyncio.run(_queue_referral(postgres_url, key, number))
+    env = _env(
+        PRIMERO_PROGRES_DATABASE_URL=postgres_url,
+        PRIMERO_PROGRES_ENCRYPTION_KEY=key,
+        PRIMERO_PROGRES_PRIMERO_URL=primero,
+        PRIMERO_PROGRES_PRIMERO_USERNAME=demo_data.API_USER,
+        PRIMERO_PROGRES_PRIMERO_PASSWORD=demo_data.API_PASSWORD,
+        PRIMERO_PROGRES_DTP_URL=dtp,
+        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY=demo_data.DTP_SUBSCRIPTION_KEY,
+        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
+        PRIMERO_PROGRES_WORKER_POLL_SECONDS="0.2",
+        PRIMERO_PROGRES_WORKER_METRICS_PORT=str(child_port),
+    )
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "primero_progres.cli", "worker"],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{child_port}"
+    try:
+        _wait_ready(worker, f"{base}/healthz")
+        _worked_through(primero, dtp, number)
+        # the referral's jobs: the Primero case, then the feedback to DTP
+        _wait_until("no job counted on the worker's /metrics", lambda: _jobs_done(base) >= 2)
+        text = httpx.get(f"{base}/metrics").text
+        calls = 'primero_progres_peer_request_duration_seconds_count{peer="primero"}'
+        assert any(line.startswith(calls) and float(line.split()[1]) > 0
+                   for line in text.splitlines())
+        assert "primero_progres_alert_notifications_total" in text
+        # serve's: the inbox's counters, and the gauges read from the database
+        assert "primero_progres_inbound_messages" not in text
+        assert "primero_progres_queue_jobs" not in text
+        assert httpx.get(f"{base}/readyz").status_code == 404
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    log_text = (tmp_path / "worker.log").read_text()
+    assert worker.returncode == 0, log_text
+    assert "worker.metrics_started" in log_text and "worker.stopped" in log_text
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/healthz")
+
+
+def test_a_worker_whose_metrics_port_is_taken_exits_with_code_2(tmp_path: Path) -> None:
+    with listening_socket() as taken:
+        taken.listen()
+        port = taken.getsockname()[1]
+        # serve's settings (a worker reads no PORT), and a metrics port another process holds
+        env = {**_serve_env(9), "PRIMERO_PROGRES_WORKER_METRICS_PORT": str(port)}
+        result = subprocess.run(
+            [sys.executable, "-m", "primero_progres.cli", "worker"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+    assert result.returncode == 2, result.stderr.decode()
+    assert b"configuration error: PRIMERO_PROGRES_WORKER_METRICS_PORT" in result.stderr
+    assert f"127.0.0.1:{port}".encode() in result.stderr
+    assert b"worker.started" not in result.stderr
 
 
 #: ``serve``, sent SIGTERM while it starts: after its own signal handlers are set, before

@@ -7,7 +7,7 @@ import concurrent.futures
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -173,7 +173,8 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
     _stop_on_signals(stop)
     if not http:
         try:
-            await _work_in_loop(store, settings, scheduler=scheduler, stop=stop)
+            async with _worker_metrics(settings):
+                await _work_in_loop(store, settings, scheduler=scheduler, stop=stop)
         finally:
             await store.close()
         return
@@ -211,6 +212,26 @@ async def run_service(settings: Settings, *, http: bool, scheduler: bool = True)
         finally:
             await store.close()
     log.info("serve.stopped")
+
+
+@contextlib.asynccontextmanager
+async def _worker_metrics(settings: Settings) -> AsyncIterator[None]:
+    """``worker``'s own /metrics while the block runs, with ``WORKER_METRICS_PORT``; a port it
+    cannot listen on stops the start (exit 2) before the worker claims a job."""
+    if settings.worker_metrics_port is None:
+        yield
+        return
+    from ..logging import get_logger
+    from ..runtime.worker_metrics import WorkerMetricsServer
+
+    host, port = settings.worker_metrics_host, settings.worker_metrics_port
+    server = WorkerMetricsServer(host, port)
+    server.start()
+    get_logger(__name__).info("worker.metrics_started", host=host, port=port)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 async def _work_in_loop(
@@ -328,7 +349,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--no-scheduler", help="Only process jobs, never trigger polls.")
         ] = False,
     ) -> None:
-        """A worker only (several may run against one PostgreSQL database)."""
+        """A worker only (several may run against one PostgreSQL database); with
+        PRIMERO_PROGRES_WORKER_METRICS_PORT, its own GET /metrics."""
         from ..logging import configure_logging
 
         settings = load_settings(config)
