@@ -9,7 +9,6 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from primero_progres.logging import REDACTED, configure_logging, get_logger, redact_event
 from primero_progres.store import Cipher, Store
@@ -69,9 +68,9 @@ def test_redaction_holds_without_any_explicit_configuration() -> None:
 
 @pytest.fixture
 def debug_logging() -> Iterator[None]:
+    """DEBUG in JSON for the test (the autouse ``_restore_stdlib_logging`` undoes it)."""
     configure_logging(level="DEBUG", json=True)
     yield
-    structlog.reset_defaults()
 
 
 def _no_marker_in_records(records: list[logging.LogRecord]) -> None:

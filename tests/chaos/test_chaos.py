@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from chaos_harness import (
     ACCEPT,
     FEEDBACK,
@@ -67,9 +66,9 @@ UNDER_FAULTS = {
 
 @pytest.fixture
 def debug_logging() -> Iterator[None]:
+    """DEBUG in JSON for the test (the autouse ``_restore_stdlib_logging`` undoes it)."""
     configure_logging(level="DEBUG", json=True)
     yield
-    structlog.reset_defaults()
 
 
 def leaks(text: str | bytes) -> bool:

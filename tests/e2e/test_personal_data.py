@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from primero_progres import demo_data
 from primero_progres.logging import configure_logging
@@ -146,14 +144,6 @@ def marked_primero_case() -> dict[str, Any]:
     )
 
 
-@pytest.fixture
-def structured_logging() -> Iterator[None]:
-    """Undo the test's logging set-up (the test configures it itself: the renderer binds
-    ``sys.stderr`` when configured, and pytest swaps that stream between phases)."""
-    yield
-    structlog.reset_defaults()
-
-
 async def _play_every_flow(stack: Stack) -> dict[str, Any]:
     """All four flows with markers, happy and unhappy paths; returns what the peers saw."""
     # flow 1: one valid and one invalid intervention (sex code unknown: invalid data)
@@ -267,7 +257,6 @@ def _database_bytes(workdir: Path) -> bytes:
 
 async def test_no_personal_data_in_logs_database_audit_or_metrics(
     tmp_path: Path,
-    structured_logging: None,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
@@ -318,7 +307,7 @@ async def test_no_personal_data_in_logs_database_audit_or_metrics(
 
 
 async def test_primero_session_token_never_logged_even_at_debug(
-    tmp_path: Path, structured_logging: None, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """With token login Primero answers the JWT in an ``Authorization`` response header; the
     HTTP transport (``httpcore2``) traces response headers at DEBUG and must stay quiet."""

@@ -32,10 +32,7 @@ from .test_personal_data import (
     _date_forms,
     _phone_forms,
     _stored_rows,
-    structured_logging,
 )
-
-__all__ = ["structured_logging"]
 
 TAG = "b41e"
 GIVEN, MIDDLE, FAMILY, NICK = (f"ZZMARKER-{p}-{TAG}" for p in ("GIVEN", "MIDDLE", "FAMILY", "NICK"))
@@ -211,7 +208,6 @@ async def _play_every_flow(stack: Stack) -> None:
 
 async def test_no_personal_data_in_logs_database_audit_or_metrics_over_ping(
     tmp_path: Path,
-    structured_logging: None,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
@@ -262,7 +258,6 @@ async def test_no_personal_data_in_logs_database_audit_or_metrics_over_ping(
 
 async def test_ping_credentials_and_tokens_never_logged_even_at_debug(
     tmp_path: Path,
-    structured_logging: None,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:

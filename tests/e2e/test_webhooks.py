@@ -13,12 +13,11 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from primero_progres import demo_data
 from primero_progres.logging import configure_logging
@@ -234,11 +233,7 @@ async def test_a_flood_of_webhooks_for_one_case_reads_it_a_few_times_and_sends_o
             return (await post_hint(hooked, hint(RECORD_ID, name_first=MARKERS[0]))).status_code
 
     assert set(await asyncio.gather(*(one() for _ in range(1000)))) == {202}
-    checks = [
-        j
-        for j in await hooked.store.jobs.list(limit=10_000)
-        if j.kind.endswith(".webhook")
-    ]
+    checks = [j for j in await hooked.store.jobs.list(limit=10_000) if j.kind.endswith(".webhook")]
     assert len(checks) <= 4  # one pending per flow, whatever came before the flood
     await hooked.settle()
     await react(hooked)
@@ -319,15 +314,8 @@ async def test_bad_input_is_a_clear_4xx_and_queues_nothing(
     assert await hooked_sqlite.store.jobs.list(limit=100) == []
 
 
-@pytest.fixture
-def structured_logging() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-
-
 async def test_what_a_webhook_carries_is_never_logged_or_stored(
     tmp_path: Path,
-    structured_logging: None,
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
