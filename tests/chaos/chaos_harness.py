@@ -23,12 +23,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from primero_progres import demo_data
+from primero_progres.flows.ping_outbound import RESOLVE
+from primero_progres.flows.primero_referral import INGEST
 from primero_progres.profiles import load_profile
 from primero_progres.settings import Settings
 from primero_progres.sim import dtp as dtp_sim
@@ -40,7 +43,7 @@ from primero_progres.sim.faultproxy import FaultPolicy, FaultProxy
 from primero_progres.sim.ping_state import Decide, Modes, Seed, SeedIntervention
 from primero_progres.sim.primero_config import PrimeroSimConfig, profile_users
 from primero_progres.stack import ping_settings
-from primero_progres.store import Cipher, Store, generate_key
+from primero_progres.store import AuditEntry, Cipher, Job, Store, generate_key
 from primero_progres.web import create_app
 
 MARKER = "ZZCHAOS"
@@ -159,6 +162,37 @@ class Plan:
         )
 
 
+async def lookup_counts(store: Store) -> dict[str, Any]:
+    """``lookup_figures`` of the jobs and audit entries in ``store``."""
+    resolves = await store.jobs.list(kind=RESOLVE, limit=100_000)
+    ingests = await store.jobs.list(kind=INGEST, limit=100_000)
+    sent = await store.audit.list(event="referral_sent", flow="primero-referral", limit=100_000)
+    return lookup_figures(resolves, ingests, sent)
+
+
+def lookup_figures(
+    resolves: Sequence[Job], ingests: Sequence[Job], sent: Sequence[AuditEntry]
+) -> dict[str, Any]:
+    """Over PING, what the bridge's look-ups of posts whose outcome was unknown did, from the
+    jobs a step queued (``parent_id``) and the audit entries it wrote (``job_id``):
+
+    - ``outcome_unknown``: posts whose outcome was unknown (each queued a first ``resolve``,
+      from an ``ingest``; the next look-ups are queued by a ``resolve``);
+    - ``resolve``: the look-up jobs by state;
+    - ``found``: look-ups that found the referral (recorded it ``sent``);
+    - ``parked``: ``ingestion_outcome_unknown`` dead letters (an ``ingest`` a ``resolve``
+      queued dead) by state: ``discarded`` (found in proGres), else replayed, or still dead.
+    """
+    ids = {job.id for job in resolves}
+    parked = [job for job in ingests if job.parent_id in ids]
+    return {
+        "outcome_unknown": sum(job.parent_id not in ids for job in resolves),
+        "resolve": dict(sorted(Counter(str(job.state) for job in resolves).items())),
+        "found": sum(entry.job_id in ids for entry in sent),
+        "parked": dict(sorted(Counter(str(job.state) for job in parked).items())),
+    }
+
+
 def lp_intervention_id(number: str) -> str:
     """The proGres id of an intervention, fixed by its number (a replay draws the same)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"chaos/{number}"))
@@ -178,6 +212,9 @@ class Counts:
     #: over PING: dead ingestions whose outcome was unknown, found in proGres and discarded
     #: (the operator's check of docs/ping.md), and those replayed
     found_in_progres: int = 0
+    unknown_replayed: int = 0
+    #: over PING: the bridge's own look-ups (``lookup_figures``), read from the store at the end
+    lookups: dict[str, Any] = field(default_factory=dict)
     #: over PING: interventions edited and flagged again once their first delivery was
     #: acknowledged (lp id -> index of the write journal at that moment)
     reflagged: dict[str, int] = field(default_factory=dict)
@@ -595,6 +632,8 @@ class ChaosRun:
                 await self.store.jobs.discard(job.id, account=None, reason="found in proGres")
                 self.counts.found_in_progres += 1
                 continue
+            if reason == "ingestion_outcome_unknown":
+                self.counts.unknown_replayed += 1
             await self.store.jobs.replay(job.id)
             replayed += 1
         self.counts.replayed += replayed
@@ -609,6 +648,13 @@ class ChaosRun:
                 for item in transaction.items
                 if item.status != "Failed"
             )
+
+    async def count_lookups(self) -> dict[str, Any]:
+        """Over PING, ``lookup_counts``, kept in ``counts.lookups`` for the report."""
+        if self.gateway != "ping":
+            return {}
+        self.counts.lookups = await lookup_counts(self.store)
+        return self.counts.lookups
 
     def faults_off(self) -> None:
         for name, proxy in self.proxies.items():
@@ -644,4 +690,6 @@ class ChaosRun:
         }
         if self.gateway == "ping":
             figures["found_in_progres"] = self.counts.found_in_progres
+            figures["unknown_replayed"] = self.counts.unknown_replayed
+            figures["lookups"] = self.counts.lookups
         return json.dumps(figures)

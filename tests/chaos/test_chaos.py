@@ -216,6 +216,7 @@ async def drain(run: ChaosRun) -> None:
     except AssertionError as exc:
         dead = await run.store.jobs.list(state="dead", limit=50)
         reasons = [(j.kind, j.dead_reason.reason if j.dead_reason else None) for j in dead]
+        await run.count_lookups()
         raise AssertionError(
             f"{exc}; missing {outcomes(run)}; queue {await run.store.jobs.counts()}; "
             f"dead {reasons}; {run.report(0)}"
@@ -405,6 +406,7 @@ async def test_exactly_once_under_faults_and_kills(
         assert not leaks(worker_logs), "a marker in a worker's log"
         out, err = capfd.readouterr()
         assert not leaks(out + err), "a marker in the inbox's or the simulators' log"
+        await run.count_lookups()
         seconds = time.monotonic() - started
         with capfd.disabled():
             print(f"chaos {name}: {run.report(seconds)[:-1]}, {json.dumps(extra)[1:]}")

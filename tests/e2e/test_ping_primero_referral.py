@@ -19,6 +19,7 @@ CASE_ID = "11111111-2222-4333-8444-555555555555"
 RECORD_ID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 SERVICE = {"service_type": "basic_psychosocial_support"}
 ASYNC = "/api/ingestion/v2/PNR-1363/asyncdata"
+RETRIEVE = "/primes/fetch/paging/v3/retrievedatawithpaging"
 
 
 async def referred(stack: Stack) -> dict[str, Any]:
@@ -172,6 +173,44 @@ async def test_a_post_whose_answer_was_lost_is_found_in_ping_and_never_repeated(
         await stack.poll(Flow.PRIMERO_REFERRAL)
         await stack.settle()
         assert await posted(stack) == [504]
+
+
+async def test_a_look_up_ping_refuses_credentials_for_waits_to_be_replayed_not_reposted(
+    tmp_path: Path,
+) -> None:
+    """PING queued the referral, its answer was lost, and APIM refuses the subscription key
+    when the bridge looks for it: the look-up is the dead letter (no ``ingest`` to replay,
+    which would post); replayed once the key is fixed, it finds the referral."""
+    async with Stack(tmp_path, gateway="ping", ping_status_check_seconds=0.25) as stack:
+        await stack.set_ping_modes(lost_async_answers=1)
+        await referred(stack)
+        refused = {"statusCode": 401, "message": "Access denied due to invalid subscription "
+                   "key. Make sure to provide a valid key for an active subscription."}
+        await stack.set_faults("unhcr", [{"path": RETRIEVE, "status": 401, "body": refused}])
+        await stack.poll(Flow.PRIMERO_REFERRAL)
+        await stack.settle()
+
+        assert await posted(stack) == [504]
+        [dead] = await stack.store.jobs.list(state="dead")
+        assert dead.kind == "primero-referral.resolve"
+        assert dead.dead_reason is not None
+        assert dead.dead_reason.reason == "subscription_key_refused"
+        assert await exchange_state(stack) == "queued"
+
+        # the operator fixes the key and replays the look-up
+        await stack.set_faults("unhcr", [])
+        assert await stack.store.jobs.replay(dead.id)
+        await stack.settle()
+
+        assert await posted(stack) == [504]
+        created = [w for w in await stack.ping_sim("GET", "writes")
+                   if w["table"] == "referral_created"]
+        assert len(created) == 1, "one referral, none posted twice"
+        [referral] = await stack.ping_referrals()
+        [exchange] = await stack.store.ledger.find(Flow.PRIMERO_REFERRAL)
+        assert exchange.state == "sent"
+        assert exchange.interoperability_referral_id == referral["referral_id"]
+        assert await stack.store.jobs.list(state="dead") == []
 
 
 async def test_a_post_that_never_reached_ping_is_looked_for_then_left_to_an_operator(

@@ -17,7 +17,9 @@ from primero_progres.flows.ping_polling import poll_page
 from primero_progres.flows.runtime import Runtime
 from primero_progres.peers.ping import (
     IngestionReceipt,
+    PingAuthenticationError,
     PingPage,
+    PingPermanentError,
     PingTransientError,
     PingUnexpectedResponseError,
     ShippingProcesses,
@@ -313,6 +315,29 @@ async def test_a_look_up_ping_answers_wrongly_is_left_to_an_operator(
     assert parked.dead_reason is not None
     assert parked.dead_reason.reason == "ingestion_outcome_unknown"
     assert "look-up bad_response" in parked.dead_reason.message
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        PingAuthenticationError("ping", "retrieve", "APIM refused the subscription key",
+                                status_code=401, reason="subscription_key_refused"),
+        PingAuthenticationError("ping", "token", "the token endpoint refused the credentials",
+                                status_code=400, reason="token_refused"),
+        PingPermanentError("ping", "retrieve", "HTTP 403", status_code=403),
+    ],
+    ids=["subscription_key", "token", "forbidden"],
+)
+async def test_a_look_up_ping_refuses_the_bridge_is_the_dead_letter_itself(
+    ping_rt: Runtime, fake_store: FakeStore, ping: FakePing, refusal: PingPermanentError
+) -> None:
+    """Fixed by an operator, then replayed: it looks again; a parked ``ingest`` would post."""
+    ping.errors["retrieve_page"] = refusal
+    with pytest.raises(PingPermanentError) as raised:
+        await run(ping_rt, fake_store, ping_outbound.resolve, resolve_job())
+    assert raised.value is refusal
+    assert fake_store.jobs == [] and fake_store.ledger.exchanges == {}
+    assert ping.calls_of("create_referral") == []
 
 
 @pytest.mark.parametrize("state", [LedgerState.INGESTING, LedgerState.SENT])

@@ -25,7 +25,9 @@ bridge never posts an item twice on its own:
   for again later, a few times; then (or past ``RESOLVE_MAX_PAGES`` pages)
   the ``ingest`` becomes a dead letter ``ingestion_outcome_unknown``: look in
   proGres, and replay only if the referral is not there. It never posts: a
-  late ingestion would make the post a duplicate.
+  late ingestion would make the post a duplicate. A look-up PING refuses for the
+  bridge's own configuration (credentials, subscription key, permissions) makes the
+  ``resolve`` job itself the dead letter: replayed once that is fixed, it looks again.
 - ``check`` asks check status until the transaction succeeded (``sent``) or
   failed: ``ingestion_failed`` is then recorded and the item is parked as a
   dead ``ingest`` job; replaying it posts the item again.
@@ -40,6 +42,7 @@ from ..logging import get_logger
 from ..mapping import ping as ping_mapping
 from ..mapping.errors import MappingError
 from ..mapping.primero_decision import DecisionResult
+from ..peers.errors import REFUSALS, call_failure
 from ..peers.ping import (
     PingPermanentError,
     PingTransientError,
@@ -304,9 +307,20 @@ def _resolve_later(
         )
 
 
+def _bridge_refused(exc: PingPermanentError) -> bool:
+    """Whether PING refused the bridge itself rather than the look-up (``REFUSALS``: the
+    credentials, the subscription key, a permission): an operator fixes it."""
+    return call_failure(exc) in REFUSALS
+
+
 async def resolve(rt: Runtime, ctx: StepContext) -> None:
     """Look for the referral an unanswered post may have created: found, it is sent; not
-    found after ``max_attempts`` look-ups (or in too long a list), a dead letter for a person."""
+    found after ``max_attempts`` look-ups (or in too long a list, or on an answer PING got
+    wrong), the ``ingest`` is a dead letter for a person.
+
+    A refusal of the bridge itself (``_bridge_refused``) is raised instead: this job becomes
+    the dead letter, with the refusal's reason, and replaying it once the credentials are
+    fixed looks again; parking the ``ingest`` would leave only a replay that posts."""
     flow = Flow.PRIMERO_REFERRAL
     payload = ctx.job.payload or {}
     refs = dict(ctx.job.refs)
@@ -319,6 +333,10 @@ async def resolve(rt: Runtime, ctx: StepContext) -> None:
     try:
         referral_id, whole_list = await _find_referral(rt, str(refs.get("service_unique_id")))
     except PingPermanentError as exc:
+        if _bridge_refused(exc):
+            log.warning("ping_ingestion_lookup_refused", flow=flow.value,
+                        case_id=refs.get("case_id"), reason=exc.reason, attempt=lookups)
+            raise
         referral_id, whole_list = None, False
         why = f"{why}, look-up {exc.reason}"
     if referral_id is not None:
