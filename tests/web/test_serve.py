@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -409,7 +410,7 @@ def _until_closed(sock: socket.socket) -> bytes:
 
 
 @contextlib.contextmanager
-def _ended(server: subprocess.Popen[bytes]) -> Any:
+def _ended(server: subprocess.Popen[bytes]) -> Iterator[None]:
     """Kill ``server`` if the block leaves it running (a failed test)."""
     try:
         yield
