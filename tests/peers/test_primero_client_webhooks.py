@@ -58,9 +58,10 @@ async def test_register_keeps_an_existing_webhook_as_it_is(client: PrimeroClient
 async def test_two_registrations_racing_end_with_one_webhook(
     client: PrimeroClient, primero_sim: Any
 ) -> None:
-    # both listings answer (empty) before either creates: one create is then a 409
+    # both listings are held until both have arrived, so both answer empty: both create,
+    # and one create is a 409, after which that registration finds the winner
     primero_sim.app.state.faults.set(
-        [FaultRule(method="GET", path="/api/v2/webhooks", rate=0.0, latency=0.5)]
+        [FaultRule(method="GET", path="/api/v2/webhooks", rate=0.0, together=2)]
     )
     first, second = await asyncio.gather(
         client.register_webhook(url=HOOK, role_unique_id=ROLE),
@@ -69,6 +70,8 @@ async def test_two_registrations_racing_end_with_one_webhook(
     assert sorted([first.created, second.created]) == [False, True]
     assert first.webhook["id"] == second.webhook["id"]
     assert len(primero_sim.state.webhooks) == 1
+    creates = [e for e in primero_sim.state.journal if e["method"] == "POST"]
+    assert sorted(e["status"] for e in creates) == [200, 409]
 
 
 async def test_create_webhook_errors_are_typed(client: PrimeroClient, primero_sim: Any) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
+import time
 from typing import Any
 
 import httpx2 as httpx
@@ -653,6 +655,32 @@ def test_faults_are_answered_and_journalled(api: httpx.Client, sim: httpx.Client
     assert failed.status_code == 503 and failed.headers["Retry-After"] == "60"
     assert api.get("/cases").status_code == 200
     assert [e["status"] for e in sim.get("/journal").json()] == [503, 200]
+
+
+def test_requests_held_together_go_on_once_all_have_arrived(
+    api: httpx.Client, sim: httpx.Client
+) -> None:
+    """``together``: a race made certain (both listings answer before either goes on)."""
+    sim.put(
+        "/faults", json=[{"method": "GET", "path": "/api/v2/cases", "rate": 0.0, "together": 2}]
+    )
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(api.get, "/cases")
+        # journalled (the outermost layer) but not answered: held for the second
+        held = _wait_for(lambda: sim.get("/journal").json())
+        assert [e["status"] for e in held] == [None]
+        assert api.get("/cases").status_code == 200
+        assert first.result(timeout=30).status_code == 200
+    assert api.get("/cases").status_code == 200  # a later one is not held
+    assert [e["status"] for e in sim.get("/journal").json()] == [200, 200, 200]
+
+
+def _wait_for(check: Any) -> Any:
+    deadline = time.monotonic() + 30
+    while not (found := check()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return found
 
 
 def test_reset_empties_everything(api: httpx.Client, sim: httpx.Client) -> None:

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -444,6 +446,127 @@ def test_a_signal_while_serve_starts_stops_it(
     )
     assert result.returncode == 0, result.stderr.decode()
     assert b"serve.stopped" in result.stderr
+
+
+#: ``serve`` with the drain of running requests on stop cut to one second
+SERVE_WITH_A_SHORT_DRAIN = """
+import sys
+from primero_progres.cli import main, service
+
+service.HTTP_SHUTDOWN_SECONDS = 1
+sys.argv = ["primero-progres", "serve"]
+main()
+"""
+
+INBOX_MESSAGE = (
+    b'{"request_type": "PrimeroOutgoingReferral",'
+    b' "interventions": [{"progres_interventionnumber": "811-23-PRTITV-1000096"}]}'
+)
+
+
+def _serve_logged(tmp_path: Path, env: dict[str, str], *command: str) -> subprocess.Popen[bytes]:
+    """``serve`` (or ``python -c`` a script that runs it), its output in ``serve.log``."""
+    with (tmp_path / "serve.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, *command], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+def _inbox_request_in_progress(port: int) -> socket.socket:
+    """A connection whose inbox request serve has begun and whose body it waits for: the
+    inbox asked for it (``100 Continue``), so the request is running in serve."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        b"POST /api/v1/dtp/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Authorization: Bearer t1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(INBOX_MESSAGE)
+    )
+    interim = b""
+    while not interim.endswith(b"\r\n\r\n"):
+        received = sock.recv(1)
+        assert received, "serve closed the connection"
+        interim += received
+    assert interim.startswith(b"HTTP/1.1 100 "), interim
+    return sock
+
+
+def _refuses_connections(port: int) -> bool:
+    """serve has begun to stop: it no longer listens."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+@contextlib.contextmanager
+def _ended(server: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Kill ``server`` if the block leaves it running (a failed test)."""
+    try:
+        yield
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_a_request_in_progress_when_serve_is_told_to_stop_gets_its_answer(
+    tmp_path: Path, child_port: int
+) -> None:
+    """A SIGTERM lets a running inbox request finish (within ``HTTP_SHUTDOWN_SECONDS``): its
+    sender is answered and the message is kept, while new connections are refused."""
+    env = _serve_env(child_port)
+    server = _serve_logged(tmp_path, env, "-m", "primero_progres.cli", "serve")
+    with _ended(server):
+        _wait_ready(server, f"http://127.0.0.1:{child_port}/readyz")
+        with _inbox_request_in_progress(child_port) as request:
+            server.send_signal(signal.SIGTERM)
+            _wait_until("serve still listens", lambda: _refuses_connections(child_port))
+            request.sendall(INBOX_MESSAGE)
+            answer = _until_closed(request)
+        server.wait(timeout=30)
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    assert b'"status":"queued"' in answer
+    assert server.returncode == 0, (tmp_path / "serve.log").read_text()
+    listing = subprocess.run(
+        [sys.executable, "-m", "primero_progres.cli", "messages"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    assert b"811-23-PRTITV-1000096" in listing.stdout
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_request_that_never_finishes_does_not_hold_serve_beyond_the_drain(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest, child_port: int
+) -> None:
+    """A sender that never sends its body is cut off once the drain (1 s here, patched in
+    the child) has passed; serve then stops its worker side and exits as usual."""
+    env = _serve_env(child_port)
+    if database == "postgresql":
+        env["PRIMERO_PROGRES_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    server = _serve_logged(tmp_path, env, "-c", SERVE_WITH_A_SHORT_DRAIN)
+    with _ended(server):
+        _wait_ready(server, f"http://127.0.0.1:{child_port}/readyz")
+        with _inbox_request_in_progress(child_port) as stalled:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+            answer = _until_closed(stalled)
+    # a 5xx: the sender sends again (an inbox write is one transaction: none was made)
+    assert answer.startswith(b"HTTP/1.1 500 "), answer
+    log = (tmp_path / "serve.log").read_text()
+    assert server.returncode == 0, log
+    assert "timeout graceful shutdown exceeded" in log
+    assert "serve.stopped" in log
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:

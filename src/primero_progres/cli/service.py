@@ -268,8 +268,9 @@ def _http_server(settings: Settings, store: Store, tls: dict[str, Any]) -> uvico
         access_log=False,
         # no handlers of its own: its records go through the redacting root handler
         log_config=None,
-        # on a signal, a request still running after this long is dropped (the inbox's write
-        # is one transaction: a sender that gets no answer sends again, and is told duplicate)
+        # on a signal, a request still running after this long is cancelled (answered 500
+        # if its answer had not begun; the inbox's write is one transaction: its sender sends
+        # again, and is told duplicate if the write had been made)
         timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS,
         **tls,
     )

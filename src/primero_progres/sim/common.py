@@ -64,6 +64,12 @@ class FaultRule(BaseModel):
         0.0, ge=0.0, description="seconds to wait before answering (fault or not)"
     )
     hang: bool = Field(False, description="never answer: the client must time out")
+    together: int | None = Field(
+        None,
+        ge=2,
+        description="hold matching requests until this many have arrived, then let them all "
+        "go on (later ones are not held): a race made certain; with rate 0 it only holds",
+    )
     retry_after: int | None = Field(None, description="value of a Retry-After header on the fault")
     body: Any = Field(None, description="JSON body of the fault response")
 
@@ -74,6 +80,9 @@ class FaultInjector:
     def __init__(self, seed: int | None = None) -> None:
         self._rules: list[FaultRule] = []
         self._fired: list[int] = []
+        #: per rule, the requests ``together`` has held, and their release
+        self._arrived: list[int] = []
+        self._released: list[asyncio.Event] = []
         self._lock = threading.Lock()
         self._random = random.Random(seed)
 
@@ -81,6 +90,8 @@ class FaultInjector:
         with self._lock:
             self._rules = list(rules)
             self._fired = [0] * len(rules)
+            self._arrived = [0] * len(rules)
+            self._released = [asyncio.Event() for _ in rules]
 
     def clear(self) -> None:
         self.set([])
@@ -94,9 +105,7 @@ class FaultInjector:
         latency = 0.0
         with self._lock:
             for index, rule in enumerate(self._rules):
-                if rule.method and rule.method.upper() != method.upper():
-                    continue
-                if not path.startswith(rule.path):
+                if not _matches(rule, method, path):
                     continue
                 latency = max(latency, rule.latency)
                 if rule.times is not None and self._fired[index] >= rule.times:
@@ -106,6 +115,26 @@ class FaultInjector:
                     return latency, rule
         return latency, None
 
+    def gate(self, method: str, path: str) -> asyncio.Event | None:
+        """What one request waits for before going on: the release of the first ``together``
+        rule it matches (set by the request that makes the count), if any. Called on the
+        server's event loop, the only one that waits for the events."""
+        with self._lock:
+            for index, rule in enumerate(self._rules):
+                if rule.together is None or not _matches(rule, method, path):
+                    continue
+                self._arrived[index] += 1
+                if self._arrived[index] >= rule.together:
+                    self._released[index].set()
+                return self._released[index]
+        return None
+
+
+def _matches(rule: FaultRule, method: str, path: str) -> bool:
+    if rule.method and rule.method.upper() != method.upper():
+        return False
+    return path.startswith(rule.path)
+
 
 def install_faults(app: FastAPI, injector: FaultInjector) -> None:
     """Add the fault middleware and the ``/_sim/faults`` routes to a simulator app."""
@@ -114,6 +143,9 @@ def install_faults(app: FastAPI, injector: FaultInjector) -> None:
     async def _inject(request: Request, call_next: Any) -> Response:
         if request.url.path.startswith("/_sim/"):
             return await call_next(request)
+        gate = injector.gate(request.method, request.url.path)
+        if gate is not None:
+            await gate.wait()
         latency, rule = injector.pick(request.method, request.url.path)
         if latency:
             await asyncio.sleep(latency)
