@@ -36,6 +36,35 @@ def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+def _logged(log_file: Path, env: dict[str, str], *command: str) -> subprocess.Popen[bytes]:
+    """``python <command>`` in the log's folder, its output in ``log_file``."""
+    with log_file.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, *command],
+            cwd=log_file.parent,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _peers_env(database_url: str, key: str, primero: str, dtp: str, **more: str) -> dict[str, str]:
+    """A bridge process's settings for these simulators: their credentials, no polls, quick
+    claims."""
+    return _env(
+        PRIMERO_PROGRES_DATABASE_URL=database_url,
+        PRIMERO_PROGRES_ENCRYPTION_KEY=key,
+        PRIMERO_PROGRES_PRIMERO_URL=primero,
+        PRIMERO_PROGRES_PRIMERO_USERNAME=demo_data.API_USER,
+        PRIMERO_PROGRES_PRIMERO_PASSWORD=demo_data.API_PASSWORD,
+        PRIMERO_PROGRES_DTP_URL=dtp,
+        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY=demo_data.DTP_SUBSCRIPTION_KEY,
+        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
+        PRIMERO_PROGRES_WORKER_POLL_SECONDS="0.2",
+        **more,
+    )
+
+
 def _env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIMERO_PROGRES_")}
     env.update(values)
@@ -180,27 +209,15 @@ def peers() -> Any:
 def _pg_serve(
     tmp_path: Path, postgres_url: str, primero: str, dtp: str, port: int
 ) -> tuple[Any, str]:
-    env = _env(
-        PRIMERO_PROGRES_DATABASE_URL=postgres_url,
-        PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(),
+    env = _peers_env(
+        postgres_url,
+        generate_key(),
+        primero,
+        dtp,
         PRIMERO_PROGRES_INBOX_TOKENS=demo_data.INBOX_TOKEN,
         PRIMERO_PROGRES_PORT=str(port),
-        PRIMERO_PROGRES_PRIMERO_URL=primero,
-        PRIMERO_PROGRES_PRIMERO_USERNAME=demo_data.API_USER,
-        PRIMERO_PROGRES_PRIMERO_PASSWORD=demo_data.API_PASSWORD,
-        PRIMERO_PROGRES_DTP_URL=dtp,
-        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY=demo_data.DTP_SUBSCRIPTION_KEY,
-        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
-        PRIMERO_PROGRES_WORKER_POLL_SECONDS="0.2",
     )
-    with (tmp_path / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "primero_progres.cli", "serve"],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    server = _serve_logged(tmp_path, env, "-m", "primero_progres.cli", "serve")
     base = f"http://127.0.0.1:{port}"
     _wait_ready(server, f"{base}/readyz")
     return server, base
@@ -346,26 +363,10 @@ def test_a_worker_serves_its_own_metrics(
     key = generate_key()
     number = "811-26-PRTITV-0000003"
     asyncio.run(_queue_referral(postgres_url, key, number))
-    env = _env(
-        PRIMERO_PROGRES_DATABASE_URL=postgres_url,
-        PRIMERO_PROGRES_ENCRYPTION_KEY=key,
-        PRIMERO_PROGRES_PRIMERO_URL=primero,
-        PRIMERO_PROGRES_PRIMERO_USERNAME=demo_data.API_USER,
-        PRIMERO_PROGRES_PRIMERO_PASSWORD=demo_data.API_PASSWORD,
-        PRIMERO_PROGRES_DTP_URL=dtp,
-        PRIMERO_PROGRES_DTP_SUBSCRIPTION_KEY=demo_data.DTP_SUBSCRIPTION_KEY,
-        PRIMERO_PROGRES_POLL_INTERVAL_SECONDS="3600",
-        PRIMERO_PROGRES_WORKER_POLL_SECONDS="0.2",
-        PRIMERO_PROGRES_WORKER_METRICS_PORT=str(child_port),
+    env = _peers_env(
+        postgres_url, key, primero, dtp, PRIMERO_PROGRES_WORKER_METRICS_PORT=str(child_port)
     )
-    with (tmp_path / "worker.log").open("wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "primero_progres.cli", "worker"],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    worker = _logged(tmp_path / "worker.log", env, "-m", "primero_progres.cli", "worker")
     base = f"http://127.0.0.1:{child_port}"
     try:
         _wait_ready(worker, f"{base}/healthz")
@@ -466,10 +467,7 @@ INBOX_MESSAGE = (
 
 def _serve_logged(tmp_path: Path, env: dict[str, str], *command: str) -> subprocess.Popen[bytes]:
     """``serve`` (or ``python -c`` a script that runs it), its output in ``serve.log``."""
-    with (tmp_path / "serve.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, *command], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    return _logged(tmp_path / "serve.log", env, *command)
 
 
 def _inbox_request_in_progress(port: int) -> socket.socket:
