@@ -26,6 +26,20 @@ from sim_process import simulate
 from tls_helpers import make_tls_files
 
 
+def _cli_run(
+    command: str, *, cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    """``primero-progres <command>`` to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "primero_progres.cli", command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "primero_progres.cli", *args],
@@ -121,13 +135,7 @@ def _inbox_round(tmp_path: Path, env: dict[str, str], port: int) -> None:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
     assert server.returncode == 0, server.communicate()[1].decode()
-    listing = subprocess.run(
-        [sys.executable, "-m", "primero_progres.cli", "messages"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        check=True,
-    )
+    listing = _cli_run("messages", cwd=tmp_path, env=env, check=True)
     assert b"811-23-PRTITV-1000095" in listing.stdout
 
 
@@ -328,13 +336,7 @@ def test_a_worker_process_that_cannot_start_stops_serve_with_exit_code_2(
         "PRIMERO_PROGRES_DATABASE_URL": postgres_url,
         "PRIMERO_PROGRES_DTP_CLIENT_CERT": str(tmp_path / "absent.pem"),
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "primero_progres.cli", "serve"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=120,
-    )
+    result = _cli_run("serve", cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 2, result.stderr.decode()
     assert b"configuration error" in result.stderr
 
@@ -398,13 +400,7 @@ def test_a_worker_whose_metrics_port_is_taken_exits_with_code_2(tmp_path: Path) 
         port = taken.getsockname()[1]
         # serve's settings (a worker reads no PORT), and a metrics port another process holds
         env = {**_serve_env(9), "PRIMERO_PROGRES_WORKER_METRICS_PORT": str(port)}
-        result = subprocess.run(
-            [sys.executable, "-m", "primero_progres.cli", "worker"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            timeout=60,
-        )
+        result = _cli_run("worker", cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 2, result.stderr.decode()
     assert b"configuration error: PRIMERO_PROGRES_WORKER_METRICS_PORT" in result.stderr
     assert f"127.0.0.1:{port}".encode() in result.stderr
@@ -533,13 +529,7 @@ def test_a_request_in_progress_when_serve_is_told_to_stop_gets_its_answer(
     assert answer.startswith(b"HTTP/1.1 202 "), answer
     assert b'"status":"queued"' in answer
     assert server.returncode == 0, (tmp_path / "serve.log").read_text()
-    listing = subprocess.run(
-        [sys.executable, "-m", "primero_progres.cli", "messages"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        check=True,
-    )
+    listing = _cli_run("messages", cwd=tmp_path, env=env, check=True)
     assert b"811-23-PRTITV-1000096" in listing.stdout
 
 
@@ -568,13 +558,7 @@ def test_a_request_that_never_finishes_does_not_hold_serve_beyond_the_drain(
 
 
 def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "primero_progres.cli", "serve"],
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        timeout=60,
-    )
+    result = _cli_run("serve", cwd=tmp_path, env=_env(), timeout=60)
     assert result.returncode == 2
     assert b"PRIMERO_PROGRES_ENCRYPTION_KEY" in result.stderr
     assert not (tmp_path / "primero-progres.db").exists()
@@ -643,13 +627,8 @@ def test_serve_with_built_in_tls_answers_the_inbox_over_https(
 def test_serve_refuses_unusable_tls_settings(
     tmp_path: Path, settings: dict[str, str], named: bytes
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "primero_progres.cli", "serve"],
-        cwd=tmp_path,
-        env=_env(PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(), **settings),
-        capture_output=True,
-        timeout=60,
-    )
+    env = _env(PRIMERO_PROGRES_ENCRYPTION_KEY=generate_key(), **settings)
+    result = _cli_run("serve", cwd=tmp_path, env=env, timeout=60)
     assert result.returncode == 2
     assert named in result.stderr
     assert not (tmp_path / "primero-progres.db").exists()
