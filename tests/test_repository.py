@@ -37,7 +37,7 @@ def test_nothing_refers_to_the_sibling_shared_folder() -> None:
 
 def test_relative_links_in_the_documentation_resolve() -> None:
     broken = []
-    for document in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+    for document in _documents():
         text = document.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
             if "://" in target or target.startswith("mailto:"):
@@ -45,6 +45,23 @@ def test_relative_links_in_the_documentation_resolve() -> None:
             if not (document.parent / target).exists():
                 broken.append(f"{document.relative_to(REPO)}: {target}")
     assert broken == []
+
+
+def _documents() -> list[Path]:
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def test_the_documentation_holds_no_note_left_for_the_team() -> None:
+    """What the people who deploy the bridge read says what is, not what someone meant to
+    write (a ``TODO(lead)`` once stood in adopt.md where the doctor step belonged)."""
+    marker = re.compile(r"\b(TODO|FIXME|XXX)\b")
+    notes = [
+        f"{document.relative_to(REPO)}:{number}"
+        for document in _documents()
+        for number, line in enumerate(document.read_text(encoding="utf-8").splitlines(), 1)
+        if marker.search(line)
+    ]
+    assert notes == []
 
 
 def test_license_is_the_unmodified_agpl_3_and_matches_pyproject() -> None:
