@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx2 as httpx
@@ -10,7 +11,12 @@ from prometheus_client import CollectorRegistry, Counter
 
 from primero_progres.errors import ConfigurationError
 from primero_progres.runtime import metrics
-from primero_progres.runtime.worker_metrics import WorkerMetricsServer, worker_registry
+from primero_progres.runtime.worker_metrics import (
+    STALLED_AFTER_SECONDS,
+    LoopBeat,
+    WorkerMetricsServer,
+    worker_registry,
+)
 from primero_progres.sim.common import listening_socket
 
 
@@ -79,3 +85,30 @@ def test_the_worker_registry_holds_the_worker_side_only() -> None:
     assert "primero_progres_jobs" in shown
     assert "primero_progres_queue_jobs" not in shown
     assert "primero_progres_inbound_messages" not in shown
+
+
+async def test_healthz_says_stalled_once_the_loop_stops_beating() -> None:
+    """/healthz answers from its own thread, so it must ask the loop: a worker loop stuck in a
+    blocking call claims nothing, and its health check has to fail."""
+    now = [1000.0]
+    beat = LoopBeat(clock=lambda: now[0])
+    server = WorkerMetricsServer("127.0.0.1", 0, CollectorRegistry(), beat=beat)
+    server.start()
+    base = f"http://127.0.0.1:{server.port}"
+    beating = asyncio.create_task(beat.run(every=0.01))
+    try:
+        await asyncio.sleep(0.05)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/healthz")).status_code == 200
+            beating.cancel()  # the loop no longer beats
+            now[0] += STALLED_AFTER_SECONDS + 1
+            stalled = await client.get(f"{base}/healthz")
+            assert stalled.status_code == 503
+            assert stalled.json() == {
+                "status": "stalled",
+                "loop_idle_seconds": int(STALLED_AFTER_SECONDS + 1),
+            }
+            assert (await client.get(f"{base}/metrics")).status_code == 200
+    finally:
+        beating.cancel()
+        await asyncio.to_thread(server.stop)

@@ -27,11 +27,11 @@ from tls_helpers import make_tls_files
 
 
 def _cli_run(
-    command: str, *, cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 120, check: bool = False
 ) -> subprocess.CompletedProcess[bytes]:
-    """``primero-progres <command>`` to its end, its output captured."""
+    """``primero-progres <args>`` to its end, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "primero_progres.cli", command],
+        [sys.executable, "-m", "primero_progres.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -384,14 +384,27 @@ def test_a_worker_serves_its_own_metrics(
         assert "primero_progres_inbound_messages" not in text
         assert "primero_progres_queue_jobs" not in text
         assert httpx.get(f"{base}/readyz").status_code == 404
+        # the container health check a worker can have: its loop turns
+        assert _cli_run("healthcheck", "--worker", cwd=tmp_path, env=env).returncode == 0
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     log_text = (tmp_path / "worker.log").read_text()
     assert worker.returncode == 0, log_text
+    assert _cli_run("healthcheck", "--worker", cwd=tmp_path, env=env).returncode == 1
     assert "worker.metrics_started" in log_text and "worker.stopped" in log_text
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/healthz")
+
+
+def test_a_worker_health_check_without_the_metrics_port_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    """Without WORKER_METRICS_PORT no worker answers: the check says why (exit 2), instead of
+    reporting every worker unhealthy (exit 1)."""
+    result = _cli_run("healthcheck", "--worker", cwd=tmp_path, env=_serve_env(9), timeout=60)
+    assert result.returncode == 2
+    assert b"PRIMERO_PROGRES_WORKER_METRICS_PORT" in result.stderr
 
 
 def test_a_worker_whose_metrics_port_is_taken_exits_with_code_2(tmp_path: Path) -> None:

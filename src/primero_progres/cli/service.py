@@ -222,15 +222,18 @@ async def _worker_metrics(settings: Settings) -> AsyncIterator[None]:
         yield
         return
     from ..logging import get_logger
-    from ..runtime.worker_metrics import WorkerMetricsServer
+    from ..runtime.worker_metrics import LoopBeat, WorkerMetricsServer
 
     host, port = settings.worker_metrics_host, settings.worker_metrics_port
-    server = WorkerMetricsServer(host, port)
+    beat = LoopBeat()
+    server = WorkerMetricsServer(host, port, beat=beat)
     server.start()
+    beating = asyncio.create_task(beat.run())
     get_logger(__name__).info("worker.metrics_started", host=host, port=port)
     try:
         yield
     finally:
+        beating.cancel()
         await asyncio.to_thread(server.stop)
 
 
@@ -337,10 +340,28 @@ def register(app: typer.Typer) -> None:
         _run(run_service(settings, http=True))
 
     @app.command()
-    def healthcheck(config: ConfigOption = None) -> None:
+    def healthcheck(
+        config: ConfigOption = None,
+        worker: Annotated[
+            bool,
+            typer.Option(
+                "--worker",
+                help="Ask this host's worker process instead (its WORKER_METRICS_PORT): "
+                "healthy while its event loop turns.",
+            ),
+        ] = False,
+    ) -> None:
         """Exit 0 if the serve process on this host answers GET /healthz (container, monitor)."""
         settings = load_settings(config, require_encryption_key=False)
-        if not probe_health(settings):
+        if worker and settings.worker_metrics_port is None:
+            typer.echo(
+                "configuration error: healthcheck --worker needs "
+                "PRIMERO_PROGRES_WORKER_METRICS_PORT (without it a worker answers on no port)",
+                err=True,
+            )
+            raise typer.Exit(2)
+        healthy = probe_worker_health(settings) if worker else probe_health(settings)
+        if not healthy:
             raise typer.Exit(1)
 
     @app.command()
@@ -426,24 +447,39 @@ def probe_health(settings: Settings, *, timeout: float = 5.0) -> bool:
     With built-in TLS the certificate is not verified: it names the public host, and this
     only asks whether the process answers, not whom it talks to.
     """
+    tls = settings.tls_cert is not None
+    return _healthz(settings.host, settings.port, tls=tls, timeout=timeout)
+
+
+def probe_worker_health(settings: Settings, *, timeout: float = 5.0) -> bool:
+    """GET /healthz of the ``worker`` these settings describe (``WORKER_METRICS_PORT``): 200
+    only while its event loop turns; False without the port (the worker answers on none)."""
+    port = settings.worker_metrics_port
+    if port is None:
+        return False
+    return _healthz(settings.worker_metrics_host, port, tls=False, timeout=timeout)
+
+
+def _healthz(host: str, port: int, *, tls: bool, timeout: float) -> bool:
+    """Whether GET /healthz on this host's ``host:port`` (a wildcard address: loopback)
+    answers 200."""
     import ssl
     import urllib.error
     import urllib.request
 
-    host = settings.host
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    scheme = "https" if settings.tls_cert is not None else "http"
+    scheme = "https" if tls else "http"
     context = None
-    if scheme == "https":
+    if tls:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    url = f"{scheme}://{host}:{settings.port}/healthz"
+    url = f"{scheme}://{host}:{port}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:
             return bool(answer.status == 200)

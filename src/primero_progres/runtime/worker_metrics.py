@@ -7,13 +7,20 @@ a scrape never waits behind a step on the worker's event loop, and the server ta
 signal (the worker's SIGTERM handling stays the only one). The gauges read from the database
 stay on ``serve``'s /metrics: read here too, each would be one series per process, and each
 alert rule on them would fire once per process.
+
+GET /healthz answers from that thread too, so it says whether the worker's event loop still
+turns (``LoopBeat``), not only whether the process is there: a loop stuck in a blocking call
+claims no job, and ``healthcheck --worker`` (a container's health check) then fails.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -24,6 +31,27 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from ..errors import ConfigurationError
 from .metrics import WORKER_SIDE
 
+#: a worker loop that has not run its beat for this long is reported stalled (503): far above
+#: what one step holds the loop for (a statement, a mapping), far below a lease
+STALLED_AFTER_SECONDS = 30.0
+
+
+class LoopBeat:
+    """When the worker's event loop last ran ``run``'s beat: read from the metrics thread."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last = clock()
+
+    def age(self) -> float:
+        """Seconds since the loop last beat."""
+        return self._clock() - self._last
+
+    async def run(self, every: float = 1.0) -> None:
+        while True:
+            self._last = self._clock()
+            await asyncio.sleep(every)
+
 
 def worker_registry() -> CollectorRegistry:
     """The worker side's counters and histogram, without the inbox's or the database's."""
@@ -33,8 +61,9 @@ def worker_registry() -> CollectorRegistry:
     return registry
 
 
-def metrics_app(registry: CollectorRegistry) -> WSGIApplication:
-    """GET /metrics (Prometheus text), GET /healthz (the process answers), else 404."""
+def metrics_app(registry: CollectorRegistry, beat: LoopBeat | None = None) -> WSGIApplication:
+    """GET /metrics (Prometheus text), GET /healthz (200 while the loop beats, else 503),
+    else 404."""
     exposition: WSGIApplication = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -42,7 +71,12 @@ def metrics_app(registry: CollectorRegistry) -> WSGIApplication:
         if path == "/metrics":
             return exposition(environ, start_response)
         if path == "/healthz" and environ.get("REQUEST_METHOD") == "GET":
-            start_response("200 OK", [("Content-Type", "application/json")])
+            age = beat.age() if beat is not None else 0.0
+            headers = [("Content-Type", "application/json")]
+            if age > STALLED_AFTER_SECONDS:
+                start_response("503 Service Unavailable", headers)
+                return [json.dumps({"status": "stalled", "loop_idle_seconds": int(age)}).encode()]
+            start_response("200 OK", headers)
             return [b'{"status":"ok"}']
         start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
         return [b"not found: GET /metrics or /healthz\n"]
@@ -71,7 +105,14 @@ class WorkerMetricsServer:
     """Listens as soon as it is made (a port in use: ``ConfigurationError``, exit code 2);
     ``start`` serves in a thread, ``stop`` stops it and frees the port."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry | None = None,
+        *,
+        beat: LoopBeat | None = None,
+    ) -> None:
         try:
             found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
             self._server = _Server((host, port), found[0][0])
@@ -81,7 +122,8 @@ class WorkerMetricsServer:
                 f"PRIMERO_PROGRES_WORKER_METRICS_PORT: cannot listen on {host}:{port} ({why})",
                 reason="worker_metrics_unavailable",
             ) from exc
-        self._server.set_app(metrics_app(worker_registry() if registry is None else registry))
+        registry = worker_registry() if registry is None else registry
+        self._server.set_app(metrics_app(registry, beat))
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="worker-metrics", daemon=True
         )
