@@ -278,9 +278,11 @@ def register(app: typer.Typer) -> None:
                     "last_finished_at": status.last_finished_at,
                     "running": status.running,
                     "next_poll_at": status.next_poll_at,
-                    "start_point": status.cursor is not None or settings.poll_start_at is not None,
+                    "start_point": status.startable,
                 }
-                for status in await store.polls.status(triggers, start_at=settings.poll_start_at)
+                for status in await store.polls.status(
+                    triggers, start_points=flows.start_points(settings)
+                )
             ]
 
         print_rows(with_store(settings, view))

@@ -103,6 +103,8 @@ class PollStatus:
     running: bool
     #: the scheduler's next trigger (None: it cannot say, e.g. no start point)
     next_poll_at: datetime | None
+    #: a poll can start: the flow has a cursor, or a start point to take as one
+    startable: bool = True
 
 
 class Polls:
@@ -244,9 +246,13 @@ class Polls:
         return value
 
     async def status(
-        self, flows: Mapping[Flow, float], *, start_at: datetime | None = None
+        self,
+        flows: Mapping[Flow, float],
+        *,
+        start_points: Mapping[Flow, datetime | None] | None = None,
     ) -> list[PollStatus]:
-        """Each polling flow (with its interval): cursor, last finished poll, next poll."""
+        """Each polling flow (with its interval): cursor, last finished poll, next poll;
+        ``start_points``: where each flow with no cursor starts (the scheduler's)."""
         out = []
         async with self._db.read() as conn:
             last_completed = await _last_completed(conn, flows)
@@ -267,7 +273,7 @@ class Polls:
                     .where(jobs.c.kind == kind, jobs.c.state.in_([s.value for s in UNFINISHED]))
                     .limit(1)
                 )
-                startable = cursor is not None or start_at is not None
+                startable = cursor is not None or (start_points or {}).get(flow) is not None
                 next_poll = None
                 if startable:
                     due = last_created + timedelta(seconds=interval) if last_created else None
@@ -280,6 +286,7 @@ class Polls:
                         last_finished_at=last_completed.get(Flow(flow)),
                         running=running is not None,
                         next_poll_at=next_poll,
+                        startable=startable,
                     )
                 )
         return out

@@ -221,6 +221,7 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
     templates.env.filters["when"] = _when
     sessions = Sessions(settings, store)
     triggers = flows.poll_triggers(settings)
+    start_points = flows.start_points(settings)
     polling = {flow.value for flow in triggers}
     router = APIRouter(prefix=PATH, include_in_schema=False)
     can_view = Depends(viewer(sessions))
@@ -316,7 +317,7 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
         return {
             "figures": await store.reports.overview(),
             "peers": [(name, peers.get(name)) for name in shown],
-            "polls": await store.polls.status(triggers, start_at=settings.poll_start_at),
+            "polls": await store.polls.status(triggers, start_points=start_points),
         }
 
     @router.get("/")
@@ -416,7 +417,7 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
 
     @router.get("/polls")
     async def polls(request: Request, operator: Operator = can_view) -> Response:
-        statuses = await store.polls.status(triggers, start_at=settings.poll_start_at)
+        statuses = await store.polls.status(triggers, start_points=start_points)
         runs = {status.flow: await store.polls.runs(Flow(status.flow)) for status in statuses}
         return render(
             request,
@@ -424,7 +425,6 @@ def build_console(settings: Settings, store: Store) -> APIRouter:
             operator,
             statuses=statuses,
             runs=runs,
-            start_at=settings.poll_start_at,
         )
 
     async def on_polling_flow(
