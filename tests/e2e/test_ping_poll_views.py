@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 from console_client import console_session
-
 from primero_progres.stack import Stack
 from primero_progres.store import Flow
 
