@@ -249,7 +249,7 @@ async def test_a_refused_intervention_is_parked_for_a_replay_under_its_own_keys(
     await run(flow1.deliver, again)
     assert len(primero.calls_of("create_case")) == 3, "two refused, then written"
     assert primero.cases, "the case is written"
-    refused, success = fake_store.jobs_of(flow1.FEEDBACK)
+    _, success = fake_store.jobs_of(flow1.FEEDBACK)
     assert success.key == f"{flow1.FEEDBACK}:{NUMBER}:fp-1"
     assert dict(success.payload or {})["message"]["status"] == "Pending Acknowledgement"
     exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
