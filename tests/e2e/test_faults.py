@@ -17,7 +17,7 @@ import pytest
 
 from primero_progres import demo_data
 from primero_progres.stack import Stack
-from primero_progres.store.models import Job
+from primero_progres.store.models import DeadLetterFilter, Job
 
 from .crash import die_after_the_step
 
@@ -296,6 +296,37 @@ async def test_a_refused_intervention_is_delivered_by_replaying_its_dead_letter_
     assert (exchange.state, exchange.case_id) == ("feedback_sent", case["case_id"])
     events = [e.event for e in await stack.store.ledger.events(exchange.id)]
     assert events.count("case_created") == 1 and events[-1] == "feedback_sent"
+
+
+async def test_a_refusal_replayed_together_with_its_unsent_delivery_fail_ends_delivered(
+    stack: Stack,
+) -> None:
+    """DTP was down too: the ``Delivery Fail`` is a dead letter next to the refused
+    intervention. Replayed together once both are fixed, proGres hears only the success."""
+    await stack.set_faults(
+        "primero", [{"method": "POST", "path": CASES, "status": 422, "body": INVALID_RECORD}]
+    )
+    await stack.set_faults("dtp", [{"path": FEEDBACK, "status": 500}])
+    await deliver_referral(stack)
+    dead = await stack.store.jobs.list(state="dead")
+    assert sorted(job.kind for job in dead) == [
+        "progres-referral.deliver",
+        "progres-referral.feedback",
+    ]
+
+    await stack.set_faults("primero", [])
+    await stack.set_faults("dtp", [])
+    deliver = next(job for job in dead if job.kind == "progres-referral.deliver")
+    assert await stack.store.jobs.replay(deliver.id)
+    await stack.settle()
+    assert await stack.store.jobs.replay_matching(DeadLetterFilter(flow="progres-referral"))
+    await stack.settle()
+
+    case = await assert_one_case_one_row(stack)
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
+    assert await stack.store.jobs.list(state="dead") == []
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert exchange.state == "feedback_sent"
 
 
 async def test_a_success_status_with_a_body_not_primeros_is_a_dead_letter_not_a_refusal(

@@ -332,6 +332,29 @@ async def test_feedback_records_what_dtp_was_told(
     ]
 
 
+async def test_a_delivery_fail_overtaken_by_the_replays_delivery_is_not_sent(
+    run: Any, fake_store: FakeStore, primero: FakePrimero, gateway: FakeGateway
+) -> None:
+    """DTP was down when the intervention was refused; the operator fixed Primero and replayed
+    the delivery first: proGres gets the success, never a Delivery Fail after it."""
+    primero.errors["create_case"] = InvalidRecordError(
+        "primero", "create_case", "HTTP 422", status_code=422
+    )
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    del primero.errors["create_case"]
+    replay = fake_store.next_job([flow1.DELIVER])
+    assert replay is not None
+    await run(flow1.deliver, replay)
+    for _ in range(2):
+        queued = fake_store.next_job([flow1.FEEDBACK])
+        assert queued is not None
+        await run(flow1.feedback, queued)
+
+    assert [message["status"] for _, message in gateway.sent] == ["Pending Acknowledgement"]
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.state == "feedback_sent"
+
+
 # ----------------------------------------------------------------------------- Primero's strictness
 
 

@@ -374,10 +374,12 @@ async def _refuse(
 
 async def feedback(rt: Runtime, ctx: StepContext) -> None:
     message: dict[str, Any] = (ctx.job.payload or {})["message"]
-    receipt = await rt.dtp.send_decision(message, idempotency_key=idempotency_key(ctx))
     number = message.get("progres_interventionnumber")
+    refused = message.get("status") == dtp.DELIVERY_FAIL
+    if refused and number and await _delivered_since(rt, str(number)):
+        return
+    receipt = await rt.dtp.send_decision(message, idempotency_key=idempotency_key(ctx))
     if number:
-        refused = message.get("status") == dtp.DELIVERY_FAIL
         ctx.ledger_record(
             FLOW,
             number,
@@ -392,6 +394,25 @@ async def feedback(rt: Runtime, ctx: StepContext) -> None:
         progres_interventionnumber=number,
         status=message.get("status"),
     )
+
+
+async def _delivered_since(rt: Runtime, number: str) -> bool:
+    """A ``Delivery Fail`` still unsent (DTP was down) when the replay of its dead letter
+    delivered the intervention: sent now, it would tell proGres the opposite of what is
+    true, after the success feedback."""
+    exchange = await rt.store.ledger.get(FLOW, number)
+    if exchange is None or exchange.state not in (
+        LedgerState.DELIVERED,
+        LedgerState.FEEDBACK_SENT,
+    ):
+        return False
+    log.info(
+        "refusal_feedback_superseded",
+        flow=FLOW.value,
+        progres_interventionnumber=number,
+        case_id=exchange.case_id,
+    )
+    return True
 
 
 def _pointers(exc: PermanentPeerError) -> list[str]:
