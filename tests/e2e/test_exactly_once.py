@@ -112,7 +112,10 @@ async def test_long_ids_refuse_their_intervention_only_on_both_databases(
     assert (await stack.progres_sends_referral(message))["status"] == "queued"
     await stack.settle()
 
-    assert await stack.store.jobs.list(state="dead") == []
+    # the refused one parked for a replay, its key fitted to the column like the others
+    [dead] = await stack.store.jobs.list(state="dead")
+    assert dead.kind == "progres-referral.deliver" and dead.dead_reason is not None
+    assert dead.dead_reason.reason == "id_too_long"
     [case] = await stack.primero_cases()
     assert case["unhcr_individual_no"] == long_individual
     assert [r["progres_interventionnumber"] for r in case["services_section"]] == [

@@ -9,12 +9,15 @@ the reference gets wrong" 5 and 6). The stack's retry policy is fast (base
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from primero_progres import demo_data
 from primero_progres.stack import Stack
-from primero_progres.store.models import Job
+from primero_progres.store.models import DeadLetterFilter, Job
 
 from .crash import die_after_the_step
 
@@ -165,8 +168,17 @@ async def test_primero_refusing_the_case_gives_a_delivery_fail_without_retry(
         "progres_interventionnumber": NUMBER,
         "closure_reason": PRIMERO_REFUSED,
     }
-    assert (await the_job(stack, "progres-referral.deliver")).attempts == 1
-    assert await stack.store.jobs.list(state="dead") == []
+    parked, deliver = sorted(
+        await jobs_of(stack, "progres-referral.deliver"), key=lambda job: job.state
+    )
+    assert (deliver.state, deliver.attempts) == ("done", 1)
+    # parked for a replay once Primero is fixed: proGres sending it again is a duplicate
+    assert (parked.state, parked.attempts) == ("dead", 0)
+    assert parked.dead_reason is not None
+    assert (parked.dead_reason.failure_class, parked.dead_reason.reason) == (
+        "permanent",
+        "primero_refused",
+    )
     [exchange] = await stack.store.ledger.find(flow="progres-referral")
     assert exchange.state == "refused_reported"
     [refused] = await stack.store.audit.list(event="intervention_refused")
@@ -221,10 +233,129 @@ async def test_a_refused_intervention_frees_its_child_for_the_next_one(stack: St
     await stack.settle(timeout=5.0)
 
     assert await case_creations(stack) == [422, 200]
-    deliveries = await stack.store.jobs.list(kind="progres-referral.deliver")
+    deliveries = await stack.store.jobs.list(kind="progres-referral.deliver", state="done")
     assert sorted(job.attempts for job in deliveries) == [1, 1]
     statuses = [m["body"]["status"] for m in await stack.dtp_messages()]
     assert statuses == ["Delivery Fail", "Pending Acknowledgement"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The stack on each database."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    async with Stack(tmp_path, database_url=url) as running:
+        yield running
+
+
+async def feedback_statuses(stack: Stack) -> list[str]:
+    return [m["body"]["status"] for m in await stack.dtp_messages(FEEDBACK.lstrip("/"))]
+
+
+async def test_a_refused_intervention_is_delivered_by_replaying_its_dead_letter_once_fixed(
+    any_stack: Stack,
+) -> None:
+    """proGres sending a refused intervention again is a duplicate message (the same bytes),
+    dropped: without the dead letter the child would never get the service. A replay refused
+    again tells proGres nothing new and parks a new dead letter; once Primero is fixed, the
+    next replay creates the case once and DTP hears of it."""
+    stack = any_stack
+    await stack.set_faults(
+        "primero", [{"method": "POST", "path": CASES, "status": 422, "body": INVALID_RECORD}]
+    )
+    await deliver_referral(stack)
+    assert await feedback_statuses(stack) == ["Delivery Fail"]
+    [first] = await stack.store.jobs.list(state="dead")
+    assert first.kind == "progres-referral.deliver"
+    assert first.dead_reason is not None and first.dead_reason.reason == "primero_refused"
+    answer = await stack.progres_sends_referral(demo_data.referral_message())
+    assert answer["status"] == "duplicate"
+
+    # replayed before the cause is fixed: refused again
+    assert await stack.store.jobs.replay(first.id)
+    await stack.settle()
+    assert await case_creations(stack) == [422, 422]
+    assert await feedback_statuses(stack) == ["Delivery Fail"], "no second Delivery Fail"
+    [second] = await stack.store.jobs.list(state="dead")
+    assert second.id != first.id and second.kind == "progres-referral.deliver"
+    assert (await stack.store.jobs.get(first.id)).state == "done"  # type: ignore[union-attr]
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert exchange.state == "refused_reported"
+
+    # fixed: the replay delivers
+    await stack.set_faults("primero", [])
+    assert await stack.store.jobs.replay(second.id)
+    await stack.settle()
+    case = await assert_one_case_one_row(stack)
+    assert await case_creations(stack) == [422, 422, 200]
+    assert await feedback_statuses(stack) == ["Delivery Fail", "Pending Acknowledgement"]
+    assert (await stack.dtp_messages(FEEDBACK.lstrip("/")))[-1]["body"] == success_feedback(
+        case["case_id"]
+    )
+    assert await stack.store.jobs.list(state="dead") == []
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert (exchange.state, exchange.case_id) == ("feedback_sent", case["case_id"])
+    events = [e.event for e in await stack.store.ledger.events(exchange.id)]
+    assert events.count("case_created") == 1 and events[-1] == "feedback_sent"
+
+
+async def test_a_refusal_replayed_together_with_its_unsent_delivery_fail_ends_delivered(
+    stack: Stack,
+) -> None:
+    """DTP was down too: the ``Delivery Fail`` is a dead letter next to the refused
+    intervention. Replayed together once both are fixed, proGres hears only the success."""
+    await stack.set_faults(
+        "primero", [{"method": "POST", "path": CASES, "status": 422, "body": INVALID_RECORD}]
+    )
+    await stack.set_faults("dtp", [{"path": FEEDBACK, "status": 500}])
+    await deliver_referral(stack)
+    dead = await stack.store.jobs.list(state="dead")
+    assert sorted(job.kind for job in dead) == [
+        "progres-referral.deliver",
+        "progres-referral.feedback",
+    ]
+
+    await stack.set_faults("primero", [])
+    await stack.set_faults("dtp", [])
+    deliver = next(job for job in dead if job.kind == "progres-referral.deliver")
+    assert await stack.store.jobs.replay(deliver.id)
+    await stack.settle()
+    assert await stack.store.jobs.replay_matching(DeadLetterFilter(flow="progres-referral"))
+    await stack.settle()
+
+    case = await assert_one_case_one_row(stack)
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
+    assert await stack.store.jobs.list(state="dead") == []
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert exchange.state == "feedback_sent"
+
+
+async def test_a_success_status_with_a_body_not_primeros_is_a_dead_letter_not_a_refusal(
+    stack: Stack,
+) -> None:
+    """A 200 whose body is not Primero's (a proxy's page) after a create: the case may have
+    been written, so a ``Delivery Fail`` ("Primero refused") would be false. The operator
+    looks, and replays: the search finds a case written meanwhile, else creates it."""
+    await stack.set_faults(
+        "primero",
+        [{"method": "POST", "path": CASES, "status": 200, "body": "<html>proxy</html>",
+          "times": 1}],
+    )
+    await deliver_referral(stack)
+
+    assert await stack.dtp_messages() == []
+    assert await stack.store.audit.list(event="intervention_refused") == []
+    [dead] = await stack.store.jobs.list(state="dead")
+    assert (dead.kind, dead.attempts) == ("progres-referral.deliver", 1)
+    assert dead.dead_reason is not None
+    assert (dead.dead_reason.failure_class, dead.dead_reason.reason) == (
+        "permanent",
+        "bad_response",
+    )
+
+    assert await stack.store.jobs.replay(dead.id)
+    await stack.settle()
+    case = await assert_one_case_one_row(stack)
+    assert [m["body"] for m in await stack.dtp_messages()] == [success_feedback(case["case_id"])]
 
 
 # ----------------------------------------------------------------------------- flow 1, DTP

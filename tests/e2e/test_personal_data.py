@@ -283,7 +283,12 @@ async def test_no_personal_data_in_logs_database_audit_or_metrics(
             "rejected",
         ]
         dead = await stack.store.jobs.list(state="dead")
-        assert [j.kind for j in dead] == ["progres-decision.apply"]
+        # the two refused interventions, parked for a replay (their payloads sealed)
+        assert sorted(j.kind for j in dead) == [
+            "progres-decision.apply",
+            "progres-referral.deliver",
+            "progres-referral.deliver",
+        ]
 
         assert leaks(await _stored_rows(stack)) == []
         assert leaks(repr([j.dead_reason for j in dead])) == []

@@ -303,7 +303,21 @@ async def test_valid_and_invalid_interventions_in_one_message_each_get_their_out
         "DEMO-26-PRTITV-0000012": "refused_reported",
         "DEMO-26-PRTITV-0000013": "refused_reported",
     }
-    assert await stack.store.jobs.list(state="dead") == []
+    # each refusal parked for a replay, should the cause be the profile's (a service type
+    # missing from its table), not proGres's data
+    dead = {
+        job.refs["progres_interventionnumber"]: (
+            job.kind,
+            job.dead_reason.failure_class if job.dead_reason else None,
+            job.dead_reason.reason if job.dead_reason else None,
+        )
+        for job in await stack.store.jobs.list(state="dead")
+    }
+    assert dead == {
+        "DEMO-26-PRTITV-0000011": ("progres-referral.deliver", "mapping", "missing_fields"),
+        "DEMO-26-PRTITV-0000012": ("progres-referral.deliver", "mapping", "service_type"),
+        "DEMO-26-PRTITV-0000013": ("progres-referral.deliver", "mapping", "invalid_data"),
+    }
 
 
 async def test_an_ignored_individual_filter_never_touches_another_child(stack: Stack) -> None:

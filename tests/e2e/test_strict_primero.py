@@ -202,7 +202,9 @@ async def test_a_code_missing_from_a_lookup_is_a_delivery_fail_naming_the_field(
     tmp_path: Any,
 ) -> None:
     """Primero validates select fields against their lookups (422 ``Invalid Record JSON``):
-    proGres hears that Primero refused, and the audit trail names the field."""
+    proGres hears that Primero refused, and the audit trail names the field. The intervention
+    waits as a dead letter: once the code is in the lookup, its replay creates the case and
+    proGres hears of it."""
     config = strict()
     lookups = {**config.lookups, "lookup-service-type": ["food"]}
     async with Stack(
@@ -217,3 +219,11 @@ async def test_a_code_missing_from_a_lookup_is_a_delivery_fail_naming_the_field(
         [refused] = await stack.store.audit.list(event="intervention_refused")
         assert refused.ids["peer_status"] == "http_422"
         assert refused.ids["fields"] == ["/services_section/0/service_type"]
+        assert await dead_reasons(stack) == {"progres-referral.deliver": "primero_refused"}
+
+        await configure(stack, lookups=config.lookups)
+        await replay_all(stack)
+        assert await rows_of(stack) == [[FIRST]]
+        statuses = [m["body"]["status"] for m in await stack.dtp_messages(FEEDBACK)]
+        assert statuses == ["Delivery Fail", "Pending Acknowledgement"]
+        assert await stack.store.jobs.list(state="dead") == []

@@ -171,7 +171,41 @@ async def test_an_unmappable_decision_is_audited_and_not_sent(
 
     assert fake_store.jobs == [] and fake_store.ledger.exchanges == {}
     assert fake_store.audit_of("decision_not_mappable") == [
-        {"case_id": "case-rec-1", "service_unique_id": "svc-1", "reason": "missing_fields"}
+        {
+            "case_id": "case-rec-1",
+            "service_unique_id": "svc-1",
+            "progres_interventionnumber": "N-1",
+            "reason": "missing_fields",
+        }
+    ]
+
+
+async def test_a_decided_row_without_a_unique_id_is_audited_and_never_keyed(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    """Keyed ``None:<status>``, only the first such decision would ever be sent: the row
+    cannot be addressed anyway, so it is skipped, each one, and its neighbour still sent."""
+    without = {**decided("svc-x", "N-1", "accepted"), "unique_id": None}
+    other = {**decided("svc-x", "N-2", "accepted")}
+    del other["unique_id"]
+    primero.cases = {
+        "rec-1": case(
+            "rec-1", "2026-11-29T10:00:00Z", without, decided("svc-3", "N-3", "accepted")
+        ),
+        "rec-2": case("rec-2", "2026-11-29T10:00:01Z", other),
+    }
+    await run(flow2.poll, make_job(flow2.POLL, {"full_scan": True}))
+
+    assert [s.key for s in fake_store.jobs_of(flow2.SEND)] == [f"{flow2.SEND}:svc-3:accepted"]
+    assert list(fake_store.ledger.exchanges) == [(flow2.FLOW, "svc-3:accepted")]
+    assert fake_store.audit_of("decision_not_mappable") == [
+        {
+            "case_id": f"case-{record_id}",
+            "service_unique_id": None,
+            "progres_interventionnumber": number,
+            "reason": "no_unique_id",
+        }
+        for record_id, number in (("rec-1", "N-1"), ("rec-2", "N-2"))
     ]
 
 

@@ -179,6 +179,12 @@ async def test_an_unmappable_intervention_is_refused_with_a_delivery_fail(
         "mapping",
         ["individuals.progres_givenname"],
     )
+    [parked] = fake_store.jobs_of(flow1.DELIVER)
+    assert parked.dead_reason is not None
+    assert (parked.dead_reason.failure_class, parked.dead_reason.reason) == (
+        "mapping",
+        "missing_fields",
+    )
 
 
 async def test_a_primero_refusal_is_reported_to_dtp_as_a_delivery_fail(
@@ -200,6 +206,88 @@ async def test_a_primero_refusal_is_reported_to_dtp_as_a_delivery_fail(
     )
     [feedback] = fake_store.jobs_of(flow1.FEEDBACK)
     assert dict(feedback.payload or {})["message"]["status"] == "Delivery Fail"
+
+
+async def test_a_refused_intervention_is_parked_for_a_replay_under_its_own_keys(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    """proGres sending the same intervention again is a duplicate: the dead letter is the only
+    way it becomes a case once the cause is fixed. Its Delivery Fail has a key of its own, so
+    the success feedback of a replay is not taken for it."""
+    primero.errors["create_case"] = InvalidRecordError(
+        "primero", "create_case", "HTTP 422", status_code=422
+    )
+    intervention = demo_data.intervention(NUMBER)
+    job = deliver_job(intervention)
+    await run(flow1.deliver, job)
+
+    [feedback] = fake_store.jobs_of(flow1.FEEDBACK)
+    assert feedback.key == f"{flow1.FEEDBACK}:{NUMBER}:fp-1:refused"
+    [parked] = fake_store.jobs_of(flow1.DELIVER)
+    assert parked.key == f"{flow1.DELIVER}:{NUMBER}:fp-1:refused:{job.id}"
+    assert parked.payload == {"intervention": intervention, "fingerprint": "fp-1"}
+    assert dict(parked.refs) == dict(job.refs) and parked.message_id == "m-1"
+    reason = parked.dead_reason
+    assert reason is not None
+    assert (reason.failure_class, reason.reason) == ("permanent", "primero_refused")
+    assert "http_422" in reason.message and "Delivery Fail" in reason.message
+    assert "DEMO-00000001" not in reason.message, "ids and codes only"
+
+    # the replay, refused again: the same Delivery Fail key (nothing more sent), a new dead letter
+    replay = fake_store.next_job([flow1.DELIVER])
+    assert replay is not None
+    await run(flow1.deliver, replay)
+    assert len(fake_store.jobs_of(flow1.FEEDBACK)) == 1
+    _, second = fake_store.jobs_of(flow1.DELIVER)
+    assert second.key == f"{flow1.DELIVER}:{NUMBER}:fp-1:refused:{replay.id}"
+    assert second.dead_reason is not None
+
+    # fixed: the next replay delivers, and queues the success feedback under its own key
+    del primero.errors["create_case"]
+    again = fake_store.next_job([flow1.DELIVER])
+    assert again is not None
+    await run(flow1.deliver, again)
+    assert len(primero.calls_of("create_case")) == 3, "two refused, then written"
+    assert primero.cases, "the case is written"
+    _, success = fake_store.jobs_of(flow1.FEEDBACK)
+    assert success.key == f"{flow1.FEEDBACK}:{NUMBER}:fp-1"
+    assert dict(success.payload or {})["message"]["status"] == "Pending Acknowledgement"
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.state == "delivered"
+
+
+async def test_refused_again_after_the_delivery_fail_went_out_stays_reported(
+    run: Any, fake_store: FakeStore, primero: FakePrimero, gateway: FakeGateway
+) -> None:
+    """A replay refused again queues no Delivery Fail (its key is used): the ledger keeps
+    saying DTP was told, rather than "refused", waiting for a feedback that never comes."""
+    primero.errors["create_case"] = InvalidRecordError(
+        "primero", "create_case", "HTTP 422", status_code=422
+    )
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    feedback = fake_store.next_job([flow1.FEEDBACK])
+    assert feedback is not None
+    await run(flow1.feedback, feedback)
+    replay = fake_store.next_job([flow1.DELIVER])
+    assert replay is not None
+    await run(flow1.deliver, replay)
+
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.state == "refused_reported"
+    assert len(fake_store.jobs_of(flow1.FEEDBACK)) == 1
+
+
+async def test_a_success_answer_primero_did_not_write_is_a_dead_letter_not_a_refusal(
+    run: Any, fake_store: FakeStore, primero: FakePrimero
+) -> None:
+    """A 2xx whose body is not Primero's (a proxy's page) after a create: the case may be
+    written; a Delivery Fail would be false."""
+    primero.errors["create_case"] = UnexpectedResponseError(
+        "primero", "create_case", "HTTP 200 with a non-JSON body", reason="bad_response"
+    )
+    with pytest.raises(UnexpectedResponseError):
+        await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    assert fake_store.jobs == [] and fake_store.ledger.exchanges == {}
 
 
 async def test_a_refusal_the_operator_must_fix_is_raised_not_reported(
@@ -242,6 +330,29 @@ async def test_feedback_records_what_dtp_was_told(
     assert fake_store.audit_of("feedback_sent") == [
         {"progres_interventionnumber": NUMBER, "status": status}
     ]
+
+
+async def test_a_delivery_fail_overtaken_by_the_replays_delivery_is_not_sent(
+    run: Any, fake_store: FakeStore, primero: FakePrimero, gateway: FakeGateway
+) -> None:
+    """DTP was down when the intervention was refused; the operator fixed Primero and replayed
+    the delivery first: proGres gets the success, never a Delivery Fail after it."""
+    primero.errors["create_case"] = InvalidRecordError(
+        "primero", "create_case", "HTTP 422", status_code=422
+    )
+    await run(flow1.deliver, deliver_job(demo_data.intervention(NUMBER)))
+    del primero.errors["create_case"]
+    replay = fake_store.next_job([flow1.DELIVER])
+    assert replay is not None
+    await run(flow1.deliver, replay)
+    for _ in range(2):
+        queued = fake_store.next_job([flow1.FEEDBACK])
+        assert queued is not None
+        await run(flow1.feedback, queued)
+
+    assert [message["status"] for _, message in gateway.sent] == ["Pending Acknowledgement"]
+    exchange = await fake_store.ledger.get(flow1.FLOW, NUMBER)
+    assert exchange is not None and exchange.state == "feedback_sent"
 
 
 # ----------------------------------------------------------------------------- Primero's strictness

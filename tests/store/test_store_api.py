@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from primero_progres.errors import FailureClass
 from primero_progres.store import (
     AuditEvent,
     AuditRecord,
     CursorMove,
+    DeadReason,
     Enqueue,
     Flow,
     Job,
@@ -411,3 +413,25 @@ async def test_a_ledger_record_of_a_known_exchange_updates_its_row_and_keeps_the
     assert (again.id, again.created_at, again.key) == (first.id, first.created_at, "I-7")
     assert (again.state, again.service_unique_id) == ("feedback_sent", "svc-7")
     assert len(await store.ledger.events(first.id)) == 2
+
+
+async def test_the_overview_receives_a_parked_copy_of_an_item_once(store: Store) -> None:
+    """A refused intervention parked by its own step for a replay (and parked again by that
+    replay) is one intervention received, not two or three."""
+    deliver = "progres-referral.deliver"
+    reason = DeadReason(FailureClass.PERMANENT, "primero_refused", "refused")
+    await store.jobs.enqueue(deliver, {"n": 1}, key=f"{deliver}:N-1:fp")
+    for attempt in range(2):
+        claimed = await store.jobs.claim("w/0", kinds=[deliver], lease_seconds=30)
+        assert claimed is not None
+        parked = Enqueue(
+            deliver, {"n": 1}, f"{deliver}:N-1:fp:refused:{claimed.id}", {}, 0.0, None, reason
+        )
+        assert await store.jobs.commit_step(claimed, "w/0", [parked])
+        if attempt == 0:
+            [dead] = await store.jobs.list(state="dead", kind=deliver)
+            assert await store.jobs.replay(dead.id)
+
+    figures = {f.flow: f for f in await store.reports.overview()}
+    week = figures["progres-referral"].week
+    assert (week.received, week.dead) == (1, 1)

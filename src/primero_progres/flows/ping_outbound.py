@@ -102,7 +102,7 @@ async def send_decision(rt: Runtime, ctx: StepContext) -> None:
     update = ping_mapping.decision_update(decision, keys, profile=rt.profile, today=rt.today())
     if isinstance(update, MappingError):
         raise MappingFailure(f"{flow.value}: decision {update.kind}", reason=update.kind)
-    key = decision_key(service_unique_id, refs["status"])
+    key = decision_key(str(service_unique_id), refs["status"])
     # flow 1's write-back reads then writes this status under the same lease
     await ctx.hold(intervention_lease(keys.lp_intervention_id))
     transaction_id = None

@@ -50,6 +50,9 @@ WAITING_PAGE = 100
 
 log = get_logger(__name__)
 
+#: the ``decision_not_mappable`` reason of a decided service row without a ``unique_id``
+NO_UNIQUE_ID = "no_unique_id"
+
 
 async def poll(rt: Runtime, ctx: StepContext) -> None:
     cursor = await rt.store.cursors.get(FLOW)
@@ -130,16 +133,25 @@ async def _decisions(
 
 
 async def _queue(rt: Runtime, ctx: StepContext, decision: mapping.DecisionResult) -> int:
-    key = decision_key(decision.service_unique_id, decision.status)
-    if decision.error is not None or decision.message is None:
+    """Queue one decision, once ever per (service, status). A row without a ``unique_id``
+    cannot be keyed (``None:<status>`` would let only the first such decision through) nor
+    addressed: it is audited and skipped, like a decision that cannot be mapped."""
+    service_unique_id = decision.service_unique_id
+    if decision.error is not None or decision.message is None or service_unique_id is None:
         ctx.audit(
             AuditEvent.DECISION_NOT_MAPPABLE,
             flow=FLOW,
             case_id=decision.case_id,
-            service_unique_id=decision.service_unique_id,
-            reason=decision.error.kind if decision.error else None,
+            service_unique_id=service_unique_id,
+            progres_interventionnumber=decision.progres_interventionnumber,
+            reason=(
+                decision.error.kind
+                if decision.error
+                else NO_UNIQUE_ID if service_unique_id is None else None
+            ),
         )
         return 0
+    key = decision_key(service_unique_id, decision.status)
     if await rt.store.ledger.get(FLOW, key):
         return 0
     ctx.enqueue(
@@ -193,4 +205,4 @@ async def send(rt: Runtime, ctx: StepContext) -> None:
 
 def ledger_key(refs: Mapping[str, Any]) -> str:
     """The exchange a ``send`` job's refs name."""
-    return decision_key(refs.get("service_unique_id"), refs["status"])
+    return decision_key(str(refs.get("service_unique_id")), refs["status"])

@@ -9,7 +9,10 @@ Three steps, each its own job so each can be retried alone:
 - ``deliver``: map, find the child's case(s) by ``unhcr_individual_no``, create
   or patch (the service row with the same ``progres_interventionnumber`` is
   updated, never duplicated), then queue the feedback. Mapping errors and
-  permanent Primero refusals queue a ``Delivery Fail`` instead.
+  permanent Primero refusals queue a ``Delivery Fail`` instead, and park the
+  intervention as a dead letter: once the cause is fixed (a profile table, a
+  Primero lookup or form), replaying it delivers the intervention; proGres
+  sending it again could not (the same content is a duplicate, forever).
 - ``feedback``: send the feedback message to DTP.
 
 Interventions of one child are delivered one at a time (a lease on the
@@ -37,7 +40,15 @@ from ..peers.primero import (
     UnexpectedResponseError,
 )
 from ..profiles.schema import PRIMERO_REFUSED
-from ..store import AuditEvent, Flow, LedgerEvent, LedgerState, StepContext, job_kind
+from ..store import (
+    AuditEvent,
+    DeadReason,
+    Flow,
+    LedgerEvent,
+    LedgerState,
+    StepContext,
+    job_kind,
+)
 from .inbound import fanned_out, read_inbound
 from .runtime import Runtime, idempotency_key
 
@@ -47,10 +58,17 @@ RECEIVE, DELIVER, FEEDBACK = (job_kind(FLOW, step) for step in ("receive", "deli
 log = get_logger(__name__)
 
 
-#: Refusals that are the bridge's own configuration problem (credentials, the API user's role):
-#: proGres can do nothing about them, so they become dead letters an operator replays once
-#: Primero is fixed, instead of a ``Delivery Fail``.
-OPERATOR_FIXABLE = (AuthenticationError, ForbiddenError, FilterIgnoredError, TokenNotIssuedError)
+#: Refusals that are the bridge's own configuration problem (credentials, the API user's role),
+#: or no refusal at all (a 2xx whose body is not Primero's, e.g. a proxy's page, after a write
+#: that may have happened): proGres can do nothing about them, so they become dead letters an
+#: operator replays once Primero is fixed, instead of a false ``Delivery Fail``.
+OPERATOR_FIXABLE = (
+    AuthenticationError,
+    ForbiddenError,
+    FilterIgnoredError,
+    TokenNotIssuedError,
+    UnexpectedResponseError,
+)
 
 
 async def receive(rt: Runtime, ctx: StepContext) -> None:
@@ -75,14 +93,14 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
     fingerprint = str(payload.get("fingerprint"))
     mapped = mapping.map_intervention(intervention, rt.profile, rt.today())
     if isinstance(mapped, MappingError):
-        _refuse(ctx, rt, intervention, fingerprint, error=mapped)
+        await _refuse(ctx, rt, intervention, fingerprint, error=mapped)
         return
     number = mapped.progres_interventionnumber
 
     await ctx.hold(f"individual:{mapped.unhcr_individual_no}")
     written = await write_case(rt, ctx, mapped)
     if isinstance(written, PermanentPeerError):
-        _refuse(
+        await _refuse(
             ctx,
             rt,
             intervention,
@@ -260,15 +278,17 @@ def record_refusal(
     peer_fields: Sequence[str] = (),
     ledger_ids: Mapping[str, Any],
     ids: Mapping[str, Any],
+    state: LedgerState = LedgerState.REFUSED,
 ) -> str:
     """The ledger row, audit entry and log line of a refused intervention, whichever gateway
-    brought it (``ids`` name it in the audit trail and the log); returns the reason kind its
-    refusal message carries: the mapping ``error``'s, else Primero refused it."""
+    brought it (``ids`` name it in the audit trail and the log; ``state``: ``refused_reported``
+    when the peer already has this content's refusal); returns the reason kind its refusal
+    message carries: the mapping ``error``'s, else Primero refused it."""
     reason_kind = error.kind if error is not None else PRIMERO_REFUSED
     ctx.ledger_record(
         FLOW,
         key,
-        state=LedgerState.REFUSED,
+        state=state,
         event=LedgerEvent.INTERVENTION_REFUSED,
         fingerprint=fingerprint,
         reason=reason_kind,
@@ -287,7 +307,7 @@ def record_refusal(
     return reason_kind
 
 
-def _refuse(
+async def _refuse(
     ctx: StepContext,
     rt: Runtime,
     intervention: Any,
@@ -297,11 +317,18 @@ def _refuse(
     peer_reason: str | None = None,
     peer_fields: list[str] | None = None,
 ) -> None:
-    """Record a refused intervention and queue its ``Delivery Fail`` (``peer_fields``: the JSON
-    pointers Primero named, so the audit trail says which field, e.g. a code missing from the
-    instance's lookup)."""
+    """Record a refused intervention, queue its ``Delivery Fail`` and park it as a dead letter
+    (``peer_fields``: the JSON pointers Primero named, so the audit trail says which field,
+    e.g. a code missing from the instance's lookup).
+
+    The dead letter is the only way the intervention can still become a case: proGres sending
+    it again unchanged is a duplicate message, and its ``deliver`` key is used for good. Its
+    replay runs this step again: delivered, it queues the success feedback (its own key);
+    refused again, the same ``Delivery Fail`` key sends nothing more, and a new dead letter
+    waits."""
     number = mapping.intervention_number(intervention)
     key_number = number or f"{ctx.job.message_id}:{ctx.job.refs.get('index')}"
+    reported = await rt.store.ledger.get(FLOW, key_number)
     reason_kind = record_refusal(
         ctx,
         key_number,
@@ -311,22 +338,48 @@ def _refuse(
         peer_fields=peer_fields or (),
         ledger_ids={"progres_interventionnumber": number},
         ids={"progres_interventionnumber": number},
+        # refused again on replay: DTP already has this content's Delivery Fail
+        state=(
+            LedgerState.REFUSED_REPORTED
+            if reported is not None
+            and reported.state == LedgerState.REFUSED_REPORTED
+            and reported.content_fingerprint == fingerprint
+            else LedgerState.REFUSED
+        ),
     )
     feedback = mapping.refusal_feedback(intervention, error, rt.profile, reason_kind=reason_kind)
     ctx.enqueue(
         FEEDBACK,
         {"message": feedback},
-        key=f"{FEEDBACK}:{key_number}:{fingerprint}",
+        # not the success feedback's key: a replay that delivers must still send its own
+        key=f"{FEEDBACK}:{key_number}:{fingerprint}:refused",
         refs={"progres_interventionnumber": number, "status": feedback["status"]},
+    )
+    failure_class = FailureClass.MAPPING if error is not None else FailureClass.PERMANENT
+    ctx.dead_letter(
+        DELIVER,
+        {"intervention": intervention, "fingerprint": fingerprint},
+        key=f"{DELIVER}:{key_number}:{fingerprint}:refused:{ctx.job.id}",
+        refs=ctx.job.refs,
+        reason=DeadReason(
+            failure_class,
+            reason_kind,
+            f"{FLOW.value} intervention {key_number} refused ({reason_kind}"
+            f"{f', Primero {peer_reason}' if peer_reason else ''}); proGres was told Delivery "
+            "Fail. Fix the cause (the profile's tables, a Primero lookup or form) then replay; "
+            "or discard if proGres must correct its data and will send it again changed",
+        ),
     )
 
 
 async def feedback(rt: Runtime, ctx: StepContext) -> None:
     message: dict[str, Any] = (ctx.job.payload or {})["message"]
-    receipt = await rt.dtp.send_decision(message, idempotency_key=idempotency_key(ctx))
     number = message.get("progres_interventionnumber")
+    refused = message.get("status") == dtp.DELIVERY_FAIL
+    if refused and number and await _delivered_since(rt, str(number)):
+        return
+    receipt = await rt.dtp.send_decision(message, idempotency_key=idempotency_key(ctx))
     if number:
-        refused = message.get("status") == dtp.DELIVERY_FAIL
         ctx.ledger_record(
             FLOW,
             number,
@@ -341,6 +394,25 @@ async def feedback(rt: Runtime, ctx: StepContext) -> None:
         progres_interventionnumber=number,
         status=message.get("status"),
     )
+
+
+async def _delivered_since(rt: Runtime, number: str) -> bool:
+    """A ``Delivery Fail`` still unsent (DTP was down) when the replay of its dead letter
+    delivered the intervention: sent now, it would tell proGres the opposite of what is
+    true, after the success feedback."""
+    exchange = await rt.store.ledger.get(FLOW, number)
+    if exchange is None or exchange.state not in (
+        LedgerState.DELIVERED,
+        LedgerState.FEEDBACK_SENT,
+    ):
+        return False
+    log.info(
+        "refusal_feedback_superseded",
+        flow=FLOW.value,
+        progres_interventionnumber=number,
+        case_id=exchange.case_id,
+    )
+    return True
 
 
 def _pointers(exc: PermanentPeerError) -> list[str]:

@@ -142,11 +142,19 @@ class Reports:
                 sa.func.count(),
             )
 
+        # a copy of an item its own step parked for a replay (a refused intervention) was
+        # received once already
+        parent = jobs.alias("parent")
         async with self._db.read() as conn:
             received_rows = (
                 await conn.execute(
                     sa.select(jobs.c.kind, *split(jobs.c.created_at))
-                    .where(jobs.c.kind.in_(list(item_kinds)), jobs.c.created_at >= week)
+                    .select_from(jobs.outerjoin(parent, parent.c.id == jobs.c.parent_id))
+                    .where(
+                        jobs.c.kind.in_(list(item_kinds)),
+                        jobs.c.created_at >= week,
+                        sa.or_(parent.c.kind.is_(None), parent.c.kind != jobs.c.kind),
+                    )
                     .group_by(jobs.c.kind)
                 )
             ).all()

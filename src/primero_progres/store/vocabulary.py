@@ -168,6 +168,7 @@ def flow_of(kind: str) -> Flow | None:
 DECISION_KEY_SEPARATOR = ":"
 
 
-def decision_key(service_unique_id: str | None, status: str) -> str:
-    """The ledger key of a flow-2 exchange: one decision per (service, status), ever."""
+def decision_key(service_unique_id: str, status: str) -> str:
+    """The ledger key of a flow-2 exchange: one decision per (service, status), ever (a row
+    without a ``unique_id`` is never keyed: flow 2 skips it)."""
     return f"{service_unique_id}{DECISION_KEY_SEPARATOR}{status}"

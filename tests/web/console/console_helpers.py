@@ -90,6 +90,8 @@ class Console:
     async def figures(self, page: Page) -> dict[str, dict[str, str]]:
         """The overview's last-7-days figures: flow -> figure -> text."""
         out: dict[str, dict[str, str]] = {}
+        # the login's redirect may still be loading: ``all()`` does not wait
+        await page.locator("table.figures tbody tr").first.wait_for()
         for row in await page.locator("table.figures tbody tr").all():
             flow = await row.get_attribute("data-flow")
             cells = row.locator("td[data-figure]")
