@@ -298,6 +298,42 @@ async def test_a_refused_intervention_is_delivered_by_replaying_its_dead_letter_
     assert events.count("case_created") == 1 and events[-1] == "feedback_sent"
 
 
+async def test_a_refused_copy_replayed_after_a_changed_version_was_delivered_writes_nothing(
+    stack: Stack,
+) -> None:
+    """proGres corrected the intervention and sent it again (new content, delivered); an
+    operator then replays the old refused copy: written, its old content would overwrite the
+    newer in Primero. It writes nothing, and proGres hears nothing more."""
+    await stack.set_faults(
+        "primero",
+        [{"method": "POST", "path": CASES, "status": 422, "body": INVALID_RECORD, "times": 1}],
+    )
+    await deliver_referral(stack)
+    [parked] = await stack.store.jobs.list(state="dead")
+    corrected = demo_data.intervention(progres_interventiondescription="<p>corrected</p>")
+    answer = await stack.progres_sends_referral(demo_data.referral_message(corrected))
+    assert answer["status"] == "queued"
+    await stack.settle()
+    case = await assert_one_case_one_row(stack)
+    journal_before = await stack.sim_call("GET", f"{stack.primero.url}/_sim/journal")
+
+    assert await stack.store.jobs.replay(parked.id)
+    await stack.settle()
+
+    writes = [
+        e
+        for e in await stack.sim_call("GET", f"{stack.primero.url}/_sim/journal")
+        if e["method"] in ("POST", "PATCH")
+    ]
+    assert writes == [e for e in journal_before if e["method"] in ("POST", "PATCH")]
+    assert await case_creations(stack) == [422, 200]
+    assert await feedback_statuses(stack) == ["Delivery Fail", "Pending Acknowledgement"]
+    assert (await stack.store.jobs.get(parked.id)).state == "done"  # type: ignore[union-attr]
+    assert await stack.store.jobs.list(state="dead") == []
+    [exchange] = await stack.store.ledger.find(flow="progres-referral")
+    assert (exchange.state, exchange.case_id) == ("feedback_sent", case["case_id"])
+
+
 async def test_a_refusal_replayed_together_with_its_unsent_delivery_fail_ends_delivered(
     stack: Stack,
 ) -> None:

@@ -225,7 +225,7 @@ async def test_a_refused_intervention_is_parked_for_a_replay_under_its_own_keys(
     assert feedback.key == f"{flow1.FEEDBACK}:{NUMBER}:fp-1:refused"
     [parked] = fake_store.jobs_of(flow1.DELIVER)
     assert parked.key == f"{flow1.DELIVER}:{NUMBER}:fp-1:refused:{job.id}"
-    assert parked.payload == {"intervention": intervention, "fingerprint": "fp-1"}
+    assert parked.payload == {"intervention": intervention, "fingerprint": "fp-1", "refused": True}
     assert dict(parked.refs) == dict(job.refs) and parked.message_id == "m-1"
     reason = parked.dead_reason
     assert reason is not None

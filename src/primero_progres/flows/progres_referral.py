@@ -91,6 +91,8 @@ async def deliver(rt: Runtime, ctx: StepContext) -> None:
     payload = ctx.job.payload or {}
     intervention = payload.get("intervention")
     fingerprint = str(payload.get("fingerprint"))
+    if payload.get("refused") and await _superseded(rt, intervention, fingerprint):
+        return
     mapped = mapping.map_intervention(intervention, rt.profile, rt.today())
     if isinstance(mapped, MappingError):
         await _refuse(ctx, rt, intervention, fingerprint, error=mapped)
@@ -358,7 +360,7 @@ async def _refuse(
     failure_class = FailureClass.MAPPING if error is not None else FailureClass.PERMANENT
     ctx.dead_letter(
         DELIVER,
-        {"intervention": intervention, "fingerprint": fingerprint},
+        {"intervention": intervention, "fingerprint": fingerprint, "refused": True},
         key=f"{DELIVER}:{key_number}:{fingerprint}:refused:{ctx.job.id}",
         refs=ctx.job.refs,
         reason=DeadReason(
@@ -394,6 +396,23 @@ async def feedback(rt: Runtime, ctx: StepContext) -> None:
         progres_interventionnumber=number,
         status=message.get("status"),
     )
+
+
+async def _superseded(rt: Runtime, intervention: Any, fingerprint: str) -> bool:
+    """A refused intervention's parked copy, replayed after proGres sent the intervention
+    again changed (the ledger holds that content's fingerprint): written now, the old content
+    would overwrite the newer in Primero. Nothing is written; the copy is done."""
+    number = mapping.intervention_number(intervention)
+    exchange = await rt.store.ledger.get(FLOW, number) if number else None
+    if exchange is None or exchange.content_fingerprint in (None, fingerprint):
+        return False
+    log.warning(
+        "refused_copy_superseded",
+        flow=FLOW.value,
+        progres_interventionnumber=number,
+        state=exchange.state,
+    )
+    return True
 
 
 async def _delivered_since(rt: Runtime, number: str) -> bool:
