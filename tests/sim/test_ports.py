@@ -73,7 +73,7 @@ def test_a_child_process_listens_on_its_reserved_port() -> None:
 def test_the_proxy_command_prints_the_port_it_bound(refused_url: str) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "primero_progres.cli", "simulate", "proxy",
-         "--upstream", refused_url, "--port", "0"],
+         "--upstream", refused_url, "--port", "0", "--rate", "0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
@@ -82,7 +82,8 @@ def test_the_proxy_command_prints_the_port_it_bound(refused_url: str) -> None:
         line = process.stderr.readline().decode()
         url = line.split()[3]
         assert line.startswith("fault proxy on http://127.0.0.1:") and not url.endswith(":0")
-        # printed once bound, before it listens
+        # printed once bound, before it listens; no fault (--rate 0): the upstream's refusal
+        # is the proxy's 502, never one of its own 5xx or hangs
         deadline = time.monotonic() + 20
         while True:
             try:
