@@ -161,10 +161,7 @@ async def _deliver_again(
 ) -> None:
     """Listed again with nothing new for Primero: repeat only the write-back, unless a
     decision was sent since (the status has moved on; writing it back would undo it)."""
-    decided = await rt.store.ledger.find(
-        Flow.PRIMERO_DECISION, service_unique_id=delivered.service_unique_id
-    )
-    if delivered.service_unique_id and decided:
+    if await _decisions_on(rt, delivered.service_unique_id):
         left_the_queue(FLOW, **_ids(keys))
         return
     ctx.ledger_record(
@@ -242,15 +239,20 @@ def intervention_lease(lp_intervention_id: str) -> str:
     return f"lp-intervention:{lp_intervention_id}"
 
 
+async def _decisions_on(rt: Runtime, service_unique_id: str | None) -> list[Exchange]:
+    """Flow 2's exchanges on a service (none without its ``unique_id``: nothing names it)."""
+    if not service_unique_id:
+        return []
+    return await rt.store.ledger.find(Flow.PRIMERO_DECISION, service_unique_id=service_unique_id)
+
+
 async def _decision_sent(rt: Runtime, number: str) -> bool:
     """Flow 2 sent a decision on the intervention's service. Read under the intervention's
     lease, which flow 2 holds to write it: PING shows that decision (or a later one)."""
     delivered = await rt.store.ledger.get(FLOW, number)
-    if delivered is None or not delivered.service_unique_id:
+    if delivered is None:
         return False
-    decisions = await rt.store.ledger.find(
-        Flow.PRIMERO_DECISION, service_unique_id=delivered.service_unique_id
-    )
+    decisions = await _decisions_on(rt, delivered.service_unique_id)
     return any(decision.state == LedgerState.SENT for decision in decisions)
 
 
