@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import _procs
 import http_side
@@ -44,13 +43,9 @@ import httpx2 as httpx
 import store_path
 
 import e2e
-from primero_progres import demo_data
 from primero_progres.logging import configure_logging
 from primero_progres.profiles import load_profile
-from primero_progres.settings import Settings
 from primero_progres.sim.primero_config import profile_users
-from primero_progres.store import Store
-from primero_progres.web import create_app
 
 #: issue 9's goals: (setup, bridge/direct at least, worker processes beside ``serve``)
 THROUGHPUT_GOALS = (("SQLite, one serve", 0.6, 0), ("PostgreSQL, serve + 2 workers", 0.8, 2))
@@ -81,13 +76,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, list[flo
         figures.setdefault(name, []).append(value)
         return value
 
-    store = cast(Store, http_side._Store())
-    app = create_app(Settings.for_tests(inbox_tokens=demo_data.INBOX_TOKEN), store)
-    bodies = [
-        json.dumps(demo_data.referral_message(item)).encode()
-        for item in http_side._items("B", args.count)
-    ]
-    await http_side.inbox_round(app, bodies[:20])  # imports, caches
+    app, bodies = await http_side.warm_inbox("B", args.count)
     users = profile_users(load_profile("gambella"))
     primero, dtp = _procs.start_primero(workdir), _procs.start_dtp(workdir)
     postgres = _procs.postgres_reachable() is None

@@ -135,13 +135,20 @@ async def clients_round(primero: _procs.Proc, dtp: _procs.Proc, tag: str,
     return used / (count - 1), sims_used / (count - 1)
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    configure_logging(level="WARNING")
+async def warm_inbox(tag: str, count: int) -> tuple[Any, list[bytes]]:
+    """The inbox's app over a store that takes every message, ``count`` distinct POST bodies,
+    and a first round of 20 (imports, caches) not counted."""
     store = cast(Store, _Store())
     app = create_app(Settings.for_tests(inbox_tokens=demo_data.INBOX_TOKEN), store)
     bodies = [json.dumps(demo_data.referral_message(item)).encode()
-              for item in _items("I", args.count)]
-    await inbox_round(app, bodies[:20])  # imports, caches
+              for item in _items(tag, count)]
+    await inbox_round(app, bodies[:20])
+    return app, bodies
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    configure_logging(level="WARNING")
+    app, bodies = await warm_inbox("I", args.count)
     inbox, clients, sims = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as workdir:
         primero, dtp = _procs.start_primero(Path(workdir)), _procs.start_dtp(Path(workdir))
